@@ -1,0 +1,43 @@
+# Two commands do everything on a fresh clone: `make demo` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PRISM := node_modules/.bin/prism
+
+.PHONY: demo test lint typecheck check unit venv clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+# Installs pinned versions (constraints.txt); the stamp re-runs it when they change.
+$(VENV)/.installed: pyproject.toml constraints.txt | $(BIN)/python
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[test]'
+	touch $@
+
+$(PRISM): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+venv: $(VENV)/.installed
+
+demo: $(VENV)/.installed
+	$(BIN)/account-watcher demo
+
+lint: $(VENV)/.installed
+	$(BIN)/ruff check watcher tests bench
+	$(BIN)/ruff format --check watcher tests bench
+
+typecheck: $(VENV)/.installed
+	$(BIN)/mypy
+
+check: $(VENV)/.installed
+	$(BIN)/account-watcher --config config.yaml.example check
+
+unit: $(VENV)/.installed $(PRISM)
+	PRISM_BIN=$(CURDIR)/$(PRISM) $(BIN)/pytest -q
+
+test: lint typecheck check unit
+
+clean:
+	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,174 @@
+"""Shared fixtures: the loopback simulator, a JSON receiver, an SMTP server, the real CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from email import message_from_bytes, policy
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiosmtpd.controller import Controller
+
+from watcher.sim import SimAccount, SimServer, free_port
+
+API_KEY = "KEYtest0123456789abcdefSECRET"
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def sim() -> Iterator[SimServer]:
+    """A simulated Telnyx account on 127.0.0.1 with plenty of credit."""
+    server = SimServer(SimAccount(api_key=API_KEY, balance="500.00"))
+    with server:
+        yield server
+
+
+@dataclass
+class Receiver:
+    """A local HTTP endpoint for apprise's `json://` URLs; `status` is what it answers."""
+
+    port: int
+    messages: list[dict[str, Any]] = field(default_factory=list)
+    status: int = 200
+
+    @property
+    def url(self) -> str:
+        return f"json://127.0.0.1:{self.port}/hook"
+
+    @property
+    def titles(self) -> list[str]:
+        return [str(m.get("title", "")) for m in self.messages]
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    state = Receiver(port=0)
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            length = int(self.headers.get("Content-Length", 0))
+            body = self.rfile.read(length)
+            if state.status == 200:
+                state.messages.append(json.loads(body))
+            self.send_response(state.status)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    state.port = server.server_address[1]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield state
+    server.shutdown()
+    server.server_close()
+
+
+@dataclass
+class Mailbox:
+    port: int
+    messages: list[Any] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return (
+            f"mailto://127.0.0.1:{self.port}/?from=watcher@example.com"
+            "&to=oncall@example.com&mode=insecure"
+        )
+
+    @property
+    def subjects(self) -> list[str]:
+        return [str(m["Subject"]) for m in self.messages]
+
+
+@pytest.fixture
+def mailbox() -> Iterator[Mailbox]:
+    box = Mailbox(port=free_port())
+
+    class Handler:
+        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+            box.messages.append(
+                message_from_bytes(envelope.original_content, policy=policy.default)
+            )
+            return "250 OK"
+
+    controller = Controller(Handler(), hostname="127.0.0.1", port=box.port)
+    controller.start()
+    yield box
+    controller.stop()
+
+
+def write_config(
+    tmp_path: Path,
+    base_url: str,
+    urls: list[str],
+    rules: str,
+    *,
+    extra: str = "",
+    interval: str = "10s",
+    timeout: str = "3s",
+) -> Path:
+    """A config file plus one rule file in `tmp_path`; returns the config path."""
+    (tmp_path / "rules").mkdir(exist_ok=True)
+    (tmp_path / "rules" / "rules.yaml").write_text(rules)
+    config = tmp_path / "config.yaml"
+    url_list = ", ".join(json.dumps(u) for u in urls)
+    config.write_text(
+        f"""\
+accounts:
+  - name: main
+    api_key: env:TELNYX_API_KEY
+    base_url: {base_url}
+poll:
+  interval: {interval}
+  timeout: {timeout}
+rules: [rules/*.yaml]
+state:
+  path: {tmp_path / "state.db"}
+notify:
+  routes:
+    ops:
+      urls: [{url_list}]
+{extra}"""
+    )
+    return config
+
+
+def cli_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WATCHER_")}
+    env.update(TELNYX_API_KEY=API_KEY, PYTHONUNBUFFERED="1", **extra)
+    return env
+
+
+def run_cli(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """The real CLI in a child process (`python -m watcher ...`)."""
+    return subprocess.run(
+        [sys.executable, "-m", "watcher", *args],
+        capture_output=True,
+        text=True,
+        env=env or cli_env(),
+        timeout=timeout,
+        cwd=REPO,
+        check=False,
+    )
+
+
+def wait_for(predicate: Any, timeout: float = 20.0, interval: float = 0.05) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(interval)

@@ -1,0 +1,98 @@
+"""Fault paths against the simulator through the real CLI: no crash, the other sources
+still evaluated, the key never printed."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from conftest import API_KEY, Receiver, run_cli, write_config
+
+from watcher.sim import Fault, SimServer
+
+RULES = """\
+rules:
+  - name: low-credit
+    kind: balance
+    below: 50
+    severity: critical
+  - name: webhook-failure-spike
+    kind: webhook_failures
+    window: 15m
+    at_least: 2
+"""
+
+
+def setup(tmp_path: Path, sim: SimServer, receiver: Receiver) -> Path:
+    sim.account.set_balance("10.00")
+    for _ in range(2):
+        sim.account.add_webhook_delivery(started_at=datetime.now(UTC))
+    return write_config(tmp_path, sim.base_url, [receiver.url], RULES, timeout="1s")
+
+
+def once(config: Path) -> tuple[str, str]:
+    result = run_cli("--config", str(config), "--debug", "once")
+    assert result.returncode == 0, result.stderr
+    assert API_KEY not in result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    return result.stdout, result.stderr
+
+
+def test_429_with_retry_after_is_retried(
+    tmp_path: Path, sim: SimServer, receiver: Receiver
+) -> None:
+    config = setup(tmp_path, sim, receiver)
+    sim.account.inject_fault("/balance", Fault.status(429, headers={"Retry-After": "1"}))
+    started = time.monotonic()
+    out, _ = once(config)
+    assert time.monotonic() - started >= 1.0  # waited as told
+    assert sim.account.request_count("/balance") == 2
+    assert "[CRITICAL] low-credit firing — main" in receiver.titles
+    assert "balance: ok" in out
+
+
+@pytest.mark.parametrize(
+    ("fault", "times", "expect"),
+    [
+        (Fault.status(500), 2, "balance: ok"),  # retried until it works
+        (Fault.status(503), -1, "balance: FAILED"),  # keeps failing: source failed
+        (Fault.delay(2.5), -1, "balance: FAILED"),  # every attempt times out (timeout 1s)
+        (Fault.malformed(), -1, "balance: FAILED"),
+        (Fault.disconnect(), -1, "balance: FAILED"),
+    ],
+)
+def test_balance_fault_does_not_stop_other_sources(
+    tmp_path: Path, sim: SimServer, receiver: Receiver, fault: Fault, times: int, expect: str
+) -> None:
+    config = setup(tmp_path, sim, receiver)
+    sim.account.inject_fault("/balance", fault, times=times)
+    out, _ = once(config)
+    assert expect in out
+    # the webhook source was evaluated regardless
+    assert "[WARNING] webhook-failure-spike firing — main" in receiver.titles
+    assert "webhooks: ok" in out
+
+
+def test_rejected_key_is_reported_and_alerted(
+    tmp_path: Path, sim: SimServer, receiver: Receiver
+) -> None:
+    config = setup(tmp_path, sim, receiver)
+    sim.account.revoke_key()
+    out, _ = once(config)
+    assert sim.account.request_count("/balance") == 1  # a 401 is not retried
+    assert "balance: FAILED" in out and "401" in out
+    assert "[CRITICAL] watcher-source-down firing — main [balance]" in receiver.titles
+    assert "the API rejected the key" in str(receiver.messages[0]["message"])
+
+
+def test_notification_channel_down_does_not_break_the_cycle(
+    tmp_path: Path, sim: SimServer, receiver: Receiver
+) -> None:
+    config = setup(tmp_path, sim, receiver)
+    receiver.status = 500
+    out, err = once(config)
+    assert "balance: ok" in out
+    assert "failed: ops json://" in out
+    assert "notify.failed" in err

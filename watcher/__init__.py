@@ -1,0 +1,3 @@
+"""account-watcher: keeps a Telnyx account healthy."""
+
+__version__ = "0.1.0"

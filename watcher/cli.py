@@ -1,0 +1,277 @@
+"""Command line: `account-watcher [--config PATH] COMMAND` (DESIGN §7).
+
+Exit codes: 0 ok; 1 `check` found problems; 2 usage error, missing config file, invalid
+config or unresolvable secret (`run`/`once`); 3 runtime failure (state unusable).
+Errors are one sentence on stderr; results go to stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import sys
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NoReturn, TextIO
+
+import structlog
+
+from watcher import logs
+from watcher.daemon import (
+    Daemon,
+    Runtime,
+    alert_lines,
+    build_clients,
+    build_notifier,
+    load_runtime,
+    register_secrets,
+    summarize,
+)
+from watcher.notify import NotifyError
+from watcher.ruleload import load_rules
+from watcher.secrets import SecretError
+from watcher.settings import check_secrets, default_config_path, load_settings
+from watcher.store import Store, StoreError
+from watcher.yamlfile import ConfigError
+
+log = structlog.get_logger(__name__)
+
+EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_RUNTIME = 0, 1, 2, 3
+
+
+class Exit(Exception):
+    """Ends the command with a code and an optional one-sentence message."""
+
+    def __init__(self, code: int, message: str = "") -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="account-watcher",
+        description="Keeps a Telnyx account healthy: polls, evaluates rules, alerts.",
+    )
+    parser.add_argument(
+        "--config",
+        type=Path,
+        help="config file (default: $WATCHER_CONFIG, else /etc/account-watcher/config.yaml)",
+    )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub.add_parser("run", help="the daemon loop (systemd runs this)")
+    once = sub.add_parser("once", help="one poll-evaluate-act cycle, then a summary")
+    once.add_argument("--dry-run", action="store_true", help="never pay (top-ups)")
+    sub.add_parser("check", help="validate config and every rule file")
+    sub.add_parser("status", help="alerts, last poll per source, last cycle")
+    demo = sub.add_parser("demo", help="run against a built-in simulated account")
+    demo.add_argument("--speed", type=float, default=1.0, help=argparse.SUPPRESS)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> NoReturn:
+    """Entry point of the console script and `python -m watcher`."""
+    args = _parser().parse_args(argv)
+    try:
+        code = _dispatch(args)
+    except Exit as exc:
+        if str(exc):
+            print(f"account-watcher: {exc}", file=sys.stderr)
+        code = exc.code
+    except KeyboardInterrupt:
+        code = EXIT_OK
+    except Exception as exc:  # last resort: one sentence, traceback only with --debug
+        if args.debug:
+            traceback.print_exc()
+        print(f"account-watcher: unexpected error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        code = EXIT_RUNTIME
+    sys.exit(code)
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "demo":
+        from watcher.demo import run_demo
+
+        return run_demo(speed=args.speed)
+    path = args.config or default_config_path(os.environ)
+    if not path.exists():
+        raise Exit(EXIT_USAGE, f"config file {path} does not exist (use --config PATH)")
+    match args.command:
+        case "check":
+            return cmd_check(path, sys.stdout, sys.stderr)
+        case "status":
+            return cmd_status(path, sys.stdout)
+        case "once":
+            return asyncio.run(cmd_once(path, dry_run=args.dry_run))
+        case "run":
+            return asyncio.run(cmd_run(path))
+    raise Exit(EXIT_USAGE, f"unknown command {args.command}")  # pragma: no cover
+
+
+# ---------------------------------------------------------------------------- check
+
+
+def cmd_check(path: Path, out: TextIO, err: TextIO) -> int:
+    """Validate config and rules; every problem printed at once."""
+    try:
+        loaded = load_settings(path, environ=os.environ)
+    except ConfigError as exc:
+        for line in exc.errors:
+            print(line, file=err)
+        return EXIT_INVALID
+    found = load_rules(loaded.settings.rules, loaded.config_dir)
+    errors = list(found.errors)
+    routes = set(loaded.settings.notify.routes)
+    accounts = {a.name for a in loaded.settings.accounts}
+    for rule in found.rules:
+        where = found.locations[rule.name]
+        errors += [
+            f"{where}: route {r!r} is not defined in notify.routes"
+            for r in rule.routes
+            if r not in routes
+        ]
+        errors += [
+            f"{where}: account {a!r} is not defined in accounts"
+            for a in rule.accounts or []
+            if a not in accounts
+        ]
+        if not rule.routes and routes and loaded.settings.notify.default_route is None:
+            errors.append(f"{where}: no route given and notify.default_route is not set")
+    warnings = found.warnings + check_secrets(
+        loaded.settings, environ=os.environ, config_dir=loaded.config_dir
+    )
+    for line in warnings:
+        print(f"warning: {line}", file=err)
+    for line in errors:
+        print(line, file=err)
+    if errors:
+        return EXIT_INVALID
+    print(
+        f"ok: {path}: {len(loaded.settings.accounts)} account(s), "
+        f"{len(found.files)} rule file(s), {len(found.rules)} rule(s)",
+        file=out,
+    )
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------------------- run / once
+
+
+def _runtime(path: Path) -> Runtime:
+    try:
+        return load_runtime(path, os.environ)
+    except ConfigError as exc:
+        for line in exc.errors:
+            print(line, file=sys.stderr)
+        raise Exit(EXIT_USAGE, f"invalid configuration in {path}") from None
+    except SecretError as exc:
+        raise Exit(EXIT_USAGE, str(exc)) from None
+
+
+def _configure_logs(runtime: Runtime) -> None:
+    log_config = runtime.loaded.settings.log
+    logs.configure_logging(level=log_config.level, fmt=log_config.format)
+    register_secrets(runtime.secrets)
+
+
+def _open_store(runtime: Runtime) -> Store:
+    path = runtime.loaded.settings.state.resolve_state_path(os.environ, runtime.loaded.config_dir)
+    try:
+        return Store.open(path)
+    except StoreError as exc:
+        raise Exit(EXIT_RUNTIME, str(exc)) from None
+
+
+def _daemon(runtime: Runtime, store: Store) -> Daemon:
+    try:
+        notifier = build_notifier(runtime)
+    except NotifyError as exc:
+        raise Exit(EXIT_USAGE, str(exc)) from None
+    return Daemon(runtime, store, notifier=notifier, clients=build_clients(runtime))
+
+
+async def cmd_once(path: Path, *, dry_run: bool) -> int:
+    """One cycle, then the summary on stdout. Exit 0 even when a source failed."""
+    runtime = _runtime(path)
+    _configure_logs(runtime)
+    with _open_store(runtime) as store:
+        daemon = _daemon(runtime, store)
+        try:
+            report = await daemon.cycle()
+        finally:
+            await daemon.aclose()
+    lines = summarize(report)
+    if dry_run:
+        lines.append("dry run: no money was moved")
+    print("\n".join(lines))
+    return EXIT_OK
+
+
+async def cmd_run(path: Path) -> int:
+    """The daemon loop until SIGTERM/SIGINT; the cycle in flight finishes, exit 0."""
+    runtime = _runtime(path)
+    _configure_logs(runtime)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    with _open_store(runtime) as store:
+        daemon = _daemon(runtime, store)
+        log.info(
+            "daemon.started",
+            config=str(path),
+            rules=len(runtime.rules),
+            accounts=len(daemon.clients),
+        )
+        try:
+            await daemon.run(stop)
+        finally:
+            await daemon.aclose()
+    log.info("daemon.stopped")
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------------------- status
+
+
+def cmd_status(path: Path, out: TextIO) -> int:
+    """Alerts, last poll per source and the last cycle, from the state database."""
+    try:
+        loaded = load_settings(path, environ=os.environ)
+    except ConfigError as exc:
+        for line in exc.errors:
+            print(line, file=sys.stderr)
+        raise Exit(EXIT_USAGE, f"invalid configuration in {path}") from None
+    state_path = loaded.settings.state.resolve_state_path(os.environ, loaded.config_dir)
+    if not state_path.exists():
+        print(f"no state yet at {state_path}: the daemon has not run", file=out)
+        return EXIT_OK
+    try:
+        store = Store.open(state_path)
+    except StoreError as exc:
+        raise Exit(EXIT_RUNTIME, str(exc)) from None
+    with store:
+        cycle = store.last_cycle()
+        lines = [f"state: {state_path}"]
+        if cycle is None:
+            lines.append("last cycle: never")
+        else:
+            lines.append(
+                f"last cycle: {cycle.at:%Y-%m-%d %H:%M:%S} UTC, {cycle.duration_s:.2f}s, "
+                f"{cycle.errors} source error(s)"
+            )
+        lines.append("sources:")
+        for h in store.source_health():
+            ok = f"{h.last_ok:%Y-%m-%d %H:%M:%S} UTC" if h.last_ok else "never"
+            state = (
+                f"FAILING since {h.failing_since:%Y-%m-%d %H:%M:%S} UTC: {h.last_error}"
+                if h.failing_since
+                else "ok"
+            )
+            lines.append(f"  {h.account}/{h.source}: last ok {ok}; {state}")
+        lines += alert_lines(store.load_alerts().values())
+    print("\n".join(lines), file=out)
+    return EXIT_OK

@@ -1,0 +1,169 @@
+"""Core data: what the sources observed, what the rules found, what the lifecycle decided.
+
+Pure: no I/O, no clock. Everything is a frozen, slotted dataclass so that values can be
+compared in tests and shared between tasks without copies.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+
+class Severity(enum.IntEnum):
+    """Alert severity; ordered so that `max()` picks the most severe."""
+
+    INFO = 1
+    WARNING = 2
+    CRITICAL = 3
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
+
+    @classmethod
+    def parse(cls, text: str) -> Severity:
+        return cls[text.upper()]
+
+
+class SourceName(enum.StrEnum):
+    """The account data the daemon can poll."""
+
+    BALANCE = "balance"
+    AUDIT = "audit"
+    WEBHOOKS = "webhooks"
+
+
+BALANCE_FIELDS = ("available_credit", "balance", "credit_limit", "pending")
+
+
+@dataclass(frozen=True, slots=True)
+class Balance:
+    """`GET /balance`; money is Decimal, never float."""
+
+    balance: Decimal
+    available_credit: Decimal
+    credit_limit: Decimal
+    pending: Decimal
+    currency: str
+
+    def field(self, name: str) -> Decimal:
+        value: Decimal = getattr(self, name)
+        return value
+
+
+@dataclass(frozen=True, slots=True)
+class AuditChange:
+    """One entry of an audit event's `changes[]`; `old`/`new` are any JSON value."""
+
+    field: str
+    old: Any = None
+    new: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEvent:
+    """One entry of `GET /audit_events`."""
+
+    id: str
+    created_at: datetime
+    change_type: str = ""
+    change_made_by: str = ""
+    resource_id: str | None = None
+    alternate_resource_id: str | None = None
+    user_id: str | None = None
+    record_type: str | None = None
+    changes: tuple[AuditChange, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookDelivery:
+    """One entry of `GET /webhook_deliveries`, flattened to what rules and messages use.
+
+    `url`, `http_status` and `error` come from the most recent attempt.
+    """
+
+    id: str
+    started_at: datetime
+    status: str
+    event_type: str = ""
+    url: str = ""
+    http_status: int | None = None
+    error: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class SourceError:
+    """A source that could not be read this cycle. `auth` is set when the key was rejected."""
+
+    source: SourceName
+    message: str
+    auth: bool = False
+    failing_since: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AccountSnapshot:
+    """What one cycle learned about one account.
+
+    - `balance`: None when not polled or failed.
+    - `balance_history`: stored samples (oldest first), for forecasts.
+    - `new_audit_events`: events not seen in an earlier cycle (deduplicated by the store).
+    - `webhook_failures`: failed deliveries from the local store covering the longest window.
+    - `delivery_totals`: all deliveries (any status) started since `now - window`, per window.
+    - `errors`: sources that failed this cycle; rules needing them are not judged.
+    """
+
+    account: str
+    balance: Balance | None = None
+    balance_history: tuple[tuple[datetime, Balance], ...] = ()
+    new_audit_events: tuple[AuditEvent, ...] = ()
+    webhook_failures: tuple[WebhookDelivery, ...] = ()
+    delivery_totals: Mapping[timedelta, int] = field(default_factory=dict)
+    errors: Mapping[SourceName, SourceError] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class AlertKey:
+    """Identifies one alert: a rule, an account and a group (`""` when ungrouped)."""
+
+    rule: str
+    account: str
+    group: str = ""
+
+    def __str__(self) -> str:
+        suffix = f" [{self.group}]" if self.group else ""
+        return f"{self.rule}/{self.account}{suffix}"
+
+
+class Phase(enum.StrEnum):
+    """Where an alert is in its lifecycle (absent = inactive)."""
+
+    PENDING = "pending"
+    FIRING = "firing"
+
+
+@dataclass(frozen=True, slots=True)
+class AlertState:
+    """The persisted state of one alert key.
+
+    - `active_since`: when the condition was first seen holding (start of `for`).
+    - `fired_at`: when it went firing (None while pending).
+    - `last_notified_at` / `notified_severity`: what was last notified, for repeats and
+      escalation.
+    - `value` / `threshold`: last rendered values, for `status` and resolved messages.
+    """
+
+    key: AlertKey
+    phase: Phase
+    severity: Severity
+    active_since: datetime
+    fired_at: datetime | None = None
+    last_notified_at: datetime | None = None
+    notified_severity: Severity | None = None
+    value: str = ""
+    threshold: str = ""

@@ -1,0 +1,76 @@
+"""Load rule files: globs → validated rules, or every problem as `file:line:col: message`."""
+
+from __future__ import annotations
+
+import glob
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from watcher.rules import Rule, RuleFile
+from watcher.yamlfile import ConfigError, format_validation_errors, load_yaml
+
+
+@dataclass(slots=True)
+class LoadedRules:
+    """Rules from every file, plus errors and warnings (each `file:line:col: message`)."""
+
+    rules: list[Rule] = field(default_factory=list)
+    files: list[Path] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    locations: dict[str, str] = field(default_factory=dict)  # rule name -> file:line:col
+
+
+def expand(patterns: Sequence[str], base_dir: Path) -> tuple[list[Path], list[str]]:
+    """Expand globs relative to `base_dir`. Out: sorted unique files, warnings for empty globs."""
+    files: list[Path] = []
+    warnings: list[str] = []
+    for pattern in patterns:
+        full = pattern if Path(pattern).is_absolute() else str(base_dir / pattern)
+        matched = sorted(Path(p) for p in glob.glob(full, recursive=True) if Path(p).is_file())
+        if not matched:
+            warnings.append(f"rules: pattern {pattern!r} matches no file")
+        files += [p for p in matched if p not in files]
+    return files, warnings
+
+
+def load_rules(patterns: Sequence[str], base_dir: Path) -> LoadedRules:
+    """Load and validate every rule file the globs match.
+
+    All problems of all files are collected (never raised): invalid YAML, schema errors,
+    and rule names used twice.
+    """
+    out = LoadedRules()
+    out.files, out.warnings = expand(patterns, base_dir)
+    for path in out.files:
+        for rule, where in _load_file(path, out.errors):
+            first = out.locations.get(rule.name)
+            if first is not None:
+                out.errors.append(f"{where}: rule name {rule.name!r} is already used at {first}")
+                continue
+            out.locations[rule.name] = where
+            out.rules.append(rule)
+    return out
+
+
+def _load_file(path: Path, errors: list[str]) -> list[tuple[Rule, str]]:
+    try:
+        doc = load_yaml(path)
+    except ConfigError as exc:
+        errors.extend(exc.errors)
+        return []
+    if doc.data is None:
+        return []
+    try:
+        parsed = RuleFile.model_validate(doc.data)
+    except ValidationError as exc:
+        errors.extend(format_validation_errors(path, doc, exc))
+        return []
+    located = []
+    for index, rule in enumerate(parsed.rules):
+        line, col = doc.locate(("rules", index))
+        located.append((rule, f"{path}:{line}:{col}"))
+    return located

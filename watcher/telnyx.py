@@ -1,0 +1,722 @@
+"""Async client for the few Telnyx API v2 endpoints the watcher reads.
+
+An edge module: HTTP in, `watcher.model` values out. One function, `classify`, decides
+what an HTTP outcome means (success, retryable, rejected key, permanent); the retry loop
+only follows its verdict. Every failure leaves the client as a `TelnyxError`: never an
+httpx, pydantic or JSON exception.
+
+The API key lives in a `SecretStr` and is unwrapped once, into the default headers of the
+`httpx.AsyncClient`; it is never an argument of a retried function, never in a log event,
+an error message or `repr()`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import math
+import random
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from importlib import metadata
+from types import TracebackType
+from typing import Annotated, Any, Generic, Self, TypeVar
+
+import httpx
+import pydantic
+import structlog
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+
+from watcher.model import AuditChange, AuditEvent, Balance, WebhookDelivery
+
+log = structlog.get_logger(__name__)
+
+MAX_PAGE_SIZE = 250
+"""The largest `page[size]` the API accepts (422 beyond)."""
+
+MAX_PAGES = 1000
+"""Safety stop for pagination: more pages than this is treated as a broken response."""
+
+BACKOFF_INITIAL = 0.5
+"""First backoff wait in seconds when the server gives no Retry-After; doubles per attempt."""
+
+BACKOFF_JITTER = 0.5
+"""Up to this many seconds of random jitter are added to each backoff wait."""
+
+Sleep = Callable[[float], Awaitable[None]]
+Clock = Callable[[], float]
+
+_RNG = random.SystemRandom()
+_ERROR_TEXT_LIMIT = 200
+
+
+def _user_agent() -> str:
+    try:
+        version = metadata.version("account-watcher")
+    except metadata.PackageNotFoundError:
+        version = "0+unknown"
+    return f"account-watcher/{version}"
+
+
+# --------------------------------------------------------------------------- errors
+
+
+class TelnyxError(Exception):
+    """The one error type of the client.
+
+    `retryable` (429, 5xx, timeouts, connection failures) and `auth` (401/403) are decided
+    in one place, `classify`. `retry_after` is the server's requested wait in seconds
+    (Retry-After or x-ratelimit-reset), uncapped. `str(err)` is one sentence without
+    secrets, e.g. "GET /balance failed: HTTP 503 (10011 Too many requests)".
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        endpoint: str,
+        status: int | None = None,
+        code: str | None = None,
+        retryable: bool = False,
+        auth: bool = False,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.endpoint = endpoint
+        self.status = status
+        self.code = code
+        self.retryable = retryable
+        self.auth = auth
+        self.retry_after = retry_after
+
+    def __str__(self) -> str:
+        return self.message
+
+    def __repr__(self) -> str:
+        return (
+            f"TelnyxError({self.message!r}, endpoint={self.endpoint!r}, status={self.status!r}, "
+            f"code={self.code!r}, retryable={self.retryable!r}, auth={self.auth!r}, "
+            f"retry_after={self.retry_after!r})"
+        )
+
+    def redacted(self, secret: str) -> TelnyxError:
+        """A copy whose message has every occurrence of `secret` masked (self if absent)."""
+        if not secret or secret not in self.message:
+            return self
+        return TelnyxError(
+            self.message.replace(secret, "**********"),
+            endpoint=self.endpoint,
+            status=self.status,
+            code=self.code,
+            retryable=self.retryable,
+            auth=self.auth,
+            retry_after=self.retry_after,
+        )
+
+
+def classify(
+    endpoint: str,
+    response: httpx.Response | None,
+    exc: Exception | None,
+    *,
+    method: str = "GET",
+) -> TelnyxError | None:
+    """Decide what one HTTP outcome means: THE place that sets `retryable` and `auth`.
+
+    In: the endpoint path (e.g. "/balance"), and either the response or the exception
+    raised while sending. Out: None for a 2xx response, else a `TelnyxError`:
+    429/5xx/timeouts/connection errors are retryable (with `retry_after` from Retry-After
+    or x-ratelimit-reset); 401/403 set `auth`; any other status is permanent. Raises
+    nothing.
+    """
+    where = f"{method} {endpoint}"
+    if response is None:
+        return _classify_exception(where, endpoint, exc)
+    status = response.status_code
+    if 200 <= status < 300:
+        return None
+    code, text = _error_summary(response)
+    if status in (401, 403):
+        return TelnyxError(
+            f"{where}: the API rejected the key (HTTP {status})",
+            endpoint=endpoint,
+            status=status,
+            code=code,
+            auth=True,
+        )
+    retryable = status == 429 or status >= 500
+    detail = f" ({text})" if text else ""
+    return TelnyxError(
+        f"{where} failed: HTTP {status}{detail}",
+        endpoint=endpoint,
+        status=status,
+        code=code,
+        retryable=retryable,
+        retry_after=_retry_after(response.headers),
+    )
+
+
+def _classify_exception(where: str, endpoint: str, exc: Exception | None) -> TelnyxError:
+    if isinstance(exc, httpx.TimeoutException | TimeoutError):
+        seconds = _timeout_of(exc)
+        after = f" after {seconds:g}s" if seconds is not None else ""
+        return TelnyxError(f"{where} timed out{after}", endpoint=endpoint, retryable=True)
+    if exc is None:
+        return TelnyxError(f"{where}: no response", endpoint=endpoint, retryable=True)
+    retryable = isinstance(exc, httpx.NetworkError | httpx.RemoteProtocolError | httpx.ProxyError)
+    return TelnyxError(
+        f"{where}: request failed ({type(exc).__name__}: {_clip(str(exc))})",
+        endpoint=endpoint,
+        retryable=retryable,
+    )
+
+
+def _timeout_of(exc: Exception) -> float | None:
+    """The read timeout the failed request was sent with, when the exception knows it."""
+    try:
+        request = exc.request if isinstance(exc, httpx.RequestError) else None
+    except RuntimeError:  # an httpx exception raised without its request
+        return None
+    timeouts = request.extensions.get("timeout") if request is not None else None
+    if isinstance(timeouts, Mapping):
+        read = timeouts.get("read")
+        if isinstance(read, int | float):
+            return float(read)
+    return None
+
+
+def _error_summary(response: httpx.Response) -> tuple[str | None, str]:
+    """The first Telnyx error of the body as (code, "code title"), or (None, "")."""
+    try:
+        body = _ErrorBody.model_validate_json(response.content)
+    except pydantic.ValidationError:
+        return None, ""
+    if not body.errors:
+        return None, ""
+    first = body.errors[0]
+    code = None if first.code is None else str(first.code)
+    title = first.title or first.detail or ""
+    text = " ".join(part for part in (code, title) if part)
+    return code, _clip(text)
+
+
+def _clip(text: str) -> str:
+    text = " ".join(text.split())
+    if len(text) <= _ERROR_TEXT_LIMIT:
+        return text
+    return text[: _ERROR_TEXT_LIMIT - 1] + "…"
+
+
+def _retry_after(headers: httpx.Headers) -> float | None:
+    """Seconds to wait from Retry-After (seconds or HTTP date), else x-ratelimit-reset."""
+    retry_after = headers.get("retry-after")
+    if retry_after is not None:
+        seconds = _seconds(retry_after)
+        if seconds is None:
+            seconds = _seconds_until_date(retry_after, headers.get("date"))
+        if seconds is not None:
+            return seconds
+    reset = headers.get("x-ratelimit-reset")
+    return _seconds(reset) if reset is not None else None
+
+
+def _seconds(text: str) -> float | None:
+    try:
+        value = float(text.strip())
+    except ValueError:
+        return None
+    if math.isnan(value) or math.isinf(value) or value < 0:
+        return None
+    return value
+
+
+def _seconds_until_date(text: str, date_header: str | None) -> float | None:
+    """An HTTP-date Retry-After, measured against the response's own Date header."""
+    if date_header is None:
+        return None
+    try:
+        until = email.utils.parsedate_to_datetime(text)
+        sent = email.utils.parsedate_to_datetime(date_header)
+        return max(0.0, (until - sent).total_seconds())
+    except (TypeError, ValueError):  # unparsable, or naive minus aware
+        return None
+
+
+# --------------------------------------------------------------------------- wire models
+
+
+def _money_text(value: object) -> object:
+    if isinstance(value, float):
+        raise ValueError("money must be a decimal string, not a JSON number")
+    return value
+
+
+Money = Annotated[Decimal, BeforeValidator(_money_text), Field(allow_inf_nan=False)]
+ItemT = TypeVar("ItemT")
+
+
+class _Wire(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class _ErrorItem(_Wire):
+    code: str | int | None = None
+    title: str | None = None
+    detail: str | None = None
+
+
+class _ErrorBody(_Wire):
+    errors: list[_ErrorItem] = []
+
+
+class _BalanceData(_Wire):
+    balance: Money
+    available_credit: Money
+    credit_limit: Money
+    pending: Money
+    currency: str
+
+
+class _BalanceBody(_Wire):
+    data: _BalanceData
+
+
+class _Meta(_Wire):
+    page_number: int | None = None
+    page_size: int | None = None
+    total_pages: int | None = None
+    total_results: int | None = None
+
+
+class _Page(_Wire, Generic[ItemT]):
+    data: list[ItemT]
+    meta: _Meta | None = None
+
+
+class _CountBody(_Wire):
+    meta: _Meta
+
+
+class _Change(_Wire):
+    field: str = ""
+    old: Any = Field(default=None, alias="from")
+    new: Any = Field(default=None, alias="to")
+
+
+class _AuditLog(_Wire):
+    id: str
+    created_at: datetime
+    change_type: str | None = None
+    change_made_by: str | None = None
+    resource_id: str | None = None
+    alternate_resource_id: str | None = None
+    user_id: str | None = None
+    record_type: str | None = None
+    changes: list[_Change] | None = None
+
+
+class _HttpRequest(_Wire):
+    url: str | None = None
+
+
+class _HttpResponse(_Wire):
+    status: int | None = None
+
+
+class _Http(_Wire):
+    request: _HttpRequest | None = None
+    response: _HttpResponse | None = None
+
+
+class _Attempt(_Wire):
+    errors: list[Any] | None = None
+    http: _Http | None = None
+
+
+class _Webhook(_Wire):
+    event_type: str | None = None
+
+
+class _Delivery(_Wire):
+    id: str
+    started_at: datetime
+    status: str
+    webhook: _Webhook | None = None
+    attempts: list[_Attempt] | None = None
+
+
+class _AutoRechargeData(_Wire):
+    enabled: bool
+    threshold_amount: Money | None = None
+    recharge_amount: Money | None = None
+    preference: str | None = None
+
+
+class _AutoRechargeBody(_Wire):
+    data: _AutoRechargeData
+
+
+# --------------------------------------------------------------------------- mapping
+
+
+@dataclass(frozen=True, slots=True)
+class AutoRechargePrefs:
+    """`GET /payment/auto_recharge_prefs`: Telnyx's own automatic top-up settings."""
+
+    enabled: bool
+    threshold_amount: Decimal | None
+    recharge_amount: Decimal | None
+    preference: str | None
+
+
+def _utc(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
+
+def _query_time(value: datetime) -> str:
+    """ISO 8601 UTC with `Z`, whole seconds (truncated, so the bound never moves later)."""
+    if value.tzinfo is None:
+        raise ValueError("a naive datetime was given; pass an aware UTC datetime")
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _to_balance(body: _BalanceBody) -> Balance:
+    data = body.data
+    return Balance(
+        balance=data.balance,
+        available_credit=data.available_credit,
+        credit_limit=data.credit_limit,
+        pending=data.pending,
+        currency=data.currency,
+    )
+
+
+def _to_audit_event(item: _AuditLog) -> AuditEvent:
+    return AuditEvent(
+        id=item.id,
+        created_at=_utc(item.created_at),
+        change_type=item.change_type or "",
+        change_made_by=item.change_made_by or "",
+        resource_id=item.resource_id,
+        alternate_resource_id=item.alternate_resource_id,
+        user_id=item.user_id,
+        record_type=item.record_type,
+        changes=tuple(AuditChange(field=c.field, old=c.old, new=c.new) for c in item.changes or ()),
+    )
+
+
+def _attempt_error(attempt: _Attempt) -> str:
+    """The first error of an attempt: an object's detail/title/code, or an int code as text."""
+    first = attempt.errors[0] if attempt.errors else None
+    if isinstance(first, Mapping):
+        for key in ("detail", "title", "code"):
+            if first.get(key) not in (None, ""):
+                return _clip(str(first[key]))
+        return ""
+    return "" if first is None else _clip(str(first))
+
+
+def _to_delivery(item: _Delivery) -> WebhookDelivery:
+    latest = item.attempts[0] if item.attempts else None
+    http = latest.http if latest else None
+    request = http.request if http else None
+    response = http.response if http else None
+    return WebhookDelivery(
+        id=item.id,
+        started_at=_utc(item.started_at),
+        status=item.status,
+        event_type=(item.webhook.event_type or "") if item.webhook else "",
+        url=(request.url or "") if request else "",
+        http_status=response.status if response else None,
+        error=_attempt_error(latest) if latest else "",
+    )
+
+
+def _to_prefs(body: _AutoRechargeBody) -> AutoRechargePrefs:
+    data = body.data
+    return AutoRechargePrefs(
+        enabled=data.enabled,
+        threshold_amount=data.threshold_amount,
+        recharge_amount=data.recharge_amount,
+        preference=data.preference,
+    )
+
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+def _parse(model: type[ModelT], response: httpx.Response, endpoint: str) -> ModelT:
+    """Validate a 2xx body; raises a permanent TelnyxError for bad JSON or a wrong shape."""
+    try:
+        return model.model_validate_json(response.content)
+    except pydantic.ValidationError as exc:
+        raise _shape_error(exc, endpoint, response.status_code) from None
+
+
+def _shape_error(exc: pydantic.ValidationError, endpoint: str, status: int) -> TelnyxError:
+    problems = exc.errors(include_input=False, include_url=False)
+    where = f"GET {endpoint}"
+    if any(p["type"] == "json_invalid" for p in problems):
+        return TelnyxError(f"{where}: response is not valid JSON", endpoint=endpoint, status=status)
+    shown = "; ".join(
+        f"{'.'.join(str(part) for part in p['loc']) or 'body'}: {p['msg']}" for p in problems[:3]
+    )
+    more = f" (+{len(problems) - 3} more)" if len(problems) > 3 else ""
+    return TelnyxError(
+        f"{where}: response has an unexpected shape ({_clip(shown)}{more})",
+        endpoint=endpoint,
+        status=status,
+    )
+
+
+# --------------------------------------------------------------------------- client
+
+
+class TelnyxClient:
+    """Reads balance, audit events, webhook deliveries and auto-recharge prefs.
+
+    Retries follow `classify`: only retryable errors, at most `max_attempts` requests per
+    call (per page), waiting the server's Retry-After / x-ratelimit-reset (capped at
+    `max_wait`) or an exponential backoff with jitter, and never past `deadline` (a
+    `time.monotonic()` value). `sleep` and `clock` are injectable for tests.
+    `requests_sent` counts HTTP requests actually sent.
+    """
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        api_key: pydantic.SecretStr,
+        timeout: float = 10.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+        max_attempts: int = 4,
+        max_wait: float = 30.0,
+        sleep: Sleep = asyncio.sleep,
+        clock: Clock = time.monotonic,
+    ) -> None:
+        if max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
+        if timeout <= 0:
+            raise ValueError("timeout must be positive")
+        self.base_url = base_url
+        self.timeout = timeout
+        self.max_attempts = max_attempts
+        self.max_wait = max_wait
+        self.requests_sent = 0
+        self._api_key = api_key
+        self._sleep = sleep
+        self._clock = clock
+        self._http = httpx.AsyncClient(
+            base_url=base_url,
+            headers=self._headers(api_key),
+            timeout=timeout,
+            transport=transport,
+            follow_redirects=False,
+        )
+
+    @staticmethod
+    def _headers(api_key: pydantic.SecretStr) -> dict[str, str]:
+        return {
+            "Authorization": f"Bearer {api_key.get_secret_value()}",
+            "Accept": "application/json",
+            "User-Agent": _user_agent(),
+        }
+
+    def __repr__(self) -> str:
+        return f"TelnyxClient(base_url={self.base_url!r}, requests_sent={self.requests_sent})"
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the connection pool; the client is unusable afterwards."""
+        await self._http.aclose()
+
+    # ----------------------------------------------------------------- endpoints
+
+    async def get_balance(self, *, deadline: float | None = None) -> Balance:
+        """`GET /balance` → Balance (Decimal money). Raises TelnyxError."""
+        response = await self._get("/balance", {}, deadline)
+        return _to_balance(_parse(_BalanceBody, response, "/balance"))
+
+    async def list_audit_events(
+        self,
+        *,
+        created_after: datetime,
+        page_size: int = MAX_PAGE_SIZE,
+        deadline: float | None = None,
+    ) -> list[AuditEvent]:
+        """All audit events created after `created_after` (aware), oldest first, every page.
+
+        `page_size` is clamped to 1..250. Raises TelnyxError, ValueError for a naive time.
+        """
+        params = {
+            "filter[created_after]": _query_time(created_after),
+            "sort": "asc",
+            "page[size]": str(min(max(page_size, 1), MAX_PAGE_SIZE)),
+        }
+        items = await self._all_pages("/audit_events", params, _Page[_AuditLog], deadline)
+        return [_to_audit_event(item) for item in items]
+
+    async def list_failed_deliveries(
+        self, *, started_gte: datetime, deadline: float | None = None
+    ) -> list[WebhookDelivery]:
+        """Failed webhook deliveries started at/after `started_gte` (aware), every page.
+
+        The endpoint has no `sort`; order is the server's. Raises TelnyxError, ValueError.
+        """
+        params = {
+            "filter[status][eq]": "failed",
+            "filter[started_at][gte]": _query_time(started_gte),
+            "page[size]": str(MAX_PAGE_SIZE),
+        }
+        items = await self._all_pages("/webhook_deliveries", params, _Page[_Delivery], deadline)
+        return [_to_delivery(item) for item in items]
+
+    async def count_deliveries(
+        self, *, started_gte: datetime, deadline: float | None = None
+    ) -> int:
+        """Deliveries of any status started at/after `started_gte`, in one request.
+
+        Reads `meta.total_results` of a `page[size]=1` query. Raises TelnyxError, ValueError.
+        """
+        params = {"filter[started_at][gte]": _query_time(started_gte), "page[size]": "1"}
+        response = await self._get("/webhook_deliveries", params, deadline)
+        total = _parse(_CountBody, response, "/webhook_deliveries").meta.total_results
+        if total is None or total < 0:
+            raise TelnyxError(
+                "GET /webhook_deliveries: response has no meta.total_results",
+                endpoint="/webhook_deliveries",
+                status=response.status_code,
+            )
+        return total
+
+    async def get_auto_recharge_prefs(self, *, deadline: float | None = None) -> AutoRechargePrefs:
+        """`GET /payment/auto_recharge_prefs` → AutoRechargePrefs. Raises TelnyxError."""
+        endpoint = "/payment/auto_recharge_prefs"
+        response = await self._get(endpoint, {}, deadline)
+        return _to_prefs(_parse(_AutoRechargeBody, response, endpoint))
+
+    # ----------------------------------------------------------------- pagination
+
+    async def _all_pages(
+        self,
+        endpoint: str,
+        params: dict[str, str],
+        model: type[_Page[ItemT]],
+        deadline: float | None,
+    ) -> list[ItemT]:
+        """Pages 1..N until page_number >= total_pages (or an empty page)."""
+        items: list[ItemT] = []
+        for number in range(1, MAX_PAGES + 1):
+            response = await self._get(endpoint, {**params, "page[number]": str(number)}, deadline)
+            page = _parse(model, response, endpoint)
+            items.extend(page.data)
+            if _is_last_page(page, number):
+                return items
+        raise TelnyxError(
+            f"GET {endpoint}: more than {MAX_PAGES} pages; refusing to read on",
+            endpoint=endpoint,
+        )
+
+    # ----------------------------------------------------------------- retry loop
+
+    async def _get(
+        self, endpoint: str, params: Mapping[str, str], deadline: float | None
+    ) -> httpx.Response:
+        """One logical GET with retries; returns a 2xx response or raises TelnyxError."""
+        attempt = 0
+        while True:
+            attempt += 1
+            outcome = await self._attempt(endpoint, params, deadline)
+            if isinstance(outcome, httpx.Response):
+                return outcome
+            error = outcome
+            wait = self._next_wait(error, attempt, deadline)
+            log.warning(
+                "telnyx.request_failed",
+                endpoint=endpoint,
+                status=error.status,
+                attempt=attempt,
+                retryable=error.retryable,
+                wait=None if wait is None else round(wait, 3),
+                error=error.message,
+            )
+            if wait is None:
+                raise error
+            await self._sleep(wait)
+
+    async def _attempt(
+        self, endpoint: str, params: Mapping[str, str], deadline: float | None
+    ) -> httpx.Response | TelnyxError:
+        """Send one request; a 2xx response, or the classified (redacted) error."""
+        timeout = self._request_timeout(endpoint, deadline)
+        request = self._http.build_request(
+            "GET", endpoint, params=dict(params), timeout=httpx.Timeout(timeout)
+        )
+        self.requests_sent += 1
+        try:
+            async with asyncio.timeout(timeout):
+                response = await self._http.send(request)
+        except TimeoutError:  # the total limit, when the server trickles bytes
+            exc: Exception = httpx.ReadTimeout("total time limit reached", request=request)
+            return self._redacted(classify(endpoint, None, exc))
+        except httpx.RequestError as failure:
+            return self._redacted(classify(endpoint, None, failure))
+        verdict = classify(endpoint, response, None)
+        return response if verdict is None else self._redacted(verdict)
+
+    def _redacted(self, error: TelnyxError | None) -> TelnyxError:
+        assert error is not None  # classify returns an error for every exception
+        return error.redacted(self._api_key.get_secret_value())
+
+    def _request_timeout(self, endpoint: str, deadline: float | None) -> float:
+        if deadline is None:
+            return self.timeout
+        left = deadline - self._clock()
+        if left <= 0:
+            raise TelnyxError(
+                f"GET {endpoint}: no time left in this cycle's budget",
+                endpoint=endpoint,
+                retryable=True,
+            )
+        return min(self.timeout, left)
+
+    def _next_wait(self, error: TelnyxError, attempt: int, deadline: float | None) -> float | None:
+        """Seconds to wait before the next attempt, or None to give up now."""
+        if not error.retryable or attempt >= self.max_attempts:
+            return None
+        if error.retry_after is not None:
+            wait = min(error.retry_after, self.max_wait)
+        else:
+            wait = _backoff(attempt, self.max_wait)
+        if deadline is not None and self._clock() + wait >= deadline:
+            return None
+        return wait
+
+
+def _backoff(attempt: int, max_wait: float) -> float:
+    """Exponential backoff with jitter: 0.5 s, 1 s, 2 s, ... plus up to 0.5 s, capped."""
+    base = BACKOFF_INITIAL * 2.0 ** (attempt - 1)
+    return min(max_wait, base + _RNG.uniform(0, BACKOFF_JITTER))
+
+
+def _is_last_page(page: _Page[Any], requested: int) -> bool:
+    if not page.data or page.meta is None or page.meta.total_pages is None:
+        return True
+    number = max(requested, page.meta.page_number or requested)
+    return number >= page.meta.total_pages
