@@ -401,7 +401,13 @@ SPEC_ATTEMPTS = [  # the spec's example, most recent first
 @pytest.mark.parametrize(
     ("attempts", "url", "http_status", "error"),
     [
-        pytest.param(SPEC_ATTEMPTS, "https://typo.example.com/webhooks", 404, "75499", id="int"),
+        pytest.param(
+            SPEC_ATTEMPTS,
+            "https://typo.example.com/webhooks",
+            404,
+            "error 75499: Oops. Not found.",
+            id="int",
+        ),
         pytest.param(
             SPEC_ATTEMPTS[1:],
             "https://slow.example.com/webhooks",

@@ -325,6 +325,7 @@ class _HttpRequest(_Wire):
 
 class _HttpResponse(_Wire):
     status: int | None = None
+    body: str | None = None
 
 
 class _Http(_Wire):
@@ -412,14 +413,18 @@ def _to_audit_event(item: _AuditLog) -> AuditEvent:
 
 
 def _attempt_error(attempt: _Attempt) -> str:
-    """The first error of an attempt: an object's detail/title/code, or an int code as text."""
+    """The first error of an attempt: an object's detail/title/code, or an int code as text
+    followed by the endpoint's response body (what the webhook receiver answered)."""
     first = attempt.errors[0] if attempt.errors else None
     if isinstance(first, Mapping):
         for key in ("detail", "title", "code"):
             if first.get(key) not in (None, ""):
                 return _clip(str(first[key]))
         return ""
-    return "" if first is None else _clip(str(first))
+    response = attempt.http.response if attempt.http else None
+    body = (response.body or "").strip() if response else ""
+    code = "" if first is None else f"error {first}"
+    return _clip(": ".join(part for part in (code, body) if part))
 
 
 def _to_delivery(item: _Delivery) -> WebhookDelivery:
