@@ -19,6 +19,7 @@ from pathlib import Path
 
 from pydantic import TypeAdapter
 
+from watcher import logs
 from watcher.daemon import Daemon, build_clients, build_notifier, load_runtime
 from watcher.model import AccountSnapshot, AuditEvent
 from watcher.rules import Rule, evaluate
@@ -34,6 +35,7 @@ rules:
 
 
 async def cycles(n: int) -> None:
+    logs.configure_logging(level="warning")
     account = SimAccount(api_key="bench-key-0123456789")
     with SimServer(account) as server, tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp)

@@ -105,6 +105,7 @@ class CycleReport:
     requests: int = 0
     collected: list[Collected] = field(default_factory=list)
     transitions: list[Transition] = field(default_factory=list)
+    outgoing: list[tuple[Message, tuple[str, ...]]] = field(default_factory=list)  # + rule routes
     messages: list[Message] = field(default_factory=list)
     deliveries: list[Delivery] = field(default_factory=list)
     alerts: dict[AlertKey, AlertState] = field(default_factory=dict)
@@ -204,16 +205,29 @@ class Daemon:
         return list(await asyncio.gather(*jobs))
 
     async def _act(self, report: CycleReport) -> None:
+        """5a. top-ups (their outcomes become messages); 5b. render transitions;
+        5c. deliver every message of the cycle."""
+        await self._act_topups(report)
+        self._render_transitions(report)
+        await self._deliver(report)
+
+    async def _act_topups(self, report: CycleReport) -> None:
+        """Top-ups under the safety protocol of DESIGN §6 (not implemented yet)."""
+
+    def _render_transitions(self, report: CycleReport) -> None:
         rules = self.rules_by_name
         send_resolved = self.runtime.loaded.settings.notify.send_resolved
-        jobs = []
         for transition in report.transitions:
             if transition.reason is Reason.RESOLVED and not send_resolved:
                 continue
             rule = rules.get(transition.key.rule)
-            message = render(transition, rule)
+            report.outgoing.append((render(transition, rule), rule.routes if rule else ()))
+
+    async def _deliver(self, report: CycleReport) -> None:
+        jobs = []
+        for message, rule_routes in report.outgoing:
             report.messages.append(message)
-            routes = self.notifier.routes_for(rule.routes if rule else (), message.severity)
+            routes = self.notifier.routes_for(rule_routes, message.severity)
             if not routes:
                 log.warning("notify.no_route", rule=message.rule, title=message.title)
             jobs.append(self.notifier.send(message, routes))

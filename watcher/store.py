@@ -154,6 +154,16 @@ class CycleInfo:
     errors: int
 
 
+def ts(value: datetime) -> str:
+    """A UTC datetime as stored: ISO 8601 text with microseconds (sorts as time)."""
+    return _ts(value)
+
+
+def dt(text: str) -> datetime:
+    """A stored timestamp back to an aware UTC datetime."""
+    return _dt(text)
+
+
 def _ts(value: datetime) -> str:
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValueError(f"naive datetime {value.isoformat()} given to the store; use UTC")
@@ -314,6 +324,26 @@ class Store:
     def _query(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         with self._errors():
             return self._conn.execute(sql, params).fetchall()
+
+    # -- extension seam: feature modules (outbox, ledger, silences) keep their SQL in
+    # -- their own module, with their tables as a migration appended to MIGRATIONS.
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        """Rows of a read query. Raises StoreError."""
+        return self._query(sql, params)
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """Run one write statement in (or as) a transaction; returns the rows changed.
+
+        Raises StoreError.
+        """
+        with self.transaction(), self._errors():
+            return self._conn.execute(sql, params).rowcount
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> int:
+        """Run one write statement for each row, in one transaction. Raises StoreError."""
+        with self.transaction(), self._errors():
+            return self._conn.executemany(sql, rows).rowcount
 
     def pragma(self, name: str) -> Any:
         """The current value of `PRAGMA name` on this connection (for diagnostics).
