@@ -121,7 +121,8 @@ def test_usage_error_exits_2() -> None:
 def test_core_imports_no_io_library() -> None:
     code = (
         "import sys; import watcher.model, watcher.rules, watcher.lifecycle, watcher.render; "
-        "bad = {'httpx', 'apprise', 'sqlite3', 'watcher.store', 'watcher.telnyx'} & set(sys.modules); "
+        "bad = {'httpx', 'apprise', 'sqlite3', 'watcher.store', 'watcher.telnyx'} "
+        "& set(sys.modules); "
         "print(sorted(bad))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
