@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PRISM := node_modules/.bin/prism
 
-.PHONY: demo test lint typecheck check unit venv clean
+.PHONY: demo test lint typecheck check systemd-check unit venv clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,11 +33,16 @@ typecheck: $(VENV)/.installed
 
 check: $(VENV)/.installed
 	$(BIN)/account-watcher --config config.yaml.example check
+	$(BIN)/account-watcher test rules/tests/*.yaml
+
+# The unit's exposure score (systemd-analyze security, at most 1.1) and verify.
+systemd-check: $(VENV)/.installed
+	sh systemd/check-unit.sh systemd/account-watcher.service $(BIN)/account-watcher
 
 unit: $(VENV)/.installed $(PRISM)
 	PRISM_BIN=$(CURDIR)/$(PRISM) $(BIN)/pytest -q
 
-test: lint typecheck check unit
+test: lint typecheck check systemd-check unit
 
 clean:
 	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache

@@ -39,6 +39,7 @@ class Receiver:
     port: int
     messages: list[dict[str, Any]] = field(default_factory=list)
     status: int = 200
+    hits: int = 0  # every POST, also those answered with an error status
 
     @property
     def url(self) -> str:
@@ -51,12 +52,22 @@ class Receiver:
 
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
+    yield from _receiver()
+
+
+@pytest.fixture
+def receiver2() -> Iterator[Receiver]:
+    yield from _receiver()
+
+
+def _receiver() -> Iterator[Receiver]:
     state = Receiver(port=0)
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length", 0))
             body = self.rfile.read(length)
+            state.hits += 1
             if state.status == 200:
                 state.messages.append(json.loads(body))
             self.send_response(state.status)

@@ -65,6 +65,8 @@ def test_empty_file_is_a_valid_config(tmp_path: Path, text: str) -> None:
     assert account.topup.amount == Decimal("100.00")
     assert account.topup.max_per_day == Decimal("300.00")
     assert account.topup.min_interval == timedelta(hours=1)
+    assert account.topup.verify_within == timedelta(minutes=10)
+    assert account.topup.max_per_month is None
     assert settings.poll.interval == timedelta(seconds=60)
     assert settings.poll.timeout == timedelta(seconds=10)
     assert settings.rules == ["rules/*.yaml"]
@@ -138,7 +140,7 @@ accounts:
   - name: main
     api_key: credential:telnyx_api_key
     base_url: http://127.0.0.1:4010/v2/
-    topup: {enabled: true, amount: 50, max_per_day: 150.5, min_interval: 2h}
+    topup: {enabled: true, amount: "50.00", max_per_day: "150.50", min_interval: 2h}
   - name: second
     api_key: file:keys/second
 poll: {interval: 30s, timeout: 5s}
@@ -158,8 +160,8 @@ log: {level: debug, format: json}
     assert main.api_key == SecretRef("credential", "telnyx_api_key")
     assert main.base_url == "http://127.0.0.1:4010/v2"
     assert main.topup.enabled is True
-    assert main.topup.amount == Decimal("50")
-    assert main.topup.max_per_day == Decimal("150.5")
+    assert main.topup.amount == Decimal("50.00")
+    assert main.topup.max_per_day == Decimal("150.50")
     assert main.topup.min_interval == timedelta(hours=2)
     assert second.api_key == SecretRef("file", "keys/second")
     assert settings.poll.interval == timedelta(seconds=30)
@@ -174,9 +176,10 @@ log: {level: debug, format: json}
 
 
 def test_money_is_decimal_from_its_text(tmp_path: Path) -> None:
-    settings = load(tmp_path, "accounts:\n  - topup: {amount: 0.1, max_per_day: 0.3}\n").settings
-    assert settings.accounts[0].topup.amount == Decimal("0.1")
-    assert settings.accounts[0].topup.max_per_day == Decimal("0.3")
+    text = 'accounts:\n  - topup: {amount: "0.10", max_per_day: "0.30"}\n'
+    settings = load(tmp_path, text).settings
+    assert settings.accounts[0].topup.amount == Decimal("0.10")
+    assert settings.accounts[0].topup.max_per_day == Decimal("0.30")
 
 
 # --- errors with places ------------------------------------------------------------
@@ -287,8 +290,16 @@ def test_unknown_key_reported_at_its_place(tmp_path: Path, text: str, expected: 
             '2:21: accounts[0].topup.amount: Input should be an amount such as "100.00"',
         ),
         pytest.param(
-            "accounts:\n  - topup: {amount: 200, max_per_day: 100}\n",
-            "2:39: accounts[0].topup.max_per_day: must be at least the top-up amount (200)",
+            'accounts:\n  - topup: {amount: "200.00", max_per_day: "100.00"}\n',
+            "2:44: accounts[0].topup.max_per_day: must be at least the top-up amount (200.00)",
+        ),
+        pytest.param(
+            "accounts:\n  - topup: {amount: 100}\n",
+            "2:21: accounts[0].topup.amount: must be written with exactly two decimals",
+        ),
+        pytest.param(
+            'accounts:\n  - topup: {amount: "100.5"}\n',
+            "2:21: accounts[0].topup.amount: must be written with exactly two decimals",
         ),
         pytest.param("metrics:\n  listen: localhost\n", "2:11: metrics.listen: must be host:port"),
         pytest.param("log:\n  format: xml\n", "2:11: log.format: Input should be 'auto'"),

@@ -9,17 +9,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import signal
 import sys
 import traceback
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import NoReturn, TextIO
+from typing import TYPE_CHECKING, NoReturn, TextIO
 
 import structlog
 
-from watcher import logs
+from watcher import cli_notify, cli_topups, logs, topup
 from watcher.daemon import (
     Daemon,
     Runtime,
@@ -31,11 +33,16 @@ from watcher.daemon import (
     summarize,
 )
 from watcher.notify import NotifyError
+from watcher.rulecheck import reference_errors, rule_warnings
 from watcher.ruleload import load_rules
 from watcher.secrets import SecretError
-from watcher.settings import check_secrets, default_config_path, load_settings
+from watcher.service import ServiceNotifier, watchdog_period
+from watcher.settings import LoadedSettings, check_secrets, default_config_path, load_settings
 from watcher.store import Store, StoreError
 from watcher.yamlfile import ConfigError
+
+if TYPE_CHECKING:
+    from watcher.metrics import Metrics
 
 log = structlog.get_logger(__name__)
 
@@ -67,7 +74,12 @@ def _parser() -> argparse.ArgumentParser:
     once.add_argument("--dry-run", action="store_true", help="never pay (top-ups)")
     sub.add_parser("check", help="validate config and every rule file")
     sub.add_parser("status", help="alerts, last poll per source, last cycle")
+    sub.add_parser("schema", help="print the JSON Schema of rule files (for editors)")
+    rule_test = sub.add_parser("test", help="run rule unit tests (like promtool test rules)")
+    rule_test.add_argument("files", nargs="+", type=Path, metavar="FILE", help="test files")
     demo = sub.add_parser("demo", help="run against a built-in simulated account")
+    cli_notify.add_parsers(sub)
+    cli_topups.add_parser(sub)
     demo.add_argument("--speed", type=float, default=1.0, help=argparse.SUPPRESS)
     return parser
 
@@ -96,6 +108,15 @@ def _dispatch(args: argparse.Namespace) -> int:
         from watcher.demo import run_demo
 
         return run_demo(speed=args.speed)
+    if args.command == "schema":  # needs no config
+        from watcher.schema import schema_text
+
+        sys.stdout.write(schema_text())
+        return EXIT_OK
+    if args.command == "test":  # needs no config
+        from watcher.ruletest import cmd_test
+
+        return cmd_test(args.files, sys.stdout)
     path = args.config or default_config_path(os.environ)
     if not path.exists():
         raise Exit(EXIT_USAGE, f"config file {path} does not exist (use --config PATH)")
@@ -106,8 +127,14 @@ def _dispatch(args: argparse.Namespace) -> int:
             return cmd_status(path, sys.stdout)
         case "once":
             return asyncio.run(cmd_once(path, dry_run=args.dry_run))
+        case "silence":
+            return cmd_silence(path, args)
+        case "notify-test":
+            return asyncio.run(cmd_notify_test(path, args.route))
         case "run":
             return asyncio.run(cmd_run(path))
+        case "topups":
+            return cli_topups.cmd_topups(path, args, sys.stdout)
     raise Exit(EXIT_USAGE, f"unknown command {args.command}")  # pragma: no cover
 
 
@@ -123,26 +150,21 @@ def cmd_check(path: Path, out: TextIO, err: TextIO) -> int:
             print(line, file=err)
         return EXIT_INVALID
     found = load_rules(loaded.settings.rules, loaded.config_dir)
-    errors = list(found.errors)
+    errors = topup.clarify_rule_errors(found.errors)
+    topup_errors, topup_warnings = topup.check_rules(
+        found.rules, found.locations, loaded.settings.accounts
+    )
+    errors += topup_errors
     routes = set(loaded.settings.notify.routes)
     accounts = {a.name for a in loaded.settings.accounts}
+    errors += reference_errors(found, routes, accounts)
     for rule in found.rules:
         where = found.locations[rule.name]
-        errors += [
-            f"{where}: route {r!r} is not defined in notify.routes"
-            for r in rule.routes
-            if r not in routes
-        ]
-        errors += [
-            f"{where}: account {a!r} is not defined in accounts"
-            for a in rule.accounts or []
-            if a not in accounts
-        ]
         if not rule.routes and routes and loaded.settings.notify.default_route is None:
             errors.append(f"{where}: no route given and notify.default_route is not set")
-    warnings = found.warnings + check_secrets(
-        loaded.settings, environ=os.environ, config_dir=loaded.config_dir
-    )
+    warnings = found.warnings + topup_warnings
+    warnings += rule_warnings(found, loaded.settings.poll.interval, datetime.now(UTC))
+    warnings += check_secrets(loaded.settings, environ=os.environ, config_dir=loaded.config_dir)
     for line in warnings:
         print(f"warning: {line}", file=err)
     for line in errors:
@@ -160,9 +182,14 @@ def cmd_check(path: Path, out: TextIO, err: TextIO) -> int:
 # ---------------------------------------------------------------------------- run / once
 
 
+def _fast_poll_allowed() -> bool:
+    """`WATCHER_ALLOW_FAST_POLL=1` lifts the 10s poll minimum: tests and demos only."""
+    return os.environ.get("WATCHER_ALLOW_FAST_POLL") == "1"
+
+
 def _runtime(path: Path) -> Runtime:
     try:
-        return load_runtime(path, os.environ)
+        return load_runtime(path, os.environ, allow_fast_poll=_fast_poll_allowed())
     except ConfigError as exc:
         for line in exc.errors:
             print(line, file=sys.stderr)
@@ -185,12 +212,18 @@ def _open_store(runtime: Runtime) -> Store:
         raise Exit(EXIT_RUNTIME, str(exc)) from None
 
 
-def _daemon(runtime: Runtime, store: Store) -> Daemon:
+def _daemon(
+    runtime: Runtime, store: Store, metrics: Metrics | None = None, *, dry_run: bool = False
+) -> Daemon:
     try:
         notifier = build_notifier(runtime)
     except NotifyError as exc:
         raise Exit(EXIT_USAGE, str(exc)) from None
-    return Daemon(runtime, store, notifier=notifier, clients=build_clients(runtime))
+    on_request = None if metrics is None else metrics.count_request
+    clients = build_clients(runtime, on_request=on_request)
+    return Daemon(
+        runtime, store, notifier=notifier, clients=clients, metrics=metrics, dry_run=dry_run
+    )
 
 
 async def cmd_once(path: Path, *, dry_run: bool) -> int:
@@ -198,9 +231,9 @@ async def cmd_once(path: Path, *, dry_run: bool) -> int:
     runtime = _runtime(path)
     _configure_logs(runtime)
     with _open_store(runtime) as store:
-        daemon = _daemon(runtime, store)
+        daemon = _daemon(runtime, store, dry_run=dry_run)
         try:
-            report = await daemon.cycle()
+            report = await daemon.cycle(flush_all=True)
         finally:
             await daemon.aclose()
     lines = summarize(report)
@@ -211,15 +244,22 @@ async def cmd_once(path: Path, *, dry_run: bool) -> int:
 
 
 async def cmd_run(path: Path) -> int:
-    """The daemon loop until SIGTERM/SIGINT; the cycle in flight finishes, exit 0."""
+    """The daemon loop until SIGTERM/SIGINT; the cycle in flight finishes, exit 0.
+
+    Speaks systemd's notify protocol when $NOTIFY_SOCKET is set; SIGHUP reloads config
+    and rules between cycles (an invalid set is logged and the running one kept).
+    """
     runtime = _runtime(path)
     _configure_logs(runtime)
-    stop = asyncio.Event()
+    stop, reload = asyncio.Event(), asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    with _open_store(runtime) as store:
-        daemon = _daemon(runtime, store)
+    loop.add_signal_handler(signal.SIGHUP, reload.set)
+    service = ServiceNotifier()
+    with _open_store(runtime) as store, contextlib.ExitStack() as stack:
+        metrics = _start_metrics(runtime, stack)
+        daemon = _daemon(runtime, store, metrics)
         log.info(
             "daemon.started",
             config=str(path),
@@ -227,11 +267,36 @@ async def cmd_run(path: Path) -> int:
             accounts=len(daemon.clients),
         )
         try:
-            await daemon.run(stop)
+            await daemon.run(
+                stop,
+                reload=reload,
+                loader=lambda: load_runtime(path, os.environ, allow_fast_poll=_fast_poll_allowed()),
+                service=service,
+                watchdog=watchdog_period(),
+            )
         finally:
             await daemon.aclose()
+    service.close()
     log.info("daemon.stopped")
     return EXIT_OK
+
+
+def _start_metrics(runtime: Runtime, stack: contextlib.ExitStack) -> Metrics | None:
+    """Serve `/metrics` and `/healthz` on `metrics.listen` (if set) until `stack` closes."""
+    address = runtime.loaded.settings.metrics.address()
+    if address is None:
+        return None
+    from watcher.metrics import Metrics, MetricsServer  # prometheus_client only when used
+
+    metrics = Metrics(interval=runtime.interval.total_seconds())
+    server = MetricsServer(metrics, address)
+    try:
+        server.start()
+    except OSError as exc:
+        listen = runtime.loaded.settings.metrics.listen
+        raise Exit(EXIT_RUNTIME, f"cannot serve metrics on {listen}: {exc.strerror}") from None
+    stack.callback(server.stop)
+    return metrics
 
 
 # ---------------------------------------------------------------------------- status
@@ -272,6 +337,54 @@ def cmd_status(path: Path, out: TextIO) -> int:
                 else "ok"
             )
             lines.append(f"  {h.account}/{h.source}: last ok {ok}; {state}")
-        lines += alert_lines(store.load_alerts().values())
+        alerts = store.load_alerts()
+        lines += alert_lines(alerts.values())
+        lines += cli_notify.status_lines(store, cli_notify.now_utc(), alerts.values())
+        lines += cli_topups.status_lines(store, loaded.settings, cli_notify.now_utc())
     print("\n".join(lines), file=out)
     return EXIT_OK
+
+
+# ---------------------------------------------------------------------------- silence
+
+
+def cmd_silence(path: Path, args: argparse.Namespace) -> int:
+    """`silence add|list|expire` against the state database of the config."""
+    loaded = _settings(path)
+    state_path = loaded.settings.state.resolve_state_path(os.environ, loaded.config_dir)
+    try:
+        store = Store.open(state_path)
+    except StoreError as exc:
+        raise Exit(EXIT_RUNTIME, str(exc)) from None
+    with store:
+        try:
+            return cli_notify.cmd_silence(args, store, sys.stdout)
+        except ValueError as exc:
+            raise Exit(EXIT_USAGE, str(exc)) from None
+        except KeyError:
+            raise Exit(EXIT_USAGE, f"no silence with id {args.id}") from None
+
+
+async def cmd_notify_test(path: Path, route: str | None) -> int:
+    """Send a test message to every URL (or one route's); exit 1 if any failed."""
+    runtime = _runtime(path)
+    _configure_logs(runtime)
+    routes = list(runtime.loaded.settings.notify.routes)
+    if route is not None:
+        if route not in routes:
+            raise Exit(EXIT_USAGE, f"route {route!r} is not defined (routes: {', '.join(routes)})")
+        routes = [route]
+    try:
+        notifier = build_notifier(runtime)
+    except NotifyError as exc:
+        raise Exit(EXIT_USAGE, str(exc)) from None
+    return await cli_notify.notify_test(notifier, routes, sys.stdout)
+
+
+def _settings(path: Path) -> LoadedSettings:
+    try:
+        return load_settings(path, environ=os.environ)
+    except ConfigError as exc:
+        for line in exc.errors:
+            print(line, file=sys.stderr)
+        raise Exit(EXIT_USAGE, f"invalid configuration in {path}") from None

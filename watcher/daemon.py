@@ -3,28 +3,43 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import random
+import dataclasses
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import structlog
 
 from watcher import logs
 from watcher.lifecycle import Reason, Transition, step
-from watcher.model import AlertKey, AlertState, Severity, SourceName
+from watcher.model import AlertKey, AlertState, Phase, Severity, SourceName
+from watcher.mute import is_muted
 from watcher.notify import Delivery, Notifier, Route
+from watcher.outbox import Outbox, Policy, flush
 from watcher.render import Message, render
 from watcher.ruleload import LoadedRules, load_rules
-from watcher.rules import Rule, evaluate, longest_window, ratio_windows, sources_needed
+from watcher.rules import (
+    Rule,
+    evaluate,
+    longest_lookback,
+    longest_window,
+    ratio_windows,
+    sources_needed,
+)
 from watcher.settings import LoadedSettings, ResolvedSecrets, load_settings, resolve_secrets
+from watcher.silences import Silence, Silences, silenced_by
 from watcher.sources import Collected, Needs, collect
 from watcher.store import Store
 from watcher.telnyx import TelnyxClient
+from watcher.topup import CycleView, TopupActor
 from watcher.yamlfile import ConfigError
+
+if TYPE_CHECKING:
+    from watcher.metrics import Metrics
+    from watcher.service import ServiceNotifier
 
 log = structlog.get_logger(__name__)
 
@@ -84,16 +99,37 @@ def build_notifier(runtime: Runtime) -> Notifier:
     return Notifier(routes, default_route=notify.default_route, timeout=timeout)
 
 
-def build_clients(runtime: Runtime) -> dict[str, TelnyxClient]:
+def build_clients(
+    runtime: Runtime, *, on_request: Callable[[str, int | None], None] | None = None
+) -> dict[str, TelnyxClient]:
     timeout = runtime.loaded.settings.poll.timeout.total_seconds()
     return {
         account.name: TelnyxClient(
             base_url=account.base_url,
             api_key=runtime.secrets.api_keys[account.name],
             timeout=timeout,
+            on_request=on_request,
         )
         for account in runtime.loaded.settings.accounts
     }
+
+
+@dataclass(frozen=True, slots=True)
+class Wiring:
+    """What a reload swaps in one assignment: a runtime and the notifier and clients
+    built from it."""
+
+    runtime: Runtime
+    notifier: Notifier
+    clients: dict[str, TelnyxClient]
+
+
+def build_wiring(
+    runtime: Runtime, *, on_request: Callable[[str, int | None], None] | None = None
+) -> Wiring:
+    """Notifier and clients for `runtime`. Raises NotifyError for an unusable URL."""
+    notifier = build_notifier(runtime)
+    return Wiring(runtime, notifier, build_clients(runtime, on_request=on_request))
 
 
 @dataclass(slots=True)
@@ -108,6 +144,8 @@ class CycleReport:
     outgoing: list[tuple[Message, tuple[str, ...]]] = field(default_factory=list)  # + rule routes
     messages: list[Message] = field(default_factory=list)
     deliveries: list[Delivery] = field(default_factory=list)
+    backlog: int = 0  # undelivered outbox targets after the flush
+    silences_ended: list[Silence] = field(default_factory=list)
     alerts: dict[AlertKey, AlertState] = field(default_factory=dict)
 
     @property
@@ -134,14 +172,31 @@ class Daemon:
         notifier: Notifier,
         clients: Mapping[str, TelnyxClient],
         clock: Callable[[], datetime] = utcnow,
+        metrics: Metrics | None = None,
+        dry_run: bool = False,
     ) -> None:
-        self.runtime = runtime
+        self.wiring = Wiring(runtime, notifier, dict(clients))  # a reload replaces it whole
         self.store = store
-        self.notifier = notifier
-        self.clients = dict(clients)
+        self.metrics = metrics
         self.clock = clock
         self.first_start = store.first_start(clock())
+        self.outbox = Outbox(store)
+        self.silences = Silences(store)
+        self.topups = TopupActor(store, clock=clock, dry_run=dry_run)  # dry_run: never pay
+        self.topups.start()  # DESIGN §6.6: every `sending` entry becomes `unknown`
         self._last_prune: datetime | None = None
+
+    @property
+    def runtime(self) -> Runtime:
+        return self.wiring.runtime
+
+    @property
+    def notifier(self) -> Notifier:
+        return self.wiring.notifier
+
+    @property
+    def clients(self) -> dict[str, TelnyxClient]:
+        return self.wiring.clients
 
     @property
     def rules_by_name(self) -> dict[str, Rule]:
@@ -149,18 +204,25 @@ class Daemon:
 
     def needs(self) -> Needs:
         rules = self.runtime.rules
-        return Needs(sources_needed(rules), ratio_windows(rules), longest_window(rules))
+        return Needs(
+            sources_needed(rules),
+            ratio_windows(rules),
+            longest_window(rules),
+            history=longest_lookback(rules),
+        )
 
-    async def cycle(self) -> CycleReport:
+    async def cycle(self, *, flush_all: bool = False) -> CycleReport:
         """One cycle, in the order of DESIGN §9.
 
         1. take `now` once
         2. collect every account's needed sources concurrently (failures recorded)
         3. evaluate rules × snapshots (pure)
         4. lifecycle step (pure) → new states and transitions
-        5. act: render transitions and send them
-        6. commit: cursors of sources that succeeded, source health, alert states
-        7. report: one `cycle.finished` log event
+        5. act: top-ups, then render transitions into messages (silences applied)
+        6. commit, one transaction: cursors of sources that succeeded, source health,
+           alert states, and every message into the outbox
+        7. deliver: flush the outbox (due retries too; everything with `flush_all`)
+        8. report: one `cycle.finished` log event
         """
         now = self.clock()  # 1
         started = time.monotonic()
@@ -168,7 +230,12 @@ class Daemon:
         report = CycleReport(at=now)
         requests_before = self._requests()
         report.collected = await self._collect(now, deadline)  # 2
-        results = evaluate(self.runtime.rules, [c.snapshot for c in report.collected], now)  # 3
+        results = evaluate(  # 3
+            self.runtime.rules,
+            [c.snapshot for c in report.collected],
+            now,
+            source_down_after=self.runtime.loaded.settings.poll.source_down_after,
+        )
         states = self.store.load_alerts()
         stepped = step(  # 4
             states,
@@ -178,11 +245,12 @@ class Daemon:
         )
         report.transitions = stepped.transitions
         report.alerts = stepped.states
-        await self._act(report)  # 5
+        await self._act(report, now)  # 5
         self._commit(report, now, time.monotonic() - started)  # 6
+        await self._deliver(report, now, flush_all=flush_all)  # 7
         report.requests = self._requests() - requests_before
         report.duration_s = time.monotonic() - started
-        self._log(report)  # 7
+        self._log(report)  # 8
         return report
 
     def _requests(self) -> int:
@@ -204,44 +272,102 @@ class Daemon:
         ]
         return list(await asyncio.gather(*jobs))
 
-    async def _act(self, report: CycleReport) -> None:
-        """5a. top-ups (their outcomes become messages); 5b. render transitions;
-        5c. deliver every message of the cycle."""
+    async def _act(self, report: CycleReport, now: datetime) -> None:
+        """5a. top-ups (their outcomes become messages); 5b. render transitions."""
         await self._act_topups(report)
-        self._render_transitions(report)
-        await self._deliver(report)
+        self._render_transitions(report, now)
 
     async def _act_topups(self, report: CycleReport) -> None:
-        """Top-ups under the safety protocol of DESIGN §6 (not implemented yet)."""
+        """Top-ups under the safety protocol of DESIGN §6 (watcher/topup.py); their
+        outcomes, refusals, dry runs and alerts become messages."""
+        settings = self.runtime.loaded.settings
+        view = CycleView(
+            at=report.at,
+            rules=self.runtime.rules,
+            accounts=settings.accounts,
+            transitions=report.transitions,
+            alerts=report.alerts,
+            snapshots=[c.snapshot for c in report.collected],
+            clients=self.clients,
+            timeout=settings.poll.timeout.total_seconds(),
+        )
+        report.outgoing.extend(await self.topups.act(view))
+        if self.metrics is not None:
+            for entry in self.topups.recorded:
+                self.metrics.count_topup(entry.account, entry.state.value)
 
-    def _render_transitions(self, report: CycleReport) -> None:
+    def _render_transitions(self, report: CycleReport, now: datetime) -> None:
         rules = self.rules_by_name
         send_resolved = self.runtime.loaded.settings.notify.send_resolved
-        for transition in report.transitions:
+        active = self.silences.active(now)
+        for transition in report.transitions + self._silences_ended(report, now, active):
             if transition.reason is Reason.RESOLVED and not send_resolved:
                 continue
+            silence = silenced_by(transition.key, active, now)
+            if silence is not None:
+                log.info(
+                    "notify.silenced",
+                    alert=str(transition.key),
+                    silence=silence.id,
+                    reason=transition.reason.value,
+                )
+                continue
             rule = rules.get(transition.key.rule)
+            if rule is not None and rule.mute and is_muted(rule.mute, now):
+                log.info("notify.muted", alert=str(transition.key), reason=transition.reason.value)
+                continue
             report.outgoing.append((render(transition, rule), rule.routes if rule else ()))
 
-    async def _deliver(self, report: CycleReport) -> None:
-        jobs = []
+    def _silences_ended(
+        self, report: CycleReport, now: datetime, active: list[Silence]
+    ) -> list[Transition]:
+        """A firing alert whose silence ended is notified once more ("still firing")."""
+        report.silences_ended = self.silences.ended_unhandled(now)
+        out = []
+        for key, state in report.alerts.items():
+            if state.phase is not Phase.FIRING or silenced_by(key, active, now) is not None:
+                continue
+            if any(s.matches(key) for s in report.silences_ended):
+                state = dataclasses.replace(state, last_notified_at=now)
+                report.alerts[key] = state
+                out.append(Transition(Reason.REPEAT, key, state.severity, now, state))
+        return out
+
+    def _enqueue(self, report: CycleReport, now: datetime) -> None:
         for message, rule_routes in report.outgoing:
             report.messages.append(message)
             routes = self.notifier.routes_for(rule_routes, message.severity)
-            if not routes:
+            targets = [t for route in routes for t in self.notifier.targets(route)]
+            if not targets:
                 log.warning("notify.no_route", rule=message.rule, title=message.title)
-            jobs.append(self.notifier.send(message, routes))
-        for deliveries in await asyncio.gather(*jobs):
-            report.deliveries.extend(deliveries)
+            self.outbox.enqueue(message, targets, now)
+
+    async def _deliver(self, report: CycleReport, now: datetime, *, flush_all: bool) -> None:
+        notify = self.runtime.loaded.settings.notify
+        policy = Policy(
+            give_up_after=notify.give_up_after,
+            failures_before_fallback=notify.failures_before_fallback,
+            fallbacks={n: r.fallback for n, r in notify.routes.items() if r.fallback},
+        )
+        result = await flush(self.outbox, self.notifier, now, policy, everything=flush_all)
+        report.deliveries = [
+            Delivery(item.route, item.url_masked, True) for item in result.delivered
+        ] + [delivery for _, delivery in result.failed]
+        report.backlog = self.outbox.backlog()
 
     def _commit(self, report: CycleReport, now: datetime, duration_s: float) -> None:
         with self.store.transaction():
             for collected in report.collected:
                 collected.commit(self.store, now)
             self.store.save_alerts(report.alerts)
+            self._enqueue(report, now)
+            self.topups.commit()  # top-up messages are in the outbox now
+            self.silences.mark_handled(report.silences_ended)
             self.store.record_cycle(now, duration_s=duration_s, errors=len(report.source_errors))
         if self._last_prune is None or now - self._last_prune >= PRUNE_EVERY:
             deleted = self.store.prune(now)
+            deleted["outbox_messages"] = self.outbox.prune(now)
+            deleted["silences"] = self.silences.prune(now)
             self._last_prune = now
             log.debug("store.pruned", **deleted)
 
@@ -255,24 +381,31 @@ class Daemon:
             firing=sum(1 for s in report.alerts.values() if s.fired_at is not None),
             delivered=sum(1 for d in report.deliveries if d.ok),
             failed=sum(1 for d in report.deliveries if not d.ok),
+            backlog=report.backlog,
         )
+        if self.metrics is not None:
+            self.metrics.observe_cycle(report)
 
-    async def run(self, stop: asyncio.Event) -> None:
-        """Cycles at a fixed rate until `stop` is set; the cycle in flight finishes."""
-        interval = self.runtime.interval.total_seconds()
-        next_start = time.monotonic()
-        while not stop.is_set():
-            try:
-                await self.cycle()
-            except Exception:  # a bug in one cycle must not end the daemon
-                log.exception("cycle.crashed")
-            next_start += interval
-            now = time.monotonic()
-            if next_start < now:  # overran: skip the missed slots, keep the rate
-                next_start = now + interval - (now - next_start) % interval
-            jitter = random.uniform(0, min(1.0, interval * 0.02))  # noqa: S311
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=next_start - now + jitter)
+    async def run(
+        self,
+        stop: asyncio.Event,
+        *,
+        reload: asyncio.Event | None = None,
+        loader: Callable[[], Runtime] | None = None,
+        service: ServiceNotifier | None = None,
+        watchdog: float | None = None,
+    ) -> None:
+        """Cycles at a fixed rate until `stop` is set; the cycle in flight finishes.
+
+        The loop, the systemd protocol (READY/STATUS/WATCHDOG/RELOADING/STOPPING) and the
+        SIGHUP reload (`reload` set → `loader()` between cycles) live in
+        `watcher.supervisor`; `watchdog` is the WATCHDOG=1 period in seconds (None: off).
+        """
+        from watcher.supervisor import Supervisor
+
+        await Supervisor(
+            self, stop, reload=reload, loader=loader, service=service, watchdog=watchdog
+        ).run()
 
     async def aclose(self) -> None:
         for client in self.clients.values():
@@ -306,8 +439,8 @@ def summarize(report: CycleReport) -> list[str]:
     delivered = sum(1 for d in report.deliveries if d.ok)
     failed = [d for d in report.deliveries if not d.ok]
     lines.append(
-        f"notifications: {len(report.messages)} messages, {delivered} deliveries ok, "
-        f"{len(failed)} failed"
+        f"notifications: {len(report.messages)} new messages, {delivered} deliveries ok, "
+        f"{len(failed)} failed, {report.backlog} waiting for retry"
     )
     lines += [f"  failed: {d.route} {d.url} ({d.error})" for d in failed]
     return lines

@@ -7,9 +7,10 @@ become `Delivery` records here at the edge; nothing raises into the cycle.
 
 from __future__ import annotations
 
-import asyncio
+import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import apprise
 import structlog
@@ -45,19 +46,32 @@ class Delivery:
     error: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class Target:
+    """One URL of one route: `url_id` is a digest of the URL (stable, not the secret)."""
+
+    route: str
+    url_id: str
+    masked: str
+
+
 @dataclass(slots=True)
-class _Target:
+class _Sender:
     masked: str
     apobj: apprise.Apprise
 
 
-def _target(url: SecretStr) -> _Target:
+def url_id(url: SecretStr) -> str:
+    return hashlib.sha256(url.get_secret_value().encode()).hexdigest()[:16]
+
+
+def _sender(url: SecretStr) -> _Sender:
     apobj = apprise.Apprise()
     service = apprise.Apprise.instantiate(url.get_secret_value())
     if service is None or not apobj.add(service):
         raise NotifyError("a notification URL is not understood by apprise (scheme or format)")
     service.request_rate_per_sec = 0  # our own URL object: no throttling between messages
-    return _Target(service.url(privacy=True), apobj)  # type: ignore[no-untyped-call]
+    return _Sender(service.url(privacy=True), apobj)  # type: ignore[no-untyped-call]
 
 
 class Notifier:
@@ -73,42 +87,61 @@ class Notifier:
         self.routes = dict(routes)
         self.default_route = default_route
         self.timeout = timeout
-        self._targets = {name: [_target(u) for u in r.urls] for name, r in self.routes.items()}
+        self._senders: dict[tuple[str, str], _Sender] = {
+            (name, url_id(url)): _sender(url) for name, r in self.routes.items() for url in r.urls
+        }
+
+    def targets(self, route: str) -> list[Target]:
+        """The URLs of a route (empty for an unknown route)."""
+        return [
+            Target(name, uid, sender.masked)
+            for (name, uid), sender in self._senders.items()
+            if name == route
+        ]
 
     def routes_for(self, rule_routes: Sequence[str], severity: Severity) -> list[str]:
         """The routes a message goes to: the rule's, else the default; by min_severity."""
         names = list(rule_routes) or ([self.default_route] if self.default_route else [])
         return [n for n in names if n in self.routes and severity >= self.routes[n].min_severity]
 
-    async def send(self, message: Message, route_names: Sequence[str]) -> list[Delivery]:
-        """Deliver to every URL of the given routes concurrently; never raises."""
-        jobs = [
-            self._send_one(name, target, message)
-            for name in route_names
-            for target in self._targets.get(name, [])
-        ]
-        return list(await asyncio.gather(*jobs))
+    async def deliver(self, message: Message, route: str, target_id: str) -> Delivery:
+        """Send one message to one URL of a route; never raises.
 
-    async def _send_one(self, route: str, target: _Target, message: Message) -> Delivery:
+        A URL no longer configured (after a reload) is a failed delivery.
+        """
+        sender = self._senders.get((route, target_id))
+        if sender is None:
+            return Delivery(route, "(no longer configured)", False, "URL no longer configured")
         try:
-            result = await target.apobj.async_notify(
+            result = await sender.apobj.async_notify(
                 body=message.body,
                 title=message.title,
                 notify_type=_notify_type(message),
+                body_format=apprise.NotifyFormat.MARKDOWN,
                 timeout=self.timeout,
             )
             ok = result.status == apprise.AppriseResultStatus.SUCCESS
-            error = "" if ok else result.status.name.lower()
+            error = "" if ok else _why(result)
         except Exception as exc:  # a broken plugin must not break the cycle
             ok, error = False, type(exc).__name__
-        delivery = Delivery(route, target.masked, ok, error)
         if ok:
-            log.info("notify.delivered", route=route, url=target.masked, title=message.title)
+            log.info("notify.delivered", route=route, url=sender.masked, title=message.title)
         else:
-            log.error(
-                "notify.failed", route=route, url=target.masked, error=error, title=message.title
+            log.warning(
+                "notify.failed", route=route, url=sender.masked, error=error, title=message.title
             )
-        return delivery
+        return Delivery(route, sender.masked, ok, error)
+
+
+def _why(result: Any) -> str:
+    """The last warning apprise logged for a failed send, else its status name."""
+    messages = [
+        entry.message
+        for service in result.results
+        for entry in service.logs()
+        if entry.level in ("WARNING", "ERROR")
+    ]
+    return str(messages[-1]) if messages else str(result.status.name).lower()
 
 
 def _notify_type(message: Message) -> apprise.NotifyType:

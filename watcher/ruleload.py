@@ -64,6 +64,9 @@ def _load_file(path: Path, errors: list[str]) -> list[tuple[Rule, str]]:
         return []
     if doc.data is None:
         return []
+    if not isinstance(doc.data, dict):
+        errors.append(f"{path}:1:1: a rule file is a mapping with a `rules:` list")
+        return []
     try:
         parsed = RuleFile.model_validate(doc.data)
     except ValidationError as exc:

@@ -8,17 +8,27 @@ no I/O: `now` is a parameter.
 from __future__ import annotations
 
 import fnmatch
+import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from dataclasses import field as dc_field
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Annotated, Literal, Self
+from typing import Annotated, Any, ClassVar, Literal, Self, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    field_validator,
+    model_validator,
+)
 
 from watcher.durations import Duration, format_duration
+from watcher.forecast import fit_burn, per_hour_text, runs_out_in
 from watcher.model import (
     AccountSnapshot,
     AlertKey,
@@ -27,32 +37,112 @@ from watcher.model import (
     SourceName,
     WebhookDelivery,
 )
+from watcher.mute import MuteSpec
 
 SeverityName = Literal["info", "warning", "critical"]
 BalanceField = Literal["available_credit", "balance", "credit_limit", "pending"]
+ForecastField = Literal["available_credit", "balance"]
 AuditField = Literal[
     "change_type", "change_made_by", "resource_id", "alternate_resource_id", "user_id", "field"
 ]
-Patterns = str | list[str]
-Threshold = Decimal | dict[SeverityName, Decimal]
+
+
+def _shape(value: Any) -> str:
+    """Pick the union member by the input's shape, so an error names only that one."""
+    return "many" if isinstance(value, dict | list) else "one"
+
+
+Patterns = Annotated[
+    Annotated[str, Tag("one")] | Annotated[list[str], Tag("many")], Discriminator(_shape)
+]
+Threshold = Annotated[
+    Annotated[Decimal, Tag("one")] | Annotated[dict[SeverityName, Decimal], Tag("many")],
+    Discriminator(_shape),
+]
 
 SOURCE_DOWN_RULE = "watcher-source-down"
+MAX_LOOKBACK = timedelta(days=7)  # balance samples are kept for 8 days
+
+COMMON_PLACEHOLDERS: Mapping[str, str] = {
+    "rule": "the rule's name",
+    "account": "the account's name",
+    "group": "the alert's group (webhook rules with `group_by`), else empty",
+    "severity": "info, warning or critical",
+    "value": "what was seen, e.g. `45.50 USD`",
+    "threshold": "what it was compared with, e.g. `below 50.00 USD`",
+}
+_PLACEHOLDER = re.compile(r"\{([a-z_]+)\}")
+_PATTERNS_DOC = "a glob pattern (`*`, `?`, `[abc]`) or a list of them (any of)"
+
+
+def _doc(description: str, *examples: Any, **extra: Any) -> Any:
+    """A `Field` with a description and examples (for the JSON schema editors use)."""
+    return Field(description=description, examples=list(examples), **extra)
 
 
 class _Rule(BaseModel):
     """Keys common to every rule kind."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    placeholders: ClassVar[Mapping[str, str]] = COMMON_PLACEHOLDERS
 
-    name: Annotated[str, Field(pattern=r"^[a-z0-9_-]+$", max_length=100)]
-    description: str = ""
-    severity: SeverityName = "warning"
-    for_: Duration = Field(default=timedelta(0), alias="for")
-    route: str | list[str] | None = None
-    accounts: list[str] | None = None
-    summary: str | None = None
-    labels: dict[str, str] = Field(default_factory=dict)
-    enabled: bool = True
+    name: Annotated[str, Field(pattern=r"^[a-z0-9_-]+$", max_length=100)] = _doc(
+        "unique name of the rule across all files: lower-case letters, digits, `_` and `-`",
+        "low-credit",
+    )
+    description: str = _doc(
+        "what happened and what to do; printed in every firing message",
+        "Credit is running low. Add funds in the portal (Billing → Add funds).",
+        default="",
+    )
+    severity: SeverityName = _doc(
+        "severity of the alert: info, warning or critical", "critical", default="warning"
+    )
+    for_: Duration = _doc(
+        "how long the condition must hold before the alert fires (0s: at once); taken "
+        "in steps of poll.interval",
+        "5m",
+        default=timedelta(0),
+        alias="for",
+    )
+    route: str | list[str] | None = _doc(
+        "route name(s) from notify.routes in the config; default: notify.default_route",
+        "ops",
+        ["billing", "ops"],
+        default=None,
+    )
+    accounts: list[str] | None = _doc(
+        "names of the accounts the rule applies to; default: all", ["main"], default=None
+    )
+    summary: str | None = _doc(
+        "first line of the message, with `{placeholders}` (names only; which ones depends "
+        "on the kind: " + ", ".join(f"{{{p}}}" for p in COMMON_PLACEHOLDERS) + " always)",
+        "{account}: credit is {value} {currency}, below {threshold}",
+        default=None,
+    )
+    labels: dict[str, str] = _doc(
+        "free-form labels for your own bookkeeping", {"team": "billing"}, default_factory=dict
+    )
+    enabled: bool = _doc("false turns the rule off without deleting it", False, default=True)
+    mute: list[MuteSpec] = _doc(
+        "quiet hours or maintenance windows: while one covers the time, the rule is still "
+        "evaluated but its notifications are not sent (for audit rules: an expected-change "
+        "window)",
+        ["Sat 00:00-06:00 Europe/Berlin"],
+        ["Mon-Fri 22:00-07:00 UTC", "2026-12-24 00:00-2026-12-27 00:00 UTC"],
+        default_factory=list,
+    )
+
+    @field_validator("summary")
+    @classmethod
+    def _known_placeholders(cls, value: str | None) -> str | None:
+        unknown = sorted({m for m in _PLACEHOLDER.findall(value or "")} - set(cls.placeholders))
+        if unknown:
+            known = ", ".join(f"{{{p}}}" for p in sorted(cls.placeholders))
+            names = ", ".join(f"{{{p}}}" for p in unknown)
+            kind = get_args(cls.model_fields["kind"].annotation)[0]
+            raise ValueError(f"unknown placeholder {names}; {kind} rules know {known}")
+        return value
 
     @property
     def routes(self) -> tuple[str, ...]:
@@ -72,13 +162,53 @@ class _Rule(BaseModel):
 class BalanceRule(_Rule):
     """Fires when a balance field is below (or above) a threshold, per severity."""
 
-    kind: Literal["balance"]
-    field: BalanceField = "available_credit"
-    below: Threshold | None = None
-    above: Threshold | None = None
-    clear_above: Decimal | None = None
-    clear_below: Decimal | None = None
-    topup: bool = False
+    placeholders: ClassVar[Mapping[str, str]] = {
+        **COMMON_PLACEHOLDERS,
+        "field": "the balance field, e.g. `available_credit`",
+        "value": "the field's value without currency, e.g. `45.50`",
+        "threshold": "the breached (else the least severe) threshold, e.g. `50.00`",
+        "currency": "the account's currency, e.g. `USD`",
+        "clear_at": "the value at which the alert resolves, e.g. `120.00`",
+    }
+
+    kind: Literal["balance"] = _doc("a threshold on a balance field", "balance")
+    field: BalanceField = _doc(
+        "the balance field to watch: available_credit (balance + credit limit: what can "
+        "still be spent), balance, credit_limit or pending",
+        "available_credit",
+        default="available_credit",
+    )
+    below: Threshold | None = _doc(
+        "fire when the value is below this: a number (the rule's severity applies) or a "
+        "threshold per severity (then `severity` is not allowed)",
+        100,
+        {"warning": 100, "critical": 50},
+        default=None,
+    )
+    above: Threshold | None = _doc(
+        "fire when the value is above this: a number or a threshold per severity",
+        1000,
+        {"warning": 500, "critical": 1000},
+        default=None,
+    )
+    clear_above: Decimal | None = _doc(
+        "with `below`: resolve only once the value is back at or above this (hysteresis); "
+        "default: the least severe threshold",
+        120,
+        default=None,
+    )
+    clear_below: Decimal | None = _doc(
+        "with `above`: resolve only once the value is back at or below this; default: the "
+        "least severe threshold",
+        400,
+        default=None,
+    )
+    topup: bool = _doc(
+        "top the account up (accounts[].topup in the config) when the rule starts firing "
+        "at critical",
+        True,
+        default=False,
+    )
 
     @model_validator(mode="after")
     def _check(self) -> Self:
@@ -121,12 +251,92 @@ class BalanceRule(_Rule):
         return self.clear_below if self.clear_below is not None else self.least_severe_threshold
 
 
+class ForecastRule(_Rule):
+    """Fires when the balance, at its current burn rate, reaches `floor` within
+    `runs_out_within` (a least-squares fit over the samples in `lookback`)."""
+
+    placeholders: ClassVar[Mapping[str, str]] = {
+        **COMMON_PLACEHOLDERS,
+        "field": "the balance field, e.g. `available_credit`",
+        "value": "the field's value now without currency, e.g. `84.00`",
+        "currency": "the account's currency, e.g. `USD`",
+        "burn_rate": "money spent per hour, e.g. `12.40`",
+        "runs_out_in": "projected time until `floor`, e.g. `6h 46m` (`never` when not spending)",
+        "runs_out_at": "projected time of reaching `floor`, e.g. `2026-11-23 17:00 UTC`",
+        "floor": "the rule's floor, e.g. `0.00`",
+        "runs_out_within": "the rule's `runs_out_within`, e.g. `24h`",
+        "lookback": "the rule's `lookback`, e.g. `6h`",
+        "samples": "how many balance samples the fit used",
+    }
+
+    kind: Literal["forecast"] = _doc("when credit will run out at the current burn", "forecast")
+    field: ForecastField = _doc(
+        "the balance field to project: available_credit or balance",
+        "available_credit",
+        default="available_credit",
+    )
+    runs_out_within: Duration = _doc(
+        "fire when the field is projected to reach `floor` sooner than this", "24h", "3d"
+    )
+    floor: Decimal = _doc(
+        "the value that counts as running out", 0, "10.00", default=Decimal(0), allow_inf_nan=False
+    )
+    lookback: Duration = _doc(
+        "fit the burn rate over the balance samples of this window (at most 7d); rises "
+        "between samples (top-ups, refunds) are money coming in, not negative burn",
+        "6h",
+        default=timedelta(hours=6),
+    )
+    min_samples: Annotated[int, Field(ge=2)] = _doc(
+        "judge only with at least this many samples in `lookback` (the current one counts)",
+        5,
+        default=5,
+    )
+    min_span: Annotated[float, Field(gt=0, le=1)] = _doc(
+        "judge only when the samples cover at least this fraction of `lookback`",
+        0.5,
+        default=0.5,
+    )
+    topup: bool = _doc(
+        "top the account up (accounts[].topup in the config) when the rule starts firing "
+        "at critical",
+        True,
+        default=False,
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        if self.runs_out_within <= timedelta(0):
+            raise ValueError("`runs_out_within` must be longer than 0s")
+        if not timedelta(0) < self.lookback <= MAX_LOOKBACK:
+            raise ValueError(f"`lookback` must be longer than 0s and at most {MAX_LOOKBACK.days}d")
+        return self
+
+
 class AuditRule(_Rule):
     """Alerts once for each new audit event that matches `match` and no `ignore` entry."""
 
-    kind: Literal["audit"]
-    match: dict[AuditField, Patterns] = Field(default_factory=dict)
-    ignore: list[dict[AuditField, Patterns]] = Field(default_factory=list)
+    placeholders: ClassVar[Mapping[str, str]] = {
+        **COMMON_PLACEHOLDERS,
+        "value": "how many events matched, e.g. `3 events`",
+        "count": "how many events matched in this poll, e.g. `3`",
+    }
+
+    kind: Literal["audit"] = _doc("new audit-log events, each alerted once", "audit")
+    match: dict[AuditField, Patterns] = _doc(
+        "every key must match: change_type, change_made_by, resource_id, "
+        "alternate_resource_id, user_id, field (any of changes[].field); each value is "
+        + _PATTERNS_DOC,
+        {"change_made_by": ["account_owner", "organization_member"]},
+        {"change_type": "update", "field": "webhook_*"},
+        default_factory=dict,
+    )
+    ignore: list[dict[AuditField, Patterns]] = _doc(
+        "an event matching any entry (all keys of it) is expected and never alerted",
+        [{"user_id": "6a09cdc3-8948-47f0-aa62-74ac943d6c58"}],
+        [{"change_type": "update", "field": "tags"}],
+        default_factory=list,
+    )
 
     @model_validator(mode="after")
     def _check(self) -> Self:
@@ -140,13 +350,47 @@ class AuditRule(_Rule):
 class WebhookFailuresRule(_Rule):
     """Fires when failed webhook deliveries in `window` reach `at_least` (and `ratio`)."""
 
-    kind: Literal["webhook_failures"]
-    window: Duration = timedelta(minutes=15)
-    at_least: Annotated[int, Field(ge=1)] = 1
-    ratio: Annotated[float, Field(gt=0, le=1)] | None = None
-    min_deliveries: Annotated[int, Field(ge=0)] = 0
-    event_type: Patterns | None = None
-    group_by: Literal["none", "url", "event_type"] = "none"
+    placeholders: ClassVar[Mapping[str, str]] = {
+        **COMMON_PLACEHOLDERS,
+        "value": "e.g. `12 failed in 15m of 40 (30%)`",
+        "count": "failed deliveries in the window, e.g. `12`",
+        "window": "the window, e.g. `15m`",
+        "total": "all deliveries in the window (only with `ratio`)",
+        "ratio": "failed share of all deliveries, e.g. `30%` (only with `ratio`)",
+    }
+
+    kind: Literal["webhook_failures"] = _doc(
+        "failed webhook deliveries in a window", "webhook_failures"
+    )
+    window: Duration = _doc(
+        "count failed deliveries started in this window (at least poll.interval)",
+        "15m",
+        default=timedelta(minutes=15),
+    )
+    at_least: Annotated[int, Field(ge=1)] = _doc(
+        "fire at this many failed deliveries in the window", 10, default=1
+    )
+    ratio: Annotated[float, Field(gt=0, le=1)] | None = _doc(
+        "also require this share of all deliveries to have failed (one extra request per poll)",
+        0.25,
+        default=None,
+    )
+    min_deliveries: Annotated[int, Field(ge=0)] = _doc(
+        "with `ratio`: judge the share only when the window holds at least this many deliveries",
+        20,
+        default=0,
+    )
+    event_type: Patterns | None = _doc(
+        "only deliveries whose webhook event_type matches: " + _PATTERNS_DOC,
+        ["message.*"],
+        "call.hangup",
+        default=None,
+    )
+    group_by: Literal["none", "url", "event_type"] = _doc(
+        "one alert per failing url or event_type, or one for all (none)",
+        "url",
+        default="none",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> Self:
@@ -157,21 +401,28 @@ class WebhookFailuresRule(_Rule):
         return self
 
 
-Rule = Annotated[BalanceRule | AuditRule | WebhookFailuresRule, Field(discriminator="kind")]
+Rule = Annotated[
+    BalanceRule | ForecastRule | AuditRule | WebhookFailuresRule, Field(discriminator="kind")
+]
 
 
 class RuleFile(BaseModel):
-    """The top level of a rule file."""
+    """A rule file of account-watcher: a list of rules under `rules:`."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, title="account-watcher rule file")
 
-    rules: list[Rule] = Field(default_factory=list)
+    rules: list[Rule] = _doc(
+        "the rules of this file; names must be unique across all files",
+        [{"name": "low-credit", "kind": "balance", "below": {"warning": 100, "critical": 50}}],
+        default_factory=list,
+    )
 
 
 def sources_needed(rules: Iterable[Rule]) -> frozenset[SourceName]:
     """Which sources the enabled rules need polled."""
     kinds = {
         BalanceRule: SourceName.BALANCE,
+        ForecastRule: SourceName.BALANCE,
         AuditRule: SourceName.AUDIT,
         WebhookFailuresRule: SourceName.WEBHOOKS,
     }
@@ -190,6 +441,13 @@ def ratio_windows(rules: Iterable[Rule]) -> frozenset[timedelta]:
 def longest_window(rules: Iterable[Rule]) -> timedelta:
     windows = [r.window for r in rules if isinstance(r, WebhookFailuresRule) and r.enabled]
     return max(windows, default=timedelta(0))
+
+
+def longest_lookback(rules: Iterable[Rule]) -> timedelta:
+    """How far back balance samples are needed: the longest `lookback` of enabled
+    forecast rules (0s without any)."""
+    lookbacks = [r.lookback for r in rules if isinstance(r, ForecastRule) and r.enabled]
+    return max(lookbacks, default=timedelta(0))
 
 
 # ---------------------------------------------------------------------------- findings
@@ -257,6 +515,8 @@ def evaluate(
 def _evaluate_one(rule: Rule, snap: AccountSnapshot, now: datetime) -> RuleResult:
     if isinstance(rule, BalanceRule):
         return _balance(rule, snap)
+    if isinstance(rule, ForecastRule):
+        return _forecast(rule, snap, now)
     if isinstance(rule, AuditRule):
         return _audit(rule, snap)
     return _webhooks(rule, snap, now)
@@ -300,6 +560,61 @@ def _balance(rule: BalanceRule, snap: AccountSnapshot) -> RuleResult:
             "threshold": money(rule.levels[shown]),
             "currency": snap.balance.currency,
             "clear_at": money(rule.clear_at),
+        },
+    )
+    return RuleResult(rule.name, snap.account, True, (finding,), hold_for=rule.for_)
+
+
+# ---------------------------------------------------------------------------- forecast
+
+_FORECAST_WORD = {"available_credit": "credit", "balance": "balance"}
+
+
+def _forecast(rule: ForecastRule, snap: AccountSnapshot, now: datetime) -> RuleResult:
+    """Not judged without a balance, or with too few samples or too short a span."""
+    if snap.balance is None:
+        return _not_judged(rule, snap)
+    current = snap.balance.field(rule.field)
+    start = now - rule.lookback
+    points = [(at, b.field(rule.field)) for at, b in snap.balance_history if start <= at < now]
+    burn = fit_burn([*points, (now, current)])
+    if burn is None or burn.samples < rule.min_samples or burn.span < rule.lookback * rule.min_span:
+        return _not_judged(rule, snap)
+    eta = runs_out_in(current, rule.floor, burn)
+    if eta is not None:
+        eta = timedelta(minutes=round(eta.total_seconds() / 60))
+    holds = eta is not None and eta < rule.runs_out_within
+    currency = snap.balance.currency
+    rate = f"{per_hour_text(burn)} {currency}/h".strip()
+    word = _FORECAST_WORD[rule.field]
+    floor = "" if rule.floor == 0 else f" {money(rule.floor, currency)}"
+    if eta is None:
+        value = f"{word} {money(current, currency)} is not running out ({rate})"
+    elif eta == timedelta(0):
+        value = f"{word} {money(current, currency)} has reached the floor{floor} ({rate})"
+    elif floor:
+        value = f"{word} {money(current, currency)} reaches{floor} in about "
+        value += f"{format_duration(eta)} at {rate}"
+    else:
+        value = f"{word} {money(current, currency)} runs out in about "
+        value += f"{format_duration(eta)} at {rate}"
+    finding = Finding(
+        key=AlertKey(rule.name, snap.account),
+        severity=rule.level if holds else None,
+        cleared=not holds,
+        value=value,
+        threshold=f"alert under {format_duration(rule.runs_out_within)}",
+        facts={
+            "field": rule.field,
+            "value": money(current),
+            "currency": currency,
+            "burn_rate": per_hour_text(burn),
+            "runs_out_in": "never" if eta is None else format_duration(eta),
+            "runs_out_at": "never" if eta is None else f"{now + eta:%Y-%m-%d %H:%M} UTC",
+            "floor": money(rule.floor),
+            "runs_out_within": format_duration(rule.runs_out_within),
+            "lookback": format_duration(rule.lookback),
+            "samples": str(burn.samples),
         },
     )
     return RuleResult(rule.name, snap.account, True, (finding,), hold_for=rule.for_)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -47,6 +47,7 @@ from pydantic_settings.sources.utils import parse_env_vars
 
 from watcher.durations import Duration, duration_text, parse_duration
 from watcher.logs import register_secret, register_url_secrets
+from watcher.mute import MuteSpec
 from watcher.secrets import SecretError, SecretRef, parse_ref, resolve
 from watcher.yamlfile import ConfigError, YamlDoc, error_message, format_error, format_loc
 from watcher.yamlfile import load_yaml as load_yaml
@@ -120,6 +121,20 @@ Money = Annotated[
     Field(gt=0, decimal_places=2, allow_inf_nan=False),
 ]
 """A positive amount of money with at most two decimals; `100`, `100.5`, `"100.00"`."""
+
+
+def _exactly_two_places(value: Decimal) -> Decimal:
+    if value.as_tuple().exponent != -2:
+        raise PydanticCustomError(
+            "money_places",
+            'must be written with exactly two decimals, e.g. "100.00" (quote it: YAML '
+            "reads an unquoted 100.00 as 100.0)",
+        )
+    return value
+
+
+TopupMoney = Annotated[Money, AfterValidator(_exactly_two_places)]
+"""Money for top-ups: exactly two decimals as the API wants it (`"100.00"`, not `100`)."""
 
 
 def _api_key_ref(value: Any) -> SecretRef:
@@ -201,20 +216,29 @@ class TopupConfig(BaseModel):
     model_config = _strict_config()
 
     enabled: bool = False
-    amount: Money = Decimal("100.00")
-    max_per_day: Money = Decimal("300.00")
+    amount: TopupMoney = Decimal("100.00")
+    max_per_day: TopupMoney = Decimal("300.00")
+    max_per_month: TopupMoney | None = None  # rolling 30 days; None: no monthly cap
     min_interval: Duration = timedelta(hours=1)
+    verify_within: Duration = timedelta(minutes=10)
 
-    @field_validator("max_per_day")
+    @field_validator("max_per_day", "max_per_month")
     @classmethod
-    def _cap_holds_one_topup(cls, value: Decimal, info: ValidationInfo) -> Decimal:
+    def _cap_holds_one_topup(cls, value: Decimal | None, info: ValidationInfo) -> Decimal | None:
         amount = info.data.get("amount")
-        if isinstance(amount, Decimal) and value < amount:
+        if value is not None and isinstance(amount, Decimal) and value < amount:
             raise PydanticCustomError(
                 "topup_cap",
                 "must be at least the top-up amount ({amount})",
                 {"amount": str(amount)},
             )
+        return value
+
+    @field_validator("min_interval", "verify_within")
+    @classmethod
+    def _positive_duration(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):
+            raise PydanticCustomError("topup_duration", "must be longer than 0s")
         return value
 
 
@@ -253,12 +277,15 @@ class AccountConfig(BaseModel):
 
 
 class PollConfig(BaseModel):
-    """`poll`: how often cycles start and how long one HTTP request may take."""
+    """`poll`: how often cycles start, how long one HTTP request may take, and how long a
+    source may fail before the built-in `watcher-source-down` alert fires (at once for a
+    rejected key)."""
 
     model_config = _strict_config()
 
     interval: Duration = timedelta(seconds=60)
     timeout: Duration = timedelta(seconds=10)
+    source_down_after: Duration = timedelta(minutes=5)
 
     @model_validator(mode="before")
     @classmethod
@@ -350,6 +377,8 @@ class RouteConfig(BaseModel):
 
     urls: list[RouteUrl] = Field(min_length=1)
     min_severity: Severity = "info"
+    fallback: str | None = None  # route used when every URL of this route keeps failing
+    mute: list[MuteSpec] = Field(default_factory=list)  # quiet hours: watcher.mute
 
     def __repr_args__(self) -> Iterable[tuple[str | None, Any]]:
         """repr() shows references, but literal URLs (which may hold passwords) masked."""
@@ -366,6 +395,8 @@ class NotifyConfig(BaseModel):
     default_route: str | None = None
     repeat_interval: Duration = timedelta(hours=4)
     send_resolved: bool = True
+    give_up_after: Duration = timedelta(hours=24)  # undelivered notifications older are dropped
+    failures_before_fallback: int = Field(default=3, ge=1)
 
     @model_validator(mode="before")
     @classmethod
@@ -389,6 +420,16 @@ class NotifyConfig(BaseModel):
             "'{name}' is not a route in notify.routes (routes: {known})",
             {"name": value, "known": known},
         )
+
+    @model_validator(mode="after")
+    def _fallbacks_name_routes(self) -> Self:
+        for name, route in self.routes.items():
+            where = f"notify.routes.{name}.fallback"
+            if route.fallback is not None and route.fallback not in self.routes:
+                raise ValueError(f"{where}: {route.fallback!r} is not a route")
+            if route.fallback == name:
+                raise ValueError(f"{where}: a route cannot fall back to itself")
+        return self
 
     @field_validator("repeat_interval")
     @classmethod

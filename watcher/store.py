@@ -122,6 +122,78 @@ MIGRATIONS: list[tuple[str, ...]] = [
             errors INTEGER NOT NULL
         ) STRICT""",
     ),
+    (  # the durable outbox (watcher/outbox.py) and silences (watcher/silences.py)
+        """CREATE TABLE outbox_messages (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            created_at TEXT NOT NULL,
+            title TEXT NOT NULL,
+            body TEXT NOT NULL,
+            severity TEXT NOT NULL,
+            rule TEXT NOT NULL,
+            account TEXT NOT NULL,
+            reason TEXT NOT NULL
+        ) STRICT""",
+        """CREATE TABLE outbox_targets (
+            message_id INTEGER NOT NULL REFERENCES outbox_messages (id) ON DELETE CASCADE,
+            route TEXT NOT NULL,
+            url_id TEXT NOT NULL,
+            url_masked TEXT NOT NULL,
+            state TEXT NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_attempt_at TEXT NOT NULL,
+            last_error TEXT,
+            delivered_at TEXT,
+            PRIMARY KEY (message_id, route, url_id)
+        ) STRICT""",
+        "CREATE INDEX outbox_targets_due ON outbox_targets (state, next_attempt_at)",
+        """CREATE TABLE route_health (
+            route TEXT PRIMARY KEY,
+            consecutive_failures INTEGER NOT NULL,
+            alerted INTEGER NOT NULL DEFAULT 0
+        ) STRICT""",
+        """CREATE TABLE silences (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            rule_glob TEXT NOT NULL,
+            account TEXT,
+            reason TEXT NOT NULL,
+            created_by TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            expires_at TEXT NOT NULL,
+            ended_handled INTEGER NOT NULL DEFAULT 0
+        ) STRICT""",
+    ),
+    (  # the top-up ledger and its kill switch (watcher/ledger.py)
+        """CREATE TABLE topups (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            account TEXT NOT NULL,
+            amount TEXT NOT NULL,
+            currency TEXT NOT NULL,
+            state TEXT NOT NULL CHECK (state IN
+                ('sending', 'unknown', 'succeeded', 'failed', 'dry_run', 'refused')),
+            created_at TEXT NOT NULL,
+            posted_at TEXT,
+            finished_at TEXT,
+            transaction_id TEXT,
+            error TEXT,
+            rule TEXT NOT NULL,
+            reason TEXT NOT NULL,
+            episode TEXT,
+            balance_before TEXT,
+            verify_state TEXT,
+            announce INTEGER NOT NULL DEFAULT 0,
+            settled_by TEXT,
+            settled_at TEXT,
+            settle_reason TEXT
+        ) STRICT""",
+        "CREATE INDEX topups_account_created ON topups (account, created_at)",
+        "CREATE INDEX topups_state ON topups (state)",
+        """CREATE TABLE topup_pause (
+            id INTEGER PRIMARY KEY CHECK (id = 1),
+            paused_at TEXT NOT NULL,
+            paused_by TEXT NOT NULL,
+            reason TEXT NOT NULL
+        ) STRICT""",
+    ),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import enum
 import math
 import random
 import time
@@ -361,6 +362,114 @@ class _AutoRechargeBody(_Wire):
     data: _AutoRechargeData
 
 
+class _TransactionData(_Wire):
+    id: str = Field(min_length=1)
+
+
+class _TransactionBody(_Wire):
+    data: _TransactionData
+
+
+# --------------------------------------------------------------------------- top-up
+
+TOPUP_ENDPOINT = "/payment/stored_payment_transactions"
+"""The top-up path relative to the `/v2` base URL (never `/v2/v2/...` as the SDKs send it)."""
+
+_CENT = Decimal("0.01")
+
+
+class TopupOutcome(enum.StrEnum):
+    """What a top-up POST did: paid, refused (no money moved), or not known."""
+
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True, slots=True)
+class TopupResult:
+    """The outcome of one top-up POST.
+
+    - `SUCCEEDED`: a 2xx answer with a transaction id.
+    - `FAILED`: the API refused it with a 4xx, or no connection could be opened (the
+      request was never sent): no money moved.
+    - `UNKNOWN`: timeout, connection lost, a 5xx, a redirect or an unreadable answer:
+      the payment may or may not have happened.
+    `error` is one sentence without secrets; `code`/`title`/`detail` are the API's error.
+    """
+
+    outcome: TopupOutcome
+    transaction_id: str | None = None
+    status: int | None = None
+    code: str | None = None
+    title: str | None = None
+    detail: str | None = None
+    error: str = ""
+
+
+def topup_amount_text(amount: Decimal) -> str:
+    """The amount as the API wants it: `Decimal("100")` -> `"100.00"`.
+
+    Raises ValueError for an amount that is not positive or has more than two decimals
+    (money is never rounded silently).
+    """
+    if not amount.is_finite() or amount <= 0:
+        raise ValueError(f"a top-up amount must be positive, not {amount}")
+    if amount != amount.quantize(_CENT):
+        raise ValueError(f"a top-up amount has at most two decimals, not {amount}")
+    return str(amount.quantize(_CENT))
+
+
+def classify_topup(response: httpx.Response | None, exc: Exception | None) -> TopupResult:
+    """Decide what one top-up POST outcome means (never retryable: see `TopupResult`).
+
+    In: the response, or the exception raised while sending. Out: a `TopupResult`.
+    """
+    where = f"POST {TOPUP_ENDPOINT}"
+    if response is None:
+        if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout):
+            return TopupResult(
+                TopupOutcome.FAILED,
+                error=f"{where}: could not connect, nothing was sent ({type(exc).__name__})",
+            )
+        error = _classify_exception(where, TOPUP_ENDPOINT, exc)
+        return TopupResult(TopupOutcome.UNKNOWN, error=error.message)
+    status = response.status_code
+    if 200 <= status < 300:
+        try:
+            body = _TransactionBody.model_validate_json(response.content)
+        except pydantic.ValidationError:
+            return TopupResult(
+                TopupOutcome.UNKNOWN,
+                status=status,
+                error=f"{where}: HTTP {status} but the answer has no transaction id",
+            )
+        return TopupResult(TopupOutcome.SUCCEEDED, transaction_id=body.data.id, status=status)
+    first = _first_error(response)
+    code = None if first is None or first.code is None else str(first.code)
+    title = None if first is None else first.title
+    detail = None if first is None else first.detail
+    text = " ".join(part for part in (code, title) if part)
+    said = f" ({_clip(text)})" if text else ""
+    outcome = TopupOutcome.FAILED if 400 <= status < 500 else TopupOutcome.UNKNOWN
+    return TopupResult(
+        outcome,
+        status=status,
+        code=code,
+        title=title,
+        detail=detail,
+        error=f"{where} failed: HTTP {status}{said}",
+    )
+
+
+def _first_error(response: httpx.Response) -> _ErrorItem | None:
+    try:
+        body = _ErrorBody.model_validate_json(response.content)
+    except pydantic.ValidationError:
+        return None
+    return body.errors[0] if body.errors else None
+
+
 # --------------------------------------------------------------------------- mapping
 
 
@@ -421,10 +530,11 @@ def _attempt_error(attempt: _Attempt) -> str:
             if first.get(key) not in (None, ""):
                 return _clip(str(first[key]))
         return ""
+    if first is None:
+        return ""
     response = attempt.http.response if attempt.http else None
     body = (response.body or "").strip() if response else ""
-    code = "" if first is None else f"error {first}"
-    return _clip(": ".join(part for part in (code, body) if part))
+    return _clip(f"error {first}: {body}" if body else f"error {first}")
 
 
 def _to_delivery(item: _Delivery) -> WebhookDelivery:
@@ -490,7 +600,8 @@ class TelnyxClient:
     call (per page), waiting the server's Retry-After / x-ratelimit-reset (capped at
     `max_wait`) or an exponential backoff with jitter, and never past `deadline` (a
     `time.monotonic()` value). `sleep` and `clock` are injectable for tests.
-    `requests_sent` counts HTTP requests actually sent.
+    `requests_sent` counts HTTP requests actually sent; `on_request(endpoint, status)` is
+    called once per attempt (status None for a transport error or timeout), for metrics.
     """
 
     def __init__(
@@ -504,6 +615,7 @@ class TelnyxClient:
         max_wait: float = 30.0,
         sleep: Sleep = asyncio.sleep,
         clock: Clock = time.monotonic,
+        on_request: Callable[[str, int | None], None] | None = None,
     ) -> None:
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
@@ -517,6 +629,7 @@ class TelnyxClient:
         self._api_key = api_key
         self._sleep = sleep
         self._clock = clock
+        self._on_request = on_request
         self._http = httpx.AsyncClient(
             base_url=base_url,
             headers=self._headers(api_key),
@@ -616,6 +729,55 @@ class TelnyxClient:
         response = await self._get(endpoint, {}, deadline)
         return _to_prefs(_parse(_AutoRechargeBody, response, endpoint))
 
+    async def create_topup(
+        self,
+        amount: Decimal,
+        *,
+        timeout: float,  # noqa: ASYNC109 - the HTTP timeout, also given to httpx
+    ) -> TopupResult:
+        """`POST /payment/stored_payment_transactions` with `{"amount": "100.00"}`, ONCE.
+
+        Never retried: not by the retry loop (`_get`), not by the transport (the client's
+        default transport has `retries=0`; do not give it a retrying one), not on a
+        redirect. In: the amount (positive, at most two decimals) and the time limit in
+        seconds for the whole exchange. Out: a `TopupResult` (see `classify_topup`);
+        network problems are results, not exceptions.
+        Raises: ValueError for a bad amount (before anything is sent).
+        """
+        body = {"amount": topup_amount_text(amount)}
+        request = self._http.build_request(
+            "POST", TOPUP_ENDPOINT, json=body, timeout=httpx.Timeout(timeout)
+        )
+        self.requests_sent += 1
+        response: httpx.Response | None = None
+        failure: Exception | None = None
+        try:
+            async with asyncio.timeout(timeout):
+                response = await self._http.send(request)
+        except TimeoutError:  # the total limit, when the server trickles bytes
+            failure = httpx.ReadTimeout("total time limit reached", request=request)
+        except httpx.RequestError as exc:
+            failure = exc
+        self._observed(TOPUP_ENDPOINT, None if response is None else response.status_code)
+        result = classify_topup(response, failure)
+        return self._redacted_result(result)
+
+    def _redacted_result(self, result: TopupResult) -> TopupResult:
+        secret = self._api_key.get_secret_value()
+
+        def clean(text: str | None) -> str | None:
+            return text.replace(secret, "**********") if text and secret else text
+
+        return TopupResult(
+            result.outcome,
+            transaction_id=result.transaction_id,
+            status=result.status,
+            code=result.code,
+            title=clean(result.title),
+            detail=clean(result.detail),
+            error=clean(result.error) or "",
+        )
+
     # ----------------------------------------------------------------- pagination
 
     async def _all_pages(
@@ -678,12 +840,24 @@ class TelnyxClient:
             async with asyncio.timeout(timeout):
                 response = await self._http.send(request)
         except TimeoutError:  # the total limit, when the server trickles bytes
+            self._observed(endpoint, None)
             exc: Exception = httpx.ReadTimeout("total time limit reached", request=request)
             return self._redacted(classify(endpoint, None, exc))
         except httpx.RequestError as failure:
+            self._observed(endpoint, None)
             return self._redacted(classify(endpoint, None, failure))
+        self._observed(endpoint, response.status_code)
         verdict = classify(endpoint, response, None)
         return response if verdict is None else self._redacted(verdict)
+
+    def _observed(self, endpoint: str, status: int | None) -> None:
+        """Tell the `on_request` hook (metrics) about one attempt; a failing hook is logged."""
+        if self._on_request is None:
+            return
+        try:
+            self._on_request(endpoint, status)
+        except Exception:
+            log.exception("telnyx.on_request_failed", endpoint=endpoint)
 
     def _redacted(self, error: TelnyxError | None) -> TelnyxError:
         assert error is not None  # classify returns an error for every exception

@@ -21,6 +21,7 @@ import socket
 import socketserver
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -36,7 +37,7 @@ from watcher.model import Balance
 JSON = dict[str, Any]
 Clock = Callable[[], datetime]
 BalanceScript = Callable[[datetime], Decimal]
-FaultKind = Literal["status", "delay", "malformed", "disconnect"]
+FaultKind = Literal["status", "delay", "malformed", "disconnect", "hold"]
 
 API_PREFIX = "/v2"
 HOST = "127.0.0.1"
@@ -130,6 +131,7 @@ class Fault:
     headers: tuple[tuple[str, str], ...] = ()
     body: str = ""
     seconds: float = 0.0
+    gate: threading.Event | None = field(default=None, compare=False, repr=False)
 
     @classmethod
     def status(
@@ -164,6 +166,19 @@ class Fault:
     def disconnect(cls) -> Fault:
         """Close the connection without sending any response."""
         return cls(kind="disconnect")
+
+    @classmethod
+    def hold(cls, release: threading.Event, *, seconds: float = 30.0) -> Fault:
+        """Hold the request open until `release` is set (at most `seconds`, or until the
+        server stops), then answer it normally (a held top-up is then paid).
+
+        The request is recorded before it is held, so a test can wait for
+        `request_count(path)` to see that it arrived, act (e.g. kill the client), and
+        then set `release`.
+        """
+        if seconds < 0:
+            raise ValueError("hold must not be negative")
+        return cls(kind="hold", seconds=seconds, gate=release)
 
 
 @dataclass(slots=True)
@@ -712,6 +727,19 @@ def _route(account: SimAccount, request: RecordedRequest, under_prefix: bool) ->
     raise _ApiError(404)
 
 
+def _hold(server: _SimHTTPServer, fault: Fault) -> None:
+    """Wait for the fault's gate, the server's stop or the time limit, whichever is first."""
+    gate = fault.gate
+    if gate is None:
+        return
+    give_up = time.monotonic() + fault.seconds
+    while not gate.is_set() and not server.stopping.is_set():
+        left = give_up - time.monotonic()
+        if left <= 0:
+            return
+        gate.wait(min(left, 0.05))
+
+
 def _answer(
     server: _SimHTTPServer, request: RecordedRequest, under_prefix: bool
 ) -> _Response | None:
@@ -722,6 +750,8 @@ def _answer(
         return None
     if fault is not None and fault.kind == "delay":
         server.stopping.wait(fault.seconds)
+    elif fault is not None and fault.kind == "hold":
+        _hold(server, fault)
     elif fault is not None:
         return _fault_response(fault)
     try:
