@@ -188,6 +188,29 @@ CASES: dict[str, tuple[Transition, Rule | None]] = {
         ),
         SPIKE,
     ),
+    "forecast-firing": (
+        Transition(
+            Reason.FIRING,
+            AlertKey("credit-runway", "main"),
+            Severity.WARNING,
+            T0,
+            None,
+            Finding(
+                AlertKey("credit-runway", "main"),
+                Severity.WARNING,
+                value="credit 86.80 USD runs out in about 7h at 12.40 USD/h",
+                threshold="alert under 1d",
+            ),
+        ),
+        RULE.validate_python(
+            {
+                "name": "credit-runway",
+                "kind": "forecast",
+                "runs_out_within": "1d",
+                "description": "Add funds before the projected time.",
+            }
+        ),
+    ),
     "source-down": (
         Transition(
             Reason.FIRING,

@@ -87,7 +87,7 @@ def test_notify_test_reports_each_url(
 ) -> None:
     config = write_config(tmp_path, sim.base_url, [receiver.url], LOW)
     out = cli(config, "notify-test")
-    assert f"ops: json://127.0.0.1:{receiver.port}/hook" in out and ": delivered" in out
+    assert f"ops: json://127.0.0.1:{receiver.port}/…: delivered" in out and ": delivered" in out
     assert "1 delivered, 0 failed" in out
     assert receiver.titles[0].startswith("[TEST] account-watcher notify-test — ")
 
@@ -95,5 +95,25 @@ def test_notify_test_reports_each_url(
     receiver2.status = 500
     out = cli(config, "notify-test", "--route", "ops", code=1)
     assert "1 delivered, 1 failed" in out
-    assert f"127.0.0.1:{receiver2.port}/hook" in out and "FAILED:" in out
+    assert f"json://127.0.0.1:{receiver2.port}/…: FAILED: " in out
     assert "no-such" in cli(config, "notify-test", "--route", "no-such", code=2)
+
+
+def test_muted_route_gets_nothing_other_route_still_does(
+    tmp_path: Path, sim: SimServer, receiver: Receiver, receiver2: Receiver
+) -> None:
+    config = write_config(
+        tmp_path,
+        sim.base_url,
+        [receiver.url],
+        "rules:\n  - {name: low-credit, kind: balance, below: 50, route: [ops, pager]}\n",
+        extra=f"""      mute: ["Mon-Sun 00:00-24:00 UTC"]
+    pager:
+      urls: ["{receiver2.url}"]
+  default_route: ops
+""",
+    )
+    sim.account.set_balance("10.00")
+    cli(config, "once")
+    assert receiver.messages == []
+    assert receiver2.titles == ["[WARNING] low-credit firing — main"]

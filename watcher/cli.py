@@ -87,6 +87,9 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> NoReturn:
     """Entry point of the console script and `python -m watcher`."""
     args = _parser().parse_args(argv)
+    # Until a command configures logging from the config: warnings only, on stderr, so
+    # that results on stdout stay clean.
+    logs.configure_logging(level="debug" if args.debug else "warning", fmt="auto")
     try:
         code = _dispatch(args)
     except Exit as exc:

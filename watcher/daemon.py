@@ -16,7 +16,7 @@ import structlog
 from watcher import logs
 from watcher.lifecycle import Reason, Transition, step
 from watcher.model import AlertKey, AlertState, Phase, Severity, SourceName
-from watcher.mute import is_muted
+from watcher.mute import MuteSpec, is_muted
 from watcher.notify import Delivery, Notifier, Route
 from watcher.outbox import Outbox, Policy, flush
 from watcher.render import Message, render
@@ -337,10 +337,17 @@ class Daemon:
         for message, rule_routes in report.outgoing:
             report.messages.append(message)
             routes = self.notifier.routes_for(rule_routes, message.severity)
-            targets = [t for route in routes for t in self.notifier.targets(route)]
-            if not targets:
+            muted = [r for r in routes if is_muted(self._route_mutes(r), now)]
+            if muted:
+                log.info("notify.muted", routes=muted, title=message.title)
+            targets = [t for r in routes if r not in muted for t in self.notifier.targets(r)]
+            if not targets and not muted:
                 log.warning("notify.no_route", rule=message.rule, title=message.title)
             self.outbox.enqueue(message, targets, now)
+
+    def _route_mutes(self, route: str) -> list[MuteSpec]:
+        config = self.runtime.loaded.settings.notify.routes.get(route)
+        return config.mute if config is not None else []
 
     async def _deliver(self, report: CycleReport, now: datetime, *, flush_all: bool) -> None:
         notify = self.runtime.loaded.settings.notify

@@ -11,6 +11,7 @@ import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import apprise
 import structlog
@@ -71,7 +72,18 @@ def _sender(url: SecretStr) -> _Sender:
     if service is None or not apobj.add(service):
         raise NotifyError("a notification URL is not understood by apprise (scheme or format)")
     service.request_rate_per_sec = 0  # our own URL object: no throttling between messages
-    return _Sender(service.url(privacy=True), apobj)  # type: ignore[no-untyped-call]
+    return _Sender(shown_url(service.url(privacy=True)), apobj)  # type: ignore[no-untyped-call]
+
+
+def shown_url(private_url: str) -> str:
+    """What logs and commands show of a URL: scheme and (apprise-masked) host only.
+
+    apprise's privacy mask hides passwords and known token fields but keeps paths and
+    queries (a `json://host/hook/TOKEN` keeps its token), so both are cut here.
+    """
+    parts = urlsplit(private_url)
+    rest = "/…" if parts.path.strip("/") or parts.query else ""
+    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{rest}"
 
 
 class Notifier:

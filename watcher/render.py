@@ -17,7 +17,14 @@ from typing import Any
 from watcher.durations import format_duration
 from watcher.lifecycle import Reason, Transition
 from watcher.model import AuditEvent, Severity, WebhookDelivery
-from watcher.rules import SOURCE_DOWN_RULE, AuditRule, BalanceRule, Rule, WebhookFailuresRule
+from watcher.rules import (
+    SOURCE_DOWN_RULE,
+    AuditRule,
+    BalanceRule,
+    ForecastRule,
+    Rule,
+    WebhookFailuresRule,
+)
 
 MAX_EVENTS_LISTED = 20
 MAX_URLS_LISTED = 5
@@ -112,6 +119,8 @@ def _headline(t: Transition, rule: Rule | None) -> str:
 def _default_headline(t: Transition, rule: Rule | None, value: str, threshold: str) -> str:
     if isinstance(rule, BalanceRule):
         return f"{rule.field} is {value}, {threshold}."
+    if isinstance(rule, ForecastRule):
+        return f"At the current burn rate, {value} ({threshold})."
     if isinstance(rule, WebhookFailuresRule):
         return f"Webhook deliveries failing: {value} ({threshold})."
     if isinstance(rule, AuditRule):
