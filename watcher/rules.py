@@ -159,7 +159,18 @@ class _Rule(BaseModel):
         return Severity.parse(self.severity)
 
 
-class BalanceRule(_Rule):
+class _MoneyRule(_Rule):
+    """Rules about money can trigger a top-up (DESIGN §6)."""
+
+    topup: bool = _doc(
+        "top the account up (accounts[].topup in the config) when the rule starts firing "
+        "at critical",
+        True,
+        default=False,
+    )
+
+
+class BalanceRule(_MoneyRule):
     """Fires when a balance field is below (or above) a threshold, per severity."""
 
     placeholders: ClassVar[Mapping[str, str]] = {
@@ -203,12 +214,6 @@ class BalanceRule(_Rule):
         400,
         default=None,
     )
-    topup: bool = _doc(
-        "top the account up (accounts[].topup in the config) when the rule starts firing "
-        "at critical",
-        True,
-        default=False,
-    )
 
     @model_validator(mode="after")
     def _check(self) -> Self:
@@ -251,7 +256,7 @@ class BalanceRule(_Rule):
         return self.clear_below if self.clear_below is not None else self.least_severe_threshold
 
 
-class ForecastRule(_Rule):
+class ForecastRule(_MoneyRule):
     """Fires when the balance, at its current burn rate, reaches `floor` within
     `runs_out_within` (a least-squares fit over the samples in `lookback`)."""
 
@@ -296,12 +301,6 @@ class ForecastRule(_Rule):
         "judge only when the samples cover at least this fraction of `lookback`",
         0.5,
         default=0.5,
-    )
-    topup: bool = _doc(
-        "top the account up (accounts[].topup in the config) when the rule starts firing "
-        "at critical",
-        True,
-        default=False,
     )
 
     @model_validator(mode="after")
