@@ -291,7 +291,8 @@ def test_unknown_key_reported_at_its_place(tmp_path: Path, text: str, expected: 
         ),
         pytest.param(
             'accounts:\n  - topup: {amount: "200.00", max_per_day: "100.00"}\n',
-            "2:44: accounts[0].topup.max_per_day: must be at least the top-up amount (200.00)",
+            "2:44: accounts[0].topup.max_per_day: max_per_day (100.00) must be at least "
+            "the top-up amount (200.00)",
         ),
         pytest.param(
             "accounts:\n  - topup: {amount: 100}\n",

@@ -231,8 +231,8 @@ def test_check_rejects_bad_amounts_caps_and_rules_that_cannot_top_up(tmp_path: P
     result = run_cli("--config", str(config), "check")
     errors = result.stderr.splitlines()
     assert (
-        f"{config}:4:44: accounts[0].topup.max_per_day: must be at least the top-up amount (100.00)"
-        in errors
+        f"{config}:4:44: accounts[0].topup.max_per_day: max_per_day (50.00) must be at least "
+        "the top-up amount (100.00)" in errors
     )
 
     config = write(tmp_path, rules=BALANCE_WITHOUT_CRITICAL_BELOW)

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, NoReturn, TextIO
 
 import structlog
 
-from watcher import cli_notify, cli_topups, logs, topup
+from watcher import cli_notify, cli_topups, logs
 from watcher.daemon import (
     Daemon,
     Runtime,
@@ -33,7 +33,7 @@ from watcher.daemon import (
     summarize,
 )
 from watcher.notify import NotifyError
-from watcher.rulecheck import reference_errors, rule_warnings
+from watcher.rulecheck import validate
 from watcher.ruleload import load_rules
 from watcher.secrets import SecretError
 from watcher.service import ServiceNotifier, watchdog_period
@@ -153,20 +153,7 @@ def cmd_check(path: Path, out: TextIO, err: TextIO) -> int:
             print(line, file=err)
         return EXIT_INVALID
     found = load_rules(loaded.settings.rules, loaded.config_dir)
-    errors = topup.clarify_rule_errors(found.errors)
-    topup_errors, topup_warnings = topup.check_rules(
-        found.rules, found.locations, loaded.settings.accounts
-    )
-    errors += topup_errors
-    routes = set(loaded.settings.notify.routes)
-    accounts = {a.name for a in loaded.settings.accounts}
-    errors += reference_errors(found, routes, accounts)
-    for rule in found.rules:
-        where = found.locations[rule.name]
-        if not rule.routes and routes and loaded.settings.notify.default_route is None:
-            errors.append(f"{where}: no route given and notify.default_route is not set")
-    warnings = found.warnings + topup_warnings
-    warnings += rule_warnings(found, loaded.settings.poll.interval, datetime.now(UTC))
+    errors, warnings = validate(loaded, found, datetime.now(UTC))
     warnings += check_secrets(loaded.settings, environ=os.environ, config_dir=loaded.config_dir)
     for line in warnings:
         print(f"warning: {line}", file=err)

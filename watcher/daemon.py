@@ -20,6 +20,7 @@ from watcher.mute import MuteSpec, is_muted
 from watcher.notify import Delivery, Notifier, Route
 from watcher.outbox import Outbox, Policy, flush
 from watcher.render import Message, render
+from watcher.rulecheck import validate
 from watcher.ruleload import LoadedRules, load_rules
 from watcher.rules import (
     Rule,
@@ -72,9 +73,10 @@ def load_runtime(
     """
     loaded = load_settings(path, environ=environ, allow_fast_poll=allow_fast_poll)
     found: LoadedRules = load_rules(loaded.settings.rules, loaded.config_dir)
-    if found.errors:
-        raise ConfigError(found.errors)
-    for warning in found.warnings:
+    errors, warnings = validate(loaded, found, datetime.now(UTC))
+    if errors:
+        raise ConfigError(errors)
+    for warning in warnings:
         log.warning("config.warning", message=warning)
     secrets = resolve_secrets(loaded.settings, environ=environ, config_dir=loaded.config_dir)
     return Runtime(loaded, found.rules, secrets)

@@ -17,10 +17,12 @@ from __future__ import annotations
 from collections.abc import Collection, Iterator
 from datetime import datetime, timedelta
 
+from watcher import topup
 from watcher.durations import duration_text
 from watcher.mute import AbsoluteWindow, parse_mute
 from watcher.ruleload import LoadedRules
 from watcher.rules import AuditRule, ForecastRule, Rule, WebhookFailuresRule
+from watcher.settings import LoadedSettings
 from watcher.yamlfile import ConfigError, YamlDoc, format_loc, load_yaml
 
 Place = tuple[str, YamlDoc, int]  # path, document, index of the rule in `rules:`
@@ -162,3 +164,30 @@ def _where(place: Place | None, key: str, fallback: str) -> str:
 
 def _loc(key: str) -> tuple[int | str, ...]:
     return tuple(int(part) if part.isdigit() else part for part in key.split("."))
+
+
+def validate(
+    loaded: LoadedSettings, found: LoadedRules, now: datetime
+) -> tuple[list[str], list[str]]:
+    """Every cross-check of rules against the config, shared by `check`, start-up and reload.
+
+    In: the loaded settings and rules, `now` (for ended mute windows). Out: (errors,
+    warnings), each `file:line:col: message`; secret references are not resolved here.
+    """
+    settings = loaded.settings
+    errors = topup.clarify_rule_errors(found.errors)
+    topup_errors, topup_warnings = topup.check_rules(
+        found.rules, found.locations, settings.accounts
+    )
+    errors += topup_errors
+    routes = set(settings.notify.routes)
+    errors += reference_errors(found, routes, {a.name for a in settings.accounts})
+    if routes and settings.notify.default_route is None:
+        errors += [
+            f"{found.locations[rule.name]}: no route given and notify.default_route is not set"
+            for rule in found.rules
+            if not rule.routes
+        ]
+    warnings = found.warnings + topup_warnings
+    warnings += rule_warnings(found, settings.poll.interval, now)
+    return errors, warnings

@@ -213,7 +213,8 @@ def _strict_config() -> ConfigDict:
 class TopupConfig(BaseModel):
     """`accounts[].topup`: paying from the stored payment method (DESIGN section 6)."""
 
-    model_config = _strict_config()
+    # Defaults are validated too: an `amount` above the default `max_per_day` is an error.
+    model_config = ConfigDict(**_strict_config(), validate_default=True)
 
     enabled: bool = False
     amount: TopupMoney = Decimal("100.00")
@@ -229,8 +230,8 @@ class TopupConfig(BaseModel):
         if value is not None and isinstance(amount, Decimal) and value < amount:
             raise PydanticCustomError(
                 "topup_cap",
-                "must be at least the top-up amount ({amount})",
-                {"amount": str(amount)},
+                "{field} ({value}) must be at least the top-up amount ({amount})",
+                {"field": info.field_name, "value": str(value), "amount": str(amount)},
             )
         return value
 
