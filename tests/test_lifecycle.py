@@ -64,8 +64,9 @@ def run(
         ([W, BAND, W, W], {"hold_for": timedelta(minutes=1)}, ["-", "-", "-", "firing"]),
         # escalation warning → critical notifies once
         ([W, C, C], {}, ["firing", "escalated", "-"]),
-        # de-escalation is quiet, a second escalation notifies again
-        ([C, W, C], {}, ["firing", "-", "escalated"]),
+        # de-escalation is quiet, and so is the return to the severity already announced
+        ([C, W, C], {}, ["firing", "-", "-"]),
+        ([W, C, W, C], {}, ["firing", "escalated", "-", "-"]),
         # repeat_interval while firing
         ([W] * 5, {"repeat": timedelta(minutes=2)}, ["firing", "-", "repeat", "-", "repeat"]),
         # a failing source keeps the alert as it is (neither resolved nor repeated)
@@ -110,6 +111,22 @@ def test_restart_neither_floods_nor_forgets() -> None:
     assert resolved.reason is Reason.RESOLVED
     assert resolved.fired_for == timedelta(hours=2)
     assert resolved.finding is not None and resolved.finding.value == "150 USD"
+
+
+def test_resolve_after_deescalation_keeps_the_highest_notified_severity() -> None:
+    """So a critical-only route that got the alert also gets its resolve."""
+    states: dict[AlertKey, AlertState] = {}
+    transitions = []
+    for i, obs in enumerate([C, W, CLEAR]):
+        out = step(
+            states,
+            [result(obs, timedelta(0))],
+            T0 + i * timedelta(minutes=1),
+            repeat_interval=timedelta(hours=4),
+        )
+        states, transitions = out.states, out.transitions
+    (resolved,) = transitions
+    assert resolved.reason is Reason.RESOLVED and resolved.severity is C
 
 
 def test_missing_finding_resolves_grouped_alert() -> None:

@@ -239,5 +239,16 @@ def test_observe_cycle_sets_gauges_and_drops_stale_alert_series() -> None:
     assert _sample(text, "account_watcher_alerts", rule="low", state="firing") is None
 
 
+def test_notifications_given_up_counts_the_reports_gave_up() -> None:
+    metrics = Metrics(interval=10)
+    name = "account_watcher_notifications_given_up_total"
+    assert _sample(metrics.render().decode(), name) == 0  # exposed before anything is dropped
+    for gave_up in (2, 0, 3):
+        report = _report()
+        report.gave_up = gave_up
+        metrics.observe_cycle(report)
+    assert _sample(metrics.render().decode(), name) == 5
+
+
 def test_rss_read_without_proc_stat() -> None:
     assert resident_bytes() > 1_000_000

@@ -166,3 +166,36 @@ async def test_gives_up_after_the_limit_with_an_error_log(tmp_path: Path) -> Non
         gave_up = [e for e in logs if e["event"] == "notify.gave_up"]
         assert gave_up and gave_up[0]["log_level"] == "error"
         assert gave_up[0]["route"] == "ops" and gave_up[0]["attempts"] == 1
+
+
+def test_pending_message_follows_a_rotated_url(
+    tmp_path: Path, sim: SimServer, receiver: Receiver, receiver2: Receiver
+) -> None:
+    config = write_config(tmp_path, sim.base_url, [receiver.url], LOW)
+    sim.account.set_balance("10.00")
+    receiver.status = 500
+    once(config)
+    write_config(tmp_path, sim.base_url, [receiver2.url], LOW)  # the token was rotated
+    once(config)
+    assert receiver2.titles == [FIRING]
+    assert "undelivered notifications: 0" in run_cli("--config", str(config), "status").stdout
+
+
+def test_check_refuses_a_url_apprise_cannot_use(tmp_path: Path) -> None:
+    config = write_config(tmp_path, "http://127.0.0.1:9/v2", ["foo://user:hunter2@host/x"], LOW)
+    result = run_cli("--config", str(config), "check")
+    assert result.returncode == 1
+    assert (
+        f"{config}:14:14: notify.routes.ops.urls[0]: apprise does not understand foo://host/…"
+        in (result.stderr)
+    )
+    assert "hunter2" not in result.stderr
+
+
+def test_notify_test_needs_no_api_key(tmp_path: Path, sim: SimServer, receiver: Receiver) -> None:
+    config = write_config(tmp_path, sim.base_url, [receiver.url], LOW)
+    env = cli_env()
+    env.pop("TELNYX_API_KEY")
+    result = run_cli("--config", str(config), "notify-test", env=env)
+    assert result.returncode == 0, result.stderr
+    assert len(receiver.messages) == 1

@@ -1,6 +1,6 @@
 """The systemd protocol over a real AF_UNIX datagram socket: READY, STATUS, WATCHDOG
 cadence, RELOADING/READY on SIGHUP (broken and fixed rule files), STOPPING on SIGTERM,
-and a hung cycle that stops the watchdog pings."""
+a hung cycle that stops the watchdog pings, and crashing cycles that stop them too."""
 
 from __future__ import annotations
 
@@ -14,6 +14,8 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,12 +23,14 @@ from typing import Any
 import pytest
 from conftest import API_KEY, REPO, Receiver, cli_env, run_cli, wait_for, write_config
 from notify_socket import Datagram, Listener, listening
+from structlog.testing import capture_logs
 
 from watcher.daemon import CycleReport, Daemon, build_clients, build_notifier, load_runtime
+from watcher.metrics import Metrics, MetricsServer
 from watcher.service import ServiceNotifier, monotonic_usec, watchdog_period, watchdog_timeout
 from watcher.sim import Fault, SimServer
 from watcher.store import Store
-from watcher.supervisor import status_line
+from watcher.supervisor import MAX_CRASHED_CYCLES, status_line
 
 LOW_CREDIT = """\
 rules:
@@ -313,6 +317,106 @@ async def test_a_hung_cycle_stops_the_watchdog_pings(
     assert any("watchdog pings stopped" in s for s in statuses)
     stopping = listener.with_field("STOPPING", "1")
     assert stopping and stopping[0].at - hung_at >= 1.5  # sent at once, cycle still hung
+
+
+# ---------------------------------------------------------------------------- crashing cycles
+
+CRASH_TEXT = "boom with token KEY-secret-looking-text"
+
+
+class CrashingDaemon(Daemon):
+    """The real daemon whose first `crashes` cycles raise; it records what `/healthz`
+    answered at the start of each later cycle."""
+
+    crashes = MAX_CRASHED_CYCLES + 1
+    cycles = 0
+    healthz_url = ""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.healthz: list[int] = []
+
+    async def cycle(self, *, flush_all: bool = False) -> CycleReport:
+        self.cycles += 1
+        if self.cycles <= self.crashes:
+            raise RuntimeError(CRASH_TEXT)
+        self.healthz.append(await asyncio.to_thread(_status_code, self.healthz_url))
+        return await super().cycle(flush_all=flush_all)
+
+
+def _status_code(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+async def test_crashing_cycles_stop_the_watchdog_pings_until_one_succeeds(
+    tmp_path: Path, sim: SimServer, receiver: Receiver, listener: Listener
+) -> None:
+    config = write_config(
+        tmp_path, sim.base_url, [receiver.url], LOW_CREDIT, interval="0.25s", timeout="0.25s"
+    )
+    runtime = load_runtime(config, {"TELNYX_API_KEY": API_KEY}, allow_fast_poll=True)
+    service = ServiceNotifier({"NOTIFY_SOCKET": listener.path})
+    metrics = Metrics(interval=0.25)
+    server = MetricsServer(metrics, ("127.0.0.1", 0))
+    server.start()
+    stop = asyncio.Event()
+    try:
+        with Store.open(tmp_path / "state.db") as store, capture_logs() as logged:
+            daemon = CrashingDaemon(
+                runtime,
+                store,
+                notifier=build_notifier(runtime),
+                clients=build_clients(runtime),
+                metrics=metrics,
+            )
+            daemon.healthz_url = f"http://127.0.0.1:{server.port}/healthz"
+            run = asyncio.create_task(daemon.run(stop, service=service, watchdog=0.05))
+            while daemon.cycles < daemon.crashes + 2:  # two good cycles after the crashes
+                await asyncio.sleep(0.02)
+            stop.set()
+            await asyncio.wait_for(run, timeout=5)
+            await daemon.aclose()
+    finally:
+        server.stop()
+        service.close()
+
+    await asyncio.to_thread(listener.wait, lambda: listener.with_field("STOPPING"))
+    statuses = listener.statuses()
+    assert statuses[1:5] == [
+        "last cycle crashed: RuntimeError",
+        "last cycle crashed: RuntimeError",
+        f"cycles failing: {MAX_CRASHED_CYCLES} in a row: RuntimeError",
+        f"cycles failing: {MAX_CRASHED_CYCLES + 1} in a row: RuntimeError",
+    ]
+    assert STATUS_LINE.fullmatch(statuses[5]), statuses
+    assert not any("boom" in str(d.fields) for d in listener.received)  # no exception text
+
+    received = list(listener.received)
+    failing = next(i for i, d in enumerate(received) if "failing" in d.fields.get("STATUS", ""))
+    good = next(
+        i
+        for i, d in enumerate(received)
+        if i > failing and "STATUS" in d.fields and STATUS_LINE.fullmatch(d.fields["STATUS"])
+    )
+    pings = [i for i, d in enumerate(received) if d.fields.get("WATCHDOG") == "1"]
+    assert [i for i in pings if i < failing]  # pinged through the first crashes
+    assert not [i for i in pings if failing < i < good]  # silent while cycles keep failing
+    assert [i for i in pings if i > good]  # and back after a good cycle
+    assert received[good].at - received[failing].at >= 0.4  # two slots without a ping
+
+    assert daemon.healthz == [503, 200]  # no cycle finished in 3 intervals, then one did
+    crashed = [e for e in logged if e["event"] == "cycle.crashed"]
+    assert [(e["crashed_in_a_row"], e["pings_stopped"]) for e in crashed] == [
+        (1, False),
+        (2, False),
+        (3, True),
+        (4, True),
+    ]
+    assert all(e["log_level"] == "error" for e in crashed)
 
 
 def test_status_line_counts() -> None:

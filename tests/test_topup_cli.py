@@ -275,3 +275,42 @@ def test_once_dry_run_never_pays_even_when_enabled(
     assert "dry run: no money was moved" in result.stdout
     assert sim.account.request_count("/payment/stored_payment_transactions") == 0
     assert "[INFO] top-up dry run: would have paid 100.00 USD — main" in receiver.titles
+
+
+FORECAST_TOPUP = """\
+rules:
+  - name: runway
+    kind: forecast
+    runs_out_within: 24h
+    topup: true
+"""
+
+
+@pytest.mark.parametrize(
+    ("severity", "rejected"),
+    [("", True), ("    severity: warning\n", True), ("    severity: critical\n", False)],
+    ids=["default-warning", "warning", "critical"],
+)
+def test_check_rejects_topup_on_a_forecast_rule_that_is_not_critical(
+    tmp_path: Path, severity: str, rejected: bool
+) -> None:
+    config = write(tmp_path, rules=FORECAST_TOPUP + severity)
+    result = run_cli("--config", str(config), "check")
+    rules = tmp_path / "rules" / "rules.yaml"
+    error = (
+        f"{rules}:2:5: topup needs severity: critical: top-ups are made while the rule is critical"
+    )
+    assert (error in result.stderr.splitlines()) is rejected, result.stderr
+    assert result.returncode == (1 if rejected else 0), result.stderr
+
+
+def test_a_route_muted_all_week_still_delivers_topup_messages(
+    tmp_path: Path, sim: SimServer, receiver: Receiver
+) -> None:
+    muted = '      mute: ["Mon-Sun 00:00-24:00 UTC"]\n'
+    config = write_config(tmp_path, sim.base_url, [receiver.url], RULES, extra=muted)
+    sim.account.set_balance("40.00")  # low-credit critical: a dry-run top-up (enabled: false)
+    result = run_cli("--config", str(config), "once")
+    assert result.returncode == 0, result.stderr
+    assert "low-credit" in result.stdout  # the alert fired, its message is muted
+    assert receiver.titles == ["[INFO] top-up dry run: would have paid 100.00 USD — main"]

@@ -326,3 +326,22 @@ async def test_condition_gone_on_the_fresh_read_skips_the_topup(
         assert len(reads) == 2
         assert Ledger(daemon.store).entries() == []
     assert posts(sim) == 0
+
+
+async def test_topup_log_events_carry_the_amount_and_the_caps_used(
+    tmp_path: Path, sim: SimServer
+) -> None:
+    sim.account.set_balance("40.00")
+    clock = Clock()
+    monthly = '      max_per_month: "1000.00"'
+    async with running(write(tmp_path, sim, enabled=False, topup_extra=monthly), clock) as daemon:
+        with capture_logs() as logged:
+            await daemon.cycle()
+            clock.advance(hours=1)
+            await daemon.cycle()
+    events = [e for e in logged if e["event"] == "topup.dry_run"]
+    caps = {"amount": "100.00", "max_per_day": "300.00", "max_per_month": "1000.00"}
+    assert [{k: e[k] for k in [*caps, "used_24h", "used_30d"]} for e in events] == [
+        {**caps, "used_24h": "0.00", "used_30d": "0.00"},
+        {**caps, "used_24h": "100.00", "used_30d": "100.00"},
+    ]

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, NoReturn, TextIO
 
 import structlog
 
-from watcher import cli_notify, cli_topups, logs
+from watcher import cli_notify, cli_topups, logs, statelock
 from watcher.daemon import (
     Daemon,
     Runtime,
@@ -37,7 +37,13 @@ from watcher.rulecheck import validate
 from watcher.ruleload import load_rules
 from watcher.secrets import SecretError
 from watcher.service import ServiceNotifier, watchdog_period
-from watcher.settings import LoadedSettings, check_secrets, default_config_path, load_settings
+from watcher.settings import (
+    LoadedSettings,
+    check_secrets,
+    default_config_path,
+    load_settings,
+    resolve_route_secrets,
+)
 from watcher.store import Store, StoreError
 from watcher.yamlfile import ConfigError
 
@@ -101,7 +107,8 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
     except Exception as exc:  # last resort: one sentence, traceback only with --debug
         if args.debug:
             traceback.print_exc()
-        print(f"account-watcher: unexpected error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        message = logs.scrub(f"{type(exc).__name__}: {exc}")
+        print(f"account-watcher: unexpected error: {message}", file=sys.stderr)
         code = EXIT_RUNTIME
     sys.exit(code)
 
@@ -154,6 +161,7 @@ def cmd_check(path: Path, out: TextIO, err: TextIO) -> int:
         return EXIT_INVALID
     found = load_rules(loaded.settings.rules, loaded.config_dir)
     errors, warnings = validate(loaded, found, datetime.now(UTC))
+    errors += cli_notify.url_errors(loaded)
     warnings += check_secrets(loaded.settings, environ=os.environ, config_dir=loaded.config_dir)
     for line in warnings:
         print(f"warning: {line}", file=err)
@@ -202,8 +210,23 @@ def _open_store(runtime: Runtime) -> Store:
         raise Exit(EXIT_RUNTIME, str(exc)) from None
 
 
+def _lock_state(runtime: Runtime) -> tuple[Path, statelock.Lock | None]:
+    """The state path and its lock (None when another process holds it); exit 3 if the
+    lock file cannot be opened."""
+    path = runtime.loaded.settings.state.resolve_state_path(os.environ, runtime.loaded.config_dir)
+    try:
+        return path, statelock.acquire(path)
+    except OSError as exc:
+        raise Exit(EXIT_RUNTIME, f"cannot lock the state {path}: {exc.strerror or exc}") from None
+
+
 def _daemon(
-    runtime: Runtime, store: Store, metrics: Metrics | None = None, *, dry_run: bool = False
+    runtime: Runtime,
+    store: Store,
+    metrics: Metrics | None = None,
+    *,
+    dry_run: bool = False,
+    owns_state: bool = True,
 ) -> Daemon:
     try:
         notifier = build_notifier(runtime)
@@ -212,21 +235,32 @@ def _daemon(
     on_request = None if metrics is None else metrics.count_request
     clients = build_clients(runtime, on_request=on_request)
     return Daemon(
-        runtime, store, notifier=notifier, clients=clients, metrics=metrics, dry_run=dry_run
+        runtime,
+        store,
+        notifier=notifier,
+        clients=clients,
+        metrics=metrics,
+        dry_run=dry_run,
+        owns_state=owns_state,
     )
 
 
 async def cmd_once(path: Path, *, dry_run: bool) -> int:
-    """One cycle, then the summary on stdout. Exit 0 even when a source failed."""
+    """One cycle, then the summary on stdout. Exit 0 even when a source failed.
+
+    Top-ups only with the state lock: while another process (`run`) holds it, the cycle
+    runs with top-ups off (no reconcile, no POST) and the summary says so.
+    """
     runtime = _runtime(path)
     _configure_logs(runtime)
-    with _open_store(runtime) as store:
-        daemon = _daemon(runtime, store, dry_run=dry_run)
+    _, lock = _lock_state(runtime)
+    with lock or contextlib.nullcontext(), _open_store(runtime) as store:
+        daemon = _daemon(runtime, store, dry_run=dry_run, owns_state=lock is not None)
         try:
             report = await daemon.cycle(flush_all=True)
         finally:
             await daemon.aclose()
-    lines = summarize(report)
+    lines = summarize(report) + daemon.topups.not_owner_lines()
     if dry_run:
         lines.append("dry run: no money was moved")
     print("\n".join(lines))
@@ -246,8 +280,11 @@ async def cmd_run(path: Path) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     loop.add_signal_handler(signal.SIGHUP, reload.set)
+    state, lock = _lock_state(runtime)  # the only process that may pay: held until exit
+    if lock is None:
+        raise Exit(EXIT_RUNTIME, f"another account-watcher (run) is using {state}; stop it first")
     service = ServiceNotifier()
-    with _open_store(runtime) as store, contextlib.ExitStack() as stack:
+    with lock, _open_store(runtime) as store, contextlib.ExitStack() as stack:
         metrics = _start_metrics(runtime, stack)
         daemon = _daemon(runtime, store, metrics)
         log.info(
@@ -357,9 +394,18 @@ def cmd_silence(path: Path, args: argparse.Namespace) -> int:
 
 async def cmd_notify_test(path: Path, route: str | None) -> int:
     """Send a test message to every URL (or one route's); exit 1 if any failed."""
-    runtime = _runtime(path)
+    loaded = _settings(path)
+    try:
+        secrets = resolve_route_secrets(
+            loaded.settings, environ=os.environ, config_dir=loaded.config_dir
+        )
+    except SecretError as exc:
+        raise Exit(EXIT_USAGE, str(exc)) from None
+    runtime = Runtime(loaded, [], secrets)
     _configure_logs(runtime)
     routes = list(runtime.loaded.settings.notify.routes)
+    if not routes:
+        raise Exit(EXIT_INVALID, f"no notification route is configured in {path}")
     if route is not None:
         if route not in routes:
             raise Exit(EXIT_USAGE, f"route {route!r} is not defined (routes: {', '.join(routes)})")

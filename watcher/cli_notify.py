@@ -16,11 +16,14 @@ from watcher import logs
 from watcher.durations import format_duration, parse_duration
 from watcher.lifecycle import Reason
 from watcher.model import AlertState, Severity
-from watcher.notify import Notifier
+from watcher.notify import Notifier, instantiate, shown_url
 from watcher.outbox import Outbox
 from watcher.render import Message, when
+from watcher.secrets import parse_ref
+from watcher.settings import LoadedSettings
 from watcher.silences import Silence, Silences, silenced_by
 from watcher.store import Store
+from watcher.yamlfile import load_yaml
 
 MAX_LISTED = 20
 
@@ -147,3 +150,26 @@ async def notify_test(notifier: Notifier, routes: list[str], out: TextIO) -> int
     failed = sum(1 for r in results if not r.ok)
     print(f"{len(results) - failed} delivered, {failed} failed", file=out)
     return 1 if failed else 0
+
+
+# ---------------------------------------------------------------------------- check
+
+
+def url_errors(loaded: LoadedSettings) -> list[str]:
+    """Literal notification URLs apprise cannot use, each at its place in the config.
+
+    References (`env:` ...) are checked when they are resolved at start-up.
+    """
+    doc = load_yaml(loaded.path)
+    errors = []
+    for name, route in loaded.settings.notify.routes.items():
+        for index, url in enumerate(route.urls):
+            if parse_ref(url) is not None or instantiate(url) is not None:
+                continue
+            line, col = doc.locate(("notify", "routes", name, "urls", index))
+            shown = shown_url(url)
+            errors.append(
+                f"{loaded.path}:{line}:{col}: notify.routes.{name}.urls[{index}]: apprise does "
+                f"not understand {shown} (unknown scheme or missing parts; see the apprise wiki)"
+            )
+    return errors

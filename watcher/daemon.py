@@ -147,6 +147,7 @@ class CycleReport:
     messages: list[Message] = field(default_factory=list)
     deliveries: list[Delivery] = field(default_factory=list)
     backlog: int = 0  # undelivered outbox targets after the flush
+    gave_up: int = 0  # outbox targets dropped after notify.give_up_after in this cycle
     silences_ended: list[Silence] = field(default_factory=list)
     alerts: dict[AlertKey, AlertState] = field(default_factory=dict)
 
@@ -176,6 +177,7 @@ class Daemon:
         clock: Callable[[], datetime] = utcnow,
         metrics: Metrics | None = None,
         dry_run: bool = False,
+        owns_state: bool = True,
     ) -> None:
         self.wiring = Wiring(runtime, notifier, dict(clients))  # a reload replaces it whole
         self.store = store
@@ -184,8 +186,10 @@ class Daemon:
         self.first_start = store.first_start(clock())
         self.outbox = Outbox(store)
         self.silences = Silences(store)
-        self.topups = TopupActor(store, clock=clock, dry_run=dry_run)  # dry_run: never pay
-        self.topups.start()  # DESIGN §6.6: every `sending` entry becomes `unknown`
+        # dry_run: never pay; owns_state: this process holds the state lock (statelock.py),
+        # else top-ups are only logged and nothing of the ledger is touched
+        self.topups = TopupActor(store, clock=clock, dry_run=dry_run, owns_state=owns_state)
+        self.topups.start()  # DESIGN §6.6: every `sending` entry becomes `unknown` (owner only)
         self._last_prune: datetime | None = None
 
     @property
@@ -325,9 +329,12 @@ class Daemon:
     ) -> list[Transition]:
         """A firing alert whose silence ended is notified once more ("still firing")."""
         report.silences_ended = self.silences.ended_unhandled(now)
+        notified = {t.key for t in report.transitions}
         out = []
         for key, state in report.alerts.items():
             if state.phase is not Phase.FIRING or silenced_by(key, active, now) is not None:
+                continue
+            if key in notified:  # this cycle already says something about it
                 continue
             if any(s.matches(key) for s in report.silences_ended):
                 state = dataclasses.replace(state, last_notified_at=now)
@@ -339,7 +346,9 @@ class Daemon:
         for message, rule_routes in report.outgoing:
             report.messages.append(message)
             routes = self.notifier.routes_for(rule_routes, message.severity)
-            muted = [r for r in routes if is_muted(self._route_mutes(r), now)]
+            muted = (
+                [] if message.urgent else [r for r in routes if is_muted(self._route_mutes(r), now)]
+            )
             if muted:
                 log.info("notify.muted", routes=muted, title=message.title)
             targets = [t for r in routes if r not in muted for t in self.notifier.targets(r)]
@@ -363,6 +372,7 @@ class Daemon:
             Delivery(item.route, item.url_masked, True) for item in result.delivered
         ] + [delivery for _, delivery in result.failed]
         report.backlog = self.outbox.backlog()
+        report.gave_up = len(result.expired)
 
     def _commit(self, report: CycleReport, now: datetime, duration_s: float) -> None:
         with self.store.transaction():

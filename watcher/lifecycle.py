@@ -139,9 +139,9 @@ def _firing(
     notified = state.notified_severity or state.severity
     if state.severity > notified:
         return _notified(state, now), _t(Reason.ESCALATED, state, now, finding)
-    if state.severity < notified:
-        # De-escalation is quiet; lowering the mark lets a later re-escalation notify.
-        state = dataclasses.replace(state, notified_severity=state.severity)
+    # De-escalation is quiet and keeps the mark: `notified_severity` is the highest
+    # severity announced in this episode, so a dip and return does not notify again and
+    # the resolve goes to every route that got the alert.
     last = state.last_notified_at or state.fired_at or now
     if now - last >= repeat_interval:
         return _notified(state, now), _t(Reason.REPEAT, state, now, finding)
@@ -156,7 +156,8 @@ def _not_holding(
     if finding is not None and not finding.cleared:
         # Inside the hysteresis band: still firing, nothing new to say.
         return dataclasses.replace(state, value=finding.value), None
-    return None, Transition(Reason.RESOLVED, key, state.severity, now, state, finding)
+    severity = max(state.severity, state.notified_severity or state.severity)
+    return None, Transition(Reason.RESOLVED, key, severity, now, state, finding)
 
 
 def _notified(state: AlertState, now: datetime, *, fired_at: datetime | None = None) -> AlertState:
@@ -165,7 +166,7 @@ def _notified(state: AlertState, now: datetime, *, fired_at: datetime | None = N
         phase=Phase.FIRING,
         fired_at=fired_at or state.fired_at,
         last_notified_at=now,
-        notified_severity=state.severity,
+        notified_severity=max(state.severity, state.notified_severity or state.severity),
     )
 
 

@@ -105,6 +105,11 @@ class Metrics:
             ["route", "result"],
             registry=r,
         )
+        self.given_up = Counter(
+            f"{PREFIX}_notifications_given_up",
+            "Notification targets dropped from the outbox after notify.give_up_after.",
+            registry=r,
+        )
         self.topups = Counter(
             f"{PREFIX}_topups",
             "Top-up attempts by account and result.",
@@ -135,7 +140,8 @@ class Metrics:
         self.outbox_pending.set(count)
 
     def observe_cycle(self, report: CycleReport) -> None:
-        """Record one finished cycle: duration, balances, sources, alerts, deliveries."""
+        """Record one finished cycle: duration, balances, sources, alerts, deliveries,
+        notifications given up."""
         self.poll_duration.observe(report.duration_s)
         ok = not report.source_errors
         self.cycles.labels("ok" if ok else "source_errors").inc()
@@ -150,6 +156,7 @@ class Metrics:
         self._set_alerts((s.key.rule, s.phase.value) for s in report.alerts.values())
         for delivery in report.deliveries:
             self.notifications.labels(delivery.route, "ok" if delivery.ok else "failed").inc()
+        self.given_up.inc(report.gave_up)
         self.outbox_pending.set(report.backlog)
         if ok:
             with self._lock:

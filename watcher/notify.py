@@ -7,8 +7,10 @@ become `Delivery` records here at the edge; nothing raises into the cycle.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
-from collections.abc import Mapping, Sequence
+import logging
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -17,6 +19,7 @@ import apprise
 import structlog
 from pydantic import SecretStr
 
+from watcher import logs
 from watcher.model import Severity
 from watcher.render import Message
 
@@ -66,13 +69,31 @@ def url_id(url: SecretStr) -> str:
     return hashlib.sha256(url.get_secret_value().encode()).hexdigest()[:16]
 
 
+@contextlib.contextmanager
+def quiet_apprise() -> Iterator[None]:
+    """apprise logs a URL it cannot parse with parts of its password: keep that out."""
+    logger = logging.getLogger("apprise")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def instantiate(url: str) -> Any:
+    """apprise's plugin object for `url`, or None when apprise cannot use it."""
+    with quiet_apprise():
+        return apprise.Apprise.instantiate(url)
+
+
 def _sender(url: SecretStr) -> _Sender:
     apobj = apprise.Apprise()
-    service = apprise.Apprise.instantiate(url.get_secret_value())
+    service = instantiate(url.get_secret_value())
     if service is None or not apobj.add(service):
         raise NotifyError("a notification URL is not understood by apprise (scheme or format)")
     service.request_rate_per_sec = 0  # our own URL object: no throttling between messages
-    return _Sender(shown_url(service.url(privacy=True)), apobj)  # type: ignore[no-untyped-call]
+    return _Sender(shown_url(service.url(privacy=True)), apobj)
 
 
 def shown_url(private_url: str) -> str:
@@ -102,6 +123,10 @@ class Notifier:
         self._senders: dict[tuple[str, str], _Sender] = {
             (name, url_id(url)): _sender(url) for name, r in self.routes.items() for url in r.urls
         }
+
+    def knows(self, route: str, target_id: str) -> bool:
+        """True when the URL is (still) configured on the route."""
+        return (route, target_id) in self._senders
 
     def targets(self, route: str) -> list[Target]:
         """The URLs of a route (empty for an unknown route)."""
@@ -133,7 +158,7 @@ class Notifier:
                 timeout=self.timeout,
             )
             ok = result.status == apprise.AppriseResultStatus.SUCCESS
-            error = "" if ok else _why(result)
+            error = "" if ok else logs.scrub(_why(result))
         except Exception as exc:  # a broken plugin must not break the cycle
             ok, error = False, type(exc).__name__
         if ok:

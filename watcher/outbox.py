@@ -114,10 +114,11 @@ class Outbox:
                 ),
             )
             message_id = int(self.store.query("SELECT last_insert_rowid()")[0][0])
-            self._add_targets(message_id, targets, now)
+            self.add_targets(message_id, targets, now)
         return message_id
 
-    def _add_targets(self, message_id: int, targets: Sequence[Target], now: datetime) -> None:
+    def add_targets(self, message_id: int, targets: Sequence[Target], now: datetime) -> None:
+        """Add URLs to a stored message (a URL it already has is left as it is)."""
         self.store.executemany(
             "INSERT OR IGNORE INTO outbox_targets (message_id, route, url_id, url_masked, state, "
             "next_attempt_at) VALUES (?, ?, ?, ?, ?, ?)",
@@ -191,7 +192,7 @@ class Outbox:
         )
         if exists:
             return False
-        self._add_targets(message_id, targets, now)
+        self.add_targets(message_id, targets, now)
         return True
 
     def route_health(self, route: str) -> tuple[int, bool]:
@@ -236,6 +237,7 @@ async def flush(
     Never raises for a delivery failure.
     """
     out = FlushResult([], [], _expire(outbox, now, policy.give_up_after))
+    _retarget(outbox, notifier, now)
     items = outbox.pending(None if everything else now)
     await _send_round(outbox, notifier, items, now, policy, out)
     # Targets added by this round (fallback routes, route-failing alerts) go out now too.
@@ -243,6 +245,21 @@ async def flush(
     added = [i for i in outbox.pending(now) if (i.message_id, i.route, i.url_id) not in tried]
     await _send_round(outbox, notifier, added, now, policy, out)
     return out
+
+
+def _retarget(outbox: Outbox, notifier: Notifier, now: datetime) -> None:
+    """Pending targets whose URL left the config (a rotated token, a reload) move to the
+    route's current URLs; those of a route that no longer exists are dropped."""
+    for item in outbox.pending():
+        if notifier.knows(item.route, item.url_id):
+            continue
+        outbox.mark_expired(item)
+        current = notifier.targets(item.route)
+        if current:
+            outbox.add_targets(item.message_id, current, now)
+            log.info("notify.retargeted", route=item.route, title=item.message.title)
+        else:
+            log.error("notify.route_removed", route=item.route, title=item.message.title)
 
 
 async def _send_round(
@@ -253,9 +270,17 @@ async def _send_round(
     policy: Policy,
     out: FlushResult,
 ) -> None:
-    results = await asyncio.gather(
-        *(notifier.deliver(item.message, item.route, item.url_id) for item in items)
-    )
+    """Each URL gets its messages one after another, oldest first; URLs in parallel."""
+    queues: dict[tuple[str, str], list[Item]] = defaultdict(list)
+    for item in items:
+        queues[(item.route, item.url_id)].append(item)
+
+    async def drain(queue: list[Item]) -> list[tuple[Item, Delivery]]:
+        return [(i, await notifier.deliver(i.message, i.route, i.url_id)) for i in queue]
+
+    pairs = [pair for done in await asyncio.gather(*map(drain, queues.values())) for pair in done]
+    items = [item for item, _ in pairs]
+    results = [delivery for _, delivery in pairs]
     outcomes: dict[str, list[bool]] = defaultdict(list)
     with outbox.store.transaction():
         for item, delivery in zip(items, results, strict=True):

@@ -33,7 +33,7 @@ _PLACEHOLDER = re.compile(r"\{([a-z_]+)\}")
 
 @dataclass(frozen=True, slots=True)
 class Message:
-    """A rendered notification."""
+    """A rendered notification. `urgent` ones (money: top-up outcomes) ignore route mutes."""
 
     title: str
     body: str
@@ -41,6 +41,7 @@ class Message:
     rule: str
     account: str
     reason: Reason
+    urgent: bool = False
 
 
 def fill(template: str, values: Mapping[str, str]) -> str:
@@ -200,7 +201,7 @@ def webhook_lines(deliveries: Sequence[WebhookDelivery]) -> list[str]:
         status = str(d.http_status) if d.http_status is not None else "no response"
         by_url.setdefault(d.url or "(no url)", Counter())[status] += 1
     ranked = sorted(by_url.items(), key=lambda item: (-sum(item[1].values()), item[0]))
-    lines = ["Failing URLs:"]
+    lines = ["Failing URLs:", ""]
     for url, statuses in ranked[:MAX_URLS_LISTED]:
         ranked_statuses = sorted(statuses.items(), key=lambda item: (-item[1], item[0]))
         detail = ", ".join(f"{n}× {status}" for status, n in ranked_statuses)

@@ -758,12 +758,27 @@ def check_secrets(settings: Settings, *, environ: Mapping[str, str], config_dir:
     return _resolve_all(settings, environ=environ, config_dir=config_dir)[1]
 
 
-def _resolve_all(
+def resolve_route_secrets(
     settings: Settings, *, environ: Mapping[str, str], config_dir: Path
+) -> ResolvedSecrets:
+    """Like `resolve_secrets`, for the notification URLs only (no API key is needed).
+
+    Raises: `SecretError` listing every URL reference that cannot be resolved.
+    """
+    resolved, errors = _resolve_all(
+        settings, environ=environ, config_dir=config_dir, accounts=False
+    )
+    if errors:
+        raise SecretError(errors)
+    return resolved
+
+
+def _resolve_all(
+    settings: Settings, *, environ: Mapping[str, str], config_dir: Path, accounts: bool = True
 ) -> tuple[ResolvedSecrets, list[str]]:
     resolved = ResolvedSecrets()
     errors: list[str] = []
-    for account in settings.accounts:
+    for account in settings.accounts if accounts else []:
         try:
             key = resolve(account.api_key, environ=environ, base_dir=config_dir)
         except SecretError as exc:

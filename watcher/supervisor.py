@@ -5,6 +5,10 @@
   (one `poll.interval`) the loop sends `WATCHDOG=1` every `watchdog` seconds, and also
   while waiting between cycles. A cycle that overran its budget gets no pings, so a hung
   cycle lets systemd's watchdog fire; pings resume once it finishes.
+- A cycle that raises is logged (`cycle.crashed`) and the loop goes on. After
+  `MAX_CRASHED_CYCLES` crashes in a row the pings stop too (so `Restart=on-failure` acts
+  on a daemon that only fails) and `STATUS=` names the exception type, never its text;
+  the next successful cycle resumes them.
 - `STATUS=` one line after each cycle.
 - SIGHUP (the `reload` event): between cycles `RELOADING=1` + `MONOTONIC_USEC`, then the
   loader (config, rules, secrets); on success the daemon's wiring (runtime, notifier,
@@ -40,6 +44,7 @@ log = structlog.get_logger(__name__)
 
 MAX_JITTER_S = 1.0
 MAX_STATUS_ERROR = 200  # characters of the first reload error shown in STATUS=
+MAX_CRASHED_CYCLES = 3  # crashed cycles in a row after which WATCHDOG=1 pings stop
 
 
 class Supervisor:
@@ -70,6 +75,7 @@ class Supervisor:
         self.note = ""  # e.g. a failed reload, kept in STATUS= until the next good one
         self._stopping_sent = False
         self._last_ping = -math.inf
+        self.crashed_in_a_row = 0  # cycles that raised since the last one that finished
         self._replaced: Wiring | None = None  # swapped out by a reload, closed after it
 
     @property
@@ -127,12 +133,22 @@ class Supervisor:
         try:
             report = task.result()
         except Exception as exc:  # a bug in one cycle must not end the daemon
-            log.error("cycle.crashed", exc_info=exc)
-            self.status_line = f"last cycle crashed: {type(exc).__name__}"
+            self._crashed(exc)
         else:
+            self.crashed_in_a_row = 0
             self.status_line = status_line(report)
         self.service.status(self._status())
         self._ping()
+
+    def _crashed(self, exc: Exception) -> None:
+        self.crashed_in_a_row += 1
+        count, kind = self.crashed_in_a_row, type(exc).__name__
+        failing = count >= MAX_CRASHED_CYCLES
+        log.error("cycle.crashed", crashed_in_a_row=count, pings_stopped=failing, exc_info=exc)
+        if failing:
+            self.status_line = f"cycles failing: {count} in a row: {kind}"
+        else:
+            self.status_line = f"last cycle crashed: {kind}"
 
     # ------------------------------------------------------------------ between cycles
 
@@ -155,8 +171,9 @@ class Supervisor:
         return False
 
     def _ping(self) -> None:
-        """WATCHDOG=1, unless one went out within a quarter period (callers ping eagerly)."""
-        if self.watchdog is None:
+        """WATCHDOG=1, unless one went out within a quarter period (callers ping eagerly)
+        or the last `MAX_CRASHED_CYCLES` cycles all crashed."""
+        if self.watchdog is None or self.crashed_in_a_row >= MAX_CRASHED_CYCLES:
             return
         now = time.monotonic()
         if now - self._last_ping >= self.watchdog / 4:

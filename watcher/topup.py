@@ -15,6 +15,12 @@ Two halves:
 Dry run: with `topup.enabled: false` (the default) or `once --dry-run`, a would-be
 top-up is recorded as `dry_run` and notified; nothing is POSTed.
 
+Ownership: only the process holding the state lock (watcher/statelock.py) reconciles and
+pays. An actor built with `owns_state=False` (a `once` while `run` holds the lock) never
+touches the ledger: no reconcile, no verification, no POST, no entry, no message; a
+would-be top-up is only logged (`topup.skipped`, why `not_owner`) and listed in
+`not_owner_lines()`.
+
 TEST-ONLY: when the environment variable `WATCHER_TEST_CRASH_AT` names a step of the
 protocol (`before_ledger_write`, `after_ledger_write`, `after_response`,
 `after_outcome_write`), the process exits at once (`os._exit`) when it reaches that step,
@@ -49,7 +55,7 @@ from watcher.ledger import (
 from watcher.lifecycle import Reason, Transition
 from watcher.model import AccountSnapshot, AlertKey, AlertState, Balance, Phase, Severity
 from watcher.render import Message, when
-from watcher.rules import BalanceRule, Finding, Rule, evaluate, money
+from watcher.rules import BalanceRule, Finding, ForecastRule, Rule, evaluate, money
 from watcher.settings import AccountConfig, TopupConfig
 from watcher.store import Store, ts
 from watcher.telnyx import TelnyxError, TopupOutcome, TopupResult
@@ -185,6 +191,11 @@ def check_rules(
             errors.append(
                 f"{where}: topup: needs a critical threshold (top-ups are made while the "
                 "rule is critical)"
+            )
+        elif isinstance(rule, ForecastRule) and rule.level is not Severity.CRITICAL:
+            errors.append(
+                f"{where}: topup needs severity: critical: top-ups are made while the rule "
+                "is critical"
             )
         for account in accounts:
             if rule.applies_to(account.name) and not account.topup.enabled:
@@ -330,6 +341,18 @@ def is_pay(decision: Decision) -> bool:
     return isinstance(decision, Pay)
 
 
+def cap_fields(caps: Caps, used: Usage) -> dict[str, str]:
+    """Log fields of a decision: the amount, and the caps with what was used before it."""
+    fields = {
+        "amount": str(caps.amount),
+        "used_24h": f"{used.day:.2f}",
+        "max_per_day": str(caps.max_per_day),
+    }
+    if caps.max_per_month is not None:
+        fields.update(used_30d=f"{used.month:.2f}", max_per_month=str(caps.max_per_month))
+    return fields
+
+
 # ---------------------------------------------------------------------------- messages
 
 
@@ -447,6 +470,7 @@ def render_entry(entry: Entry, caps: Caps | None, used: Usage) -> Message:
         rule=entry.rule,
         account=entry.account,
         reason=Reason.EVENTS,
+        urgent=True,  # money: delivered even through a route's `mute`
     )
 
 
@@ -459,6 +483,16 @@ class Payer(Protocol):
     async def get_balance(self, *, deadline: float | None = None) -> Balance: ...
 
     async def create_topup(self, amount: Decimal, *, timeout: float) -> TopupResult: ...  # noqa: ASYNC109
+
+
+@dataclass(frozen=True, slots=True)
+class Skipped:
+    """A top-up a process without the state lock left to the owner."""
+
+    account: str
+    rule: str
+    amount: Decimal
+    currency: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -485,8 +519,9 @@ class TopupActor:
     """Runs the top-up protocol for the daemon (see the module docstring).
 
     In: the store, the clock (the daemon's), `dry_run` (never pay: `once --dry-run`),
-    and `checkpoint(step)`, called at each step of the protocol (default: the test-only
-    crash hook reading `WATCHER_TEST_CRASH_AT`).
+    `owns_state` (this process holds the state lock; without it the actor only logs,
+    see the module docstring) and `checkpoint(step)`, called at each step of the
+    protocol (default: the test-only crash hook reading `WATCHER_TEST_CRASH_AT`).
     """
 
     def __init__(
@@ -495,18 +530,27 @@ class TopupActor:
         *,
         clock: Callable[[], datetime],
         dry_run: bool = False,
+        owns_state: bool = True,
         checkpoint: Callable[[str], None] = _exit_at,
     ) -> None:
         self.store = store
         self.ledger = Ledger(store)
         self.clock = clock
         self.dry_run = dry_run
+        self.owns_state = owns_state
         self._checkpoint = checkpoint
         self._announced: list[int] = []
         self.recorded: list[Entry] = []  # entries written by the last `act`, for metrics
+        self.skipped: list[Skipped] = []  # would-be top-ups of the last `act`, not owner
 
     def start(self) -> list[Entry]:
-        """Start-up: every `sending` entry becomes `unknown` (to be alerted). Out: those."""
+        """Start-up: every `sending` entry becomes `unknown` (to be alerted). Out: those.
+
+        Without the state lock nothing changes (the owner may be mid-POST): out [].
+        """
+        if not self.owns_state:
+            log.info("topup.not_owner", why="another process holds the state lock")
+            return []
         return self.ledger.reconcile(self.clock())
 
     async def act(self, view: CycleView) -> list[Outgoing]:
@@ -518,6 +562,9 @@ class TopupActor:
         """
         configs = {account.name: account.topup for account in view.accounts}
         self.recorded = []
+        if not self.owns_state:
+            self.skipped = self._skip_all(view, configs)
+            return []
         self._verify(view, configs)
         for trigger in find_triggers(view.rules, view.transitions, view.alerts, view.snapshots):
             config = configs.get(trigger.account)
@@ -528,6 +575,37 @@ class TopupActor:
             if entry is not None:
                 self.recorded.append(entry)
         return self.announcements(view.rules, configs)
+
+    def _skip_all(self, view: CycleView, configs: Mapping[str, TopupConfig]) -> list[Skipped]:
+        out = []
+        for trigger in find_triggers(view.rules, view.transitions, view.alerts, view.snapshots):
+            config = configs.get(trigger.account)
+            if config is None:
+                continue
+            balance = trigger.snapshot.balance
+            currency = balance.currency if balance is not None else ""
+            out.append(Skipped(trigger.account, trigger.rule.name, config.amount, currency))
+            log.warning(
+                "topup.skipped",
+                account=trigger.account,
+                rule=trigger.rule.name,
+                why="not_owner",
+                amount=str(config.amount),
+                max_per_day=str(config.max_per_day),
+            )
+        return out
+
+    def not_owner_lines(self) -> list[str]:
+        """Summary lines for `once` without the state lock ([] when this process owns it)."""
+        if self.owns_state:
+            return []
+        lines = ["top-ups skipped: another account-watcher owns the state"]
+        lines += [
+            f"  {s.account}: rule {s.rule} is critical; the top-up of "
+            f"{money(s.amount, s.currency)} is left to the owner"
+            for s in self.skipped
+        ]
+        return lines
 
     def commit(self) -> None:
         """Clear the announce marks of the messages `act` returned (call in the commit
@@ -559,13 +637,18 @@ class TopupActor:
         )
         if not isinstance(pre, Pay):
             return self._not_paying(trigger, pre, caps, dry)
-        fresh = await self._fresh_balance(account, payer, http_timeout)  # 1
+        fields = cap_fields(caps, pre.usage)
+        fresh = await self._fresh_balance(account, payer, http_timeout, fields)  # 1
         if fresh is None:
             return None
         finding = still_critical(trigger.rule, trigger.snapshot, fresh, self.clock())
         if finding is None:
             log.info(
-                "topup.skipped", account=account, rule=trigger.rule.name, why="condition_cleared"
+                "topup.skipped",
+                account=account,
+                rule=trigger.rule.name,
+                why="condition_cleared",
+                **fields,
             )
             return None
         new = NewEntry(
@@ -582,12 +665,18 @@ class TopupActor:
         return await self._pay(trigger, new, caps, payer, http_timeout)
 
     async def _fresh_balance(
-        self, account: str, payer: Payer, http_timeout: float
+        self, account: str, payer: Payer, http_timeout: float, fields: Mapping[str, str]
     ) -> Balance | None:
         try:
             return await payer.get_balance(deadline=_deadline(http_timeout))
         except TelnyxError as exc:
-            log.warning("topup.skipped", account=account, why="balance_unreadable", error=str(exc))
+            log.warning(
+                "topup.skipped",
+                account=account,
+                why="balance_unreadable",
+                error=str(exc),
+                **fields,
+            )
             return None
 
     def _dry_run(self, trigger: Trigger, new: NewEntry, caps: Caps) -> Entry | None:
@@ -599,7 +688,9 @@ class TopupActor:
         if not isinstance(decision, Pay):
             return self._not_paying(trigger, decision, caps, True)
         entry = self.ledger.add(new, EntryState.DRY_RUN, now)
-        log.info("topup.dry_run", account=new.account, amount=str(new.amount), entry=entry.id)
+        log.info(
+            "topup.dry_run", account=new.account, entry=entry.id, **cap_fields(caps, decision.usage)
+        )
         return entry
 
     async def _pay(
@@ -617,19 +708,22 @@ class TopupActor:
         )
         if entry is None:
             return self._not_paying(trigger, decision, caps, False)
+        if not isinstance(decision, Pay):  # pragma: no cover - begin_if wrote it: is_pay held
+            raise AssertionError(decision)
         self._checkpoint("after_ledger_write")
-        log.info("topup.sending", account=new.account, amount=str(new.amount), entry=entry.id)
+        fields = cap_fields(caps, decision.usage)
+        log.info("topup.sending", account=new.account, entry=entry.id, **fields)
         try:
             result = await payer.create_topup(new.amount, timeout=http_timeout)  # 4: once
         except Exception as exc:  # a bug, not a network problem: the outcome is not known
-            log.exception("topup.post_crashed", entry=entry.id)
+            log.exception("topup.post_crashed", entry=entry.id, **fields)
             result = TopupResult(TopupOutcome.UNKNOWN, error=f"unexpected {type(exc).__name__}")
         self._checkpoint("after_response")
-        finished = self._record(entry, result)  # 5
+        finished = self._record(entry, result, fields)  # 5
         self._checkpoint("after_outcome_write")
         return finished
 
-    def _record(self, entry: Entry, result: TopupResult) -> Entry:
+    def _record(self, entry: Entry, result: TopupResult, fields: Mapping[str, str]) -> Entry:
         state = EntryState(result.outcome.value)
         error = result.error or None
         if result.detail and error is not None and result.detail not in error:
@@ -641,11 +735,11 @@ class TopupActor:
         emit(
             f"topup.{state.value}",
             account=entry.account,
-            amount=str(entry.amount),
             entry=entry.id,
             transaction_id=result.transaction_id,
             status=result.status,
             error=error,
+            **fields,
         )
         return finished
 
@@ -655,8 +749,11 @@ class TopupActor:
         if isinstance(decision, Wait | Pay):
             return None
         account, rule = trigger.account, trigger.rule.name
+        fields = cap_fields(caps, decision.usage)
         if self.ledger.refusal_noted(account, rule, trigger.episode):
-            log.debug("topup.refused", account=account, why=decision.why.value, noted=True)
+            log.debug(
+                "topup.refused", account=account, why=decision.why.value, noted=True, **fields
+            )
             return None
         currency = trigger.snapshot.balance.currency if trigger.snapshot.balance else ""
         text = refusal_text(decision, caps, currency, self.ledger.paused())
@@ -671,7 +768,9 @@ class TopupActor:
             episode=trigger.episode,
         )
         entry = self.ledger.add(new, EntryState.REFUSED, self.clock())
-        log.warning("topup.refused", account=account, why=decision.why.value, entry=entry.id)
+        log.warning(
+            "topup.refused", account=account, why=decision.why.value, entry=entry.id, **fields
+        )
         return entry
 
     # -- verification and messages ------------------------------------------------------
@@ -693,7 +792,12 @@ class TopupActor:
                 seen.append(snap.balance.balance)
             if any(value - before >= entry.amount * REFLECTED_SHARE for value in seen):
                 self.ledger.set_verify(entry.id, VerifyState.OK)
-                log.info("topup.verified", entry=entry.id, account=entry.account)
+                log.info(
+                    "topup.verified",
+                    entry=entry.id,
+                    account=entry.account,
+                    amount=str(entry.amount),
+                )
                 continue
             config = configs.get(entry.account)
             within = config.verify_within if config is not None else TopupConfig().verify_within
@@ -705,7 +809,12 @@ class TopupActor:
                     + (money(highest, entry.currency) if highest is not None else "no reading")
                 )
                 self.ledger.set_verify(entry.id, VerifyState.MISSING, note=note)
-                log.error("topup.not_reflected", entry=entry.id, account=entry.account)
+                log.error(
+                    "topup.not_reflected",
+                    entry=entry.id,
+                    account=entry.account,
+                    amount=str(entry.amount),
+                )
 
     def announcements(
         self, rules: Sequence[Rule], configs: Mapping[str, TopupConfig]

@@ -1,0 +1,198 @@
+"""The state lock (`<state>.lock`, watcher/statelock.py): only the process that holds it
+reconciles `sending` top-ups and pays. `run` needs it; `once` without it runs with
+top-ups off. Real processes against the loopback simulator; the lock is held by the
+test process or by a real `run`.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+from conftest import REPO, Receiver, cli_env, run_cli, wait_for
+
+from watcher.ledger import EntryState, Ledger, NewEntry
+from watcher.sim import Fault, SimServer
+from watcher.statelock import Lock, acquire, lock_path
+from watcher.store import Store
+
+TOPUP = "/payment/stored_payment_transactions"
+PAID = "[INFO] top-up paid 100.00 USD — main"
+UNKNOWN = "[CRITICAL] top-up outcome unknown 100.00 USD — main"
+SKIPPED = "top-ups skipped: another account-watcher owns the state"
+
+RULES = """\
+rules:
+  - name: low-credit
+    kind: balance
+    below: {warning: 100, critical: 50}
+    topup: true
+"""
+
+
+def write(tmp_path: Path, sim: SimServer, receiver: Receiver) -> Path:
+    (tmp_path / "rules").mkdir()
+    (tmp_path / "rules" / "rules.yaml").write_text(RULES)
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        f"""\
+accounts:
+  - name: main
+    api_key: env:TELNYX_API_KEY
+    base_url: {sim.base_url}
+    topup: {{enabled: true, amount: "100.00", max_per_day: "300.00", min_interval: 1h}}
+poll: {{interval: 60s, timeout: 30s}}
+rules: [rules/*.yaml]
+state: {{path: {tmp_path / "state.db"}}}
+notify:
+  routes:
+    ops: {{urls: ["{receiver.url}"]}}
+"""
+    )
+    return config
+
+
+def ledger_states(tmp_path: Path) -> list[EntryState]:
+    with Store.open(tmp_path / "state.db") as store:
+        return [e.state for e in Ledger(store).entries()]
+
+
+def posts(sim: SimServer) -> int:
+    return sim.account.request_count(TOPUP, method="POST")
+
+
+def held(state: Path) -> Lock:
+    lock = acquire(state)
+    assert lock is not None
+    return lock
+
+
+def test_the_lock_file_lives_beside_the_db_and_admits_one_holder(tmp_path: Path) -> None:
+    state = tmp_path / "new-dir" / "state.db"
+    assert lock_path(state) == tmp_path / "new-dir" / "state.db.lock"
+    with held(state) as first:
+        assert first.path == lock_path(state)
+        assert first.path.read_text() == f"{os.getpid()}\n"
+        assert acquire(state) is None  # flock: a second open file conflicts, same process too
+        assert acquire(tmp_path / "other.db") is not None  # another state, another lock
+    with held(state):  # released on close
+        pass
+
+
+def test_a_killed_holder_frees_the_lock(tmp_path: Path) -> None:
+    state = tmp_path / "state.db"
+    code = (
+        "import sys; from pathlib import Path; from watcher.statelock import acquire; "
+        f"lock = acquire(Path({str(state)!r})); print(lock is not None, flush=True); "
+        "sys.stdin.read()"
+    )
+    child = subprocess.Popen(
+        [sys.executable, "-c", code],
+        cwd=REPO,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert child.stdout is not None
+        assert child.stdout.readline() == "True\n"
+        assert acquire(state) is None
+        child.send_signal(signal.SIGKILL)
+        child.wait(timeout=10)
+    finally:
+        child.kill()
+        child.communicate()
+    with held(state):
+        pass
+
+
+def test_once_without_the_lock_leaves_sending_alone_and_never_posts(
+    tmp_path: Path, sim: SimServer, receiver: Receiver
+) -> None:
+    config = write(tmp_path, sim, receiver)
+    sim.account.set_balance("40.00")
+    state = tmp_path / "state.db"
+    with Store.open(state) as store:  # the owner's payment in flight (old: it caps nothing)
+        new = NewEntry("main", Decimal("100.00"), "USD", "low-credit", "seed")
+        Ledger(store).add(
+            new, EntryState.SENDING, datetime.now(UTC) - timedelta(days=2), announce=False
+        )
+
+    with held(state):  # another account-watcher owns the state
+        result = run_cli("--config", str(config), "once")
+    assert result.returncode == 0, result.stderr
+    assert SKIPPED in result.stdout.splitlines()
+    assert (
+        "  main: rule low-credit is critical; the top-up of 100.00 USD is left to the owner"
+        in result.stdout.splitlines()
+    )
+    assert ledger_states(tmp_path) == [EntryState.SENDING]
+    assert posts(sim) == 0
+    assert not [t for t in receiver.titles if "top-up" in t]
+
+    owner = run_cli("--config", str(config), "once")  # the lock is free now: it owns it
+    assert owner.returncode == 0, owner.stderr
+    assert SKIPPED not in owner.stdout
+    assert ledger_states(tmp_path) == [EntryState.UNKNOWN, EntryState.SUCCEEDED]
+    assert posts(sim) == 1
+    assert UNKNOWN in receiver.titles
+    assert PAID in receiver.titles
+
+
+def test_run_refuses_to_start_while_the_lock_is_held(
+    tmp_path: Path, sim: SimServer, receiver: Receiver
+) -> None:
+    config = write(tmp_path, sim, receiver)
+    state = tmp_path / "state.db"
+    with held(state):
+        result = run_cli("--config", str(config), "run", timeout=30)
+    assert result.returncode == 3
+    assert result.stderr == (
+        f"account-watcher: another account-watcher (run) is using {state}; stop it first\n"
+    )
+    assert not state.exists(), "a refused run opens nothing"
+    assert sim.account.requests == []
+
+
+def test_once_while_run_is_mid_post_keeps_the_payment_sending(
+    tmp_path: Path, sim: SimServer, receiver: Receiver
+) -> None:
+    config = write(tmp_path, sim, receiver)
+    sim.account.set_balance("40.00")
+    release = threading.Event()
+    sim.account.inject_fault(TOPUP, Fault.hold(release))
+    daemon = subprocess.Popen(
+        [sys.executable, "-m", "watcher", "--config", str(config), "run"],
+        env=cli_env(),
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_for(lambda: posts(sim) == 1)  # `run` is mid-POST
+        once = run_cli("--config", str(config), "once")
+        during = ledger_states(tmp_path)
+        second = run_cli("--config", str(config), "run", timeout=30)
+        release.set()
+        wait_for(lambda: PAID in receiver.titles)
+        daemon.send_signal(signal.SIGTERM)
+        _, err = daemon.communicate(timeout=20)
+    finally:
+        release.set()
+        daemon.kill()
+    assert once.returncode == 0, once.stderr
+    assert SKIPPED in once.stdout
+    assert during == [EntryState.SENDING], "once must not reconcile the owner's payment"
+    assert second.returncode == 3
+    assert "stop it first" in second.stderr
+    assert daemon.returncode == 0, err
+    assert posts(sim) == 1
+    assert ledger_states(tmp_path) == [EntryState.SUCCEEDED]
+    assert UNKNOWN not in receiver.titles
