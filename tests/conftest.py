@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -90,6 +91,16 @@ def _receiver() -> Iterator[Receiver]:
 class Mailbox:
     port: int
     messages: list[Any] = field(default_factory=list)
+    controller: Any = None
+    handler: Any = None
+
+    def down(self) -> None:
+        self.controller.stop()
+
+    def up(self) -> None:
+        """A new server on the same port (a stopped aiosmtpd Controller cannot restart)."""
+        self.controller = Controller(self.handler, hostname="127.0.0.1", port=self.port)
+        self.controller.start()
 
     @property
     def url(self) -> str:
@@ -114,10 +125,11 @@ def mailbox() -> Iterator[Mailbox]:
             )
             return "250 OK"
 
-    controller = Controller(Handler(), hostname="127.0.0.1", port=box.port)
-    controller.start()
+    box.handler = Handler()
+    box.up()
     yield box
-    controller.stop()
+    with contextlib.suppress(AssertionError, RuntimeError):
+        box.controller.stop()
 
 
 def write_config(

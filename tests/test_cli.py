@@ -133,3 +133,13 @@ def test_core_imports_no_io_library() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_check_reports_rule_errors_even_when_the_config_is_invalid(tmp_path: Path) -> None:
+    config = write_config(tmp_path, "http://127.0.0.1:9/v2", ["json://127.0.0.1:9/"], GOOD_RULES)
+    config.write_text(config.read_text() + "typo: 1\n")
+    (tmp_path / "rules" / "rules.yaml").write_text("rules:\n  - {name: low, kind: balance}\n")
+    result = run_cli("--config", str(config), "check")
+    assert result.returncode == 1
+    assert "typo: Extra inputs are not permitted" in result.stderr
+    assert "give exactly one of `below` or `above`" in result.stderr

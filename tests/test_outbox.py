@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from conftest import REPO, Receiver, cli_env, run_cli, wait_for, write_config
+from conftest import REPO, Mailbox, Receiver, cli_env, run_cli, wait_for, write_config
 from pydantic import SecretStr
 from structlog.testing import capture_logs
 
@@ -69,6 +69,21 @@ def test_healthy_url_gets_exactly_one_while_the_other_fails(
     assert receiver2.titles == [FIRING]
 
 
+def test_mail_server_down_then_up_gets_it_once_http_gets_it_once(
+    tmp_path: Path, sim: SimServer, receiver: Receiver, mailbox: Mailbox
+) -> None:
+    config = write_config(tmp_path, sim.base_url, [receiver.url, mailbox.url], LOW)
+    sim.account.set_balance("10.00")
+    mailbox.down()
+    once(config)
+    assert receiver.titles == [FIRING]
+    mailbox.up()
+    once(config)
+    once(config)
+    assert mailbox.subjects == [FIRING]
+    assert receiver.titles == [FIRING]
+
+
 def test_killed_daemon_delivers_pending_after_restart_not_twice(
     tmp_path: Path, sim: SimServer, receiver: Receiver
 ) -> None:
@@ -88,10 +103,58 @@ def test_killed_daemon_delivers_pending_after_restart_not_twice(
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=10)
     receiver.status = 200
-    once(config)
+    restarted = subprocess.Popen(
+        [sys.executable, "-m", "watcher", "--config", str(config), "run"],
+        env=cli_env(),
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_for(lambda: len(receiver.messages) >= 1)  # sent right after start-up
+        restarted.send_signal(signal.SIGTERM)
+        _, err = restarted.communicate(timeout=20)
+    finally:
+        restarted.kill()
+    assert restarted.returncode == 0, err
     assert receiver.titles == [FIRING]
     once(config)
-    assert receiver.titles == [FIRING]
+    assert receiver.titles == [FIRING]  # not twice
+
+
+def test_min_severity_routes_only_what_is_severe_enough(
+    tmp_path: Path, sim: SimServer, receiver: Receiver, receiver2: Receiver
+) -> None:
+    rules = (
+        "rules:\n  - {name: low-credit, kind: balance, below: {warning: 100, critical: 50}, "
+        "route: [ops, pager]}\n"
+    )
+    config = write_config(
+        tmp_path,
+        sim.base_url,
+        [receiver.url],
+        rules,
+        extra=f"""    pager:
+      urls: ["{receiver2.url}"]
+      min_severity: critical
+  default_route: ops
+""",
+    )
+    sim.account.set_balance("80.00")
+    once(config)
+    assert receiver.titles == ["[WARNING] low-credit firing — main"]
+    assert receiver2.messages == []
+    sim.account.set_balance("40.00")
+    once(config)
+    assert receiver2.titles == ["[CRITICAL] low-credit escalated to critical — main"]
+    sim.account.set_balance("80.00")
+    once(config)  # back to warning: quiet
+    sim.account.set_balance("500.00")
+    once(config)
+    # the resolve reaches the critical-only route that got the alert
+    assert receiver2.titles[-1].startswith("[RESOLVED] low-credit — main")
+    assert receiver.titles[-1].startswith("[RESOLVED] low-credit — main")
 
 
 def test_fallback_route_gets_messages_and_an_alert_when_a_route_keeps_failing(

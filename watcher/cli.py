@@ -45,7 +45,7 @@ from watcher.settings import (
     resolve_route_secrets,
 )
 from watcher.store import Store, StoreError
-from watcher.yamlfile import ConfigError
+from watcher.yamlfile import ConfigError, load_yaml
 
 if TYPE_CHECKING:
     from watcher.metrics import Metrics
@@ -156,7 +156,8 @@ def cmd_check(path: Path, out: TextIO, err: TextIO) -> int:
     try:
         loaded = load_settings(path, environ=os.environ)
     except ConfigError as exc:
-        for line in exc.errors:
+        # Every problem at once: the rule files are still checked on their own.
+        for line in exc.errors + _rule_file_errors(path):
             print(line, file=err)
         return EXIT_INVALID
     found = load_rules(loaded.settings.rules, loaded.config_dir)
@@ -175,6 +176,19 @@ def cmd_check(path: Path, out: TextIO, err: TextIO) -> int:
         file=out,
     )
     return EXIT_OK
+
+
+def _rule_file_errors(path: Path) -> list[str]:
+    """Errors of the rule files an invalid config names (its `rules:` globs if readable,
+    else the default)."""
+    try:
+        data = load_yaml(path).data
+    except ConfigError:
+        data = None
+    patterns = data.get("rules") if isinstance(data, dict) else None
+    if not (isinstance(patterns, list) and all(isinstance(p, str) for p in patterns)):
+        patterns = ["rules/*.yaml"]
+    return load_rules(patterns, path.parent).errors
 
 
 # ---------------------------------------------------------------------------- run / once

@@ -191,6 +191,7 @@ class Daemon:
         self.topups = TopupActor(store, clock=clock, dry_run=dry_run, owns_state=owns_state)
         self.topups.start()  # DESIGN §6.6: every `sending` entry becomes `unknown` (owner only)
         self._last_prune: datetime | None = None
+        self._flushed_since_start = False  # the first flush sends every pending target
 
     @property
     def runtime(self) -> Runtime:
@@ -227,7 +228,8 @@ class Daemon:
         5. act: top-ups, then render transitions into messages (silences applied)
         6. commit, one transaction: cursors of sources that succeeded, source health,
            alert states, and every message into the outbox
-        7. deliver: flush the outbox (due retries too; everything with `flush_all`)
+        7. deliver: flush the outbox (due retries too; everything with `flush_all` and in
+           the first cycle after start-up)
         8. report: one `cycle.finished` log event
         """
         now = self.clock()  # 1
@@ -367,7 +369,9 @@ class Daemon:
             failures_before_fallback=notify.failures_before_fallback,
             fallbacks={n: r.fallback for n, r in notify.routes.items() if r.fallback},
         )
-        result = await flush(self.outbox, self.notifier, now, policy, everything=flush_all)
+        everything = flush_all or not self._flushed_since_start
+        result = await flush(self.outbox, self.notifier, now, policy, everything=everything)
+        self._flushed_since_start = True
         report.deliveries = [
             Delivery(item.route, item.url_masked, True) for item in result.delivered
         ] + [delivery for _, delivery in result.failed]
