@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from conftest import Receiver, run_cli, write_config
+from topup_support import RULES, TOPUP, write_topup_config
 
 from watcher import logs
 from watcher.cli import main
@@ -17,32 +18,7 @@ from watcher.sim import SimServer
 from watcher.store import Store
 
 NOW = datetime.now(UTC)
-RULES = """\
-rules:
-  - name: low-credit
-    kind: balance
-    below: {warning: 100, critical: 50}
-    topup: true
-"""
-
-
-def write(
-    tmp_path: Path, topup: str = '{enabled: true, amount: "100.00"}', rules: str = RULES
-) -> Path:
-    (tmp_path / "rules").mkdir(exist_ok=True)
-    (tmp_path / "rules" / "rules.yaml").write_text(rules)
-    config = tmp_path / "config.yaml"
-    config.write_text(
-        f"""\
-accounts:
-  - name: main
-    api_key: env:TELNYX_API_KEY
-    topup: {topup}
-rules: [rules/*.yaml]
-state: {{path: {tmp_path / "state.db"}}}
-"""
-    )
-    return config
+ENABLED = '{enabled: true, amount: "100.00"}'
 
 
 def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
@@ -73,7 +49,7 @@ def seed(tmp_path: Path) -> dict[str, int]:
 def test_topups_lists_the_ledger_and_the_caps(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    config = write(tmp_path)
+    config = write_topup_config(tmp_path, ENABLED)
     ids = seed(tmp_path)
     code, out, _ = cli(capsys, "--config", str(config), "topups")
     assert code == 0
@@ -97,7 +73,7 @@ def test_topups_lists_the_ledger_and_the_caps(
 def test_settle_records_who_when_why_and_a_failure_frees_the_cap(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    config = write(tmp_path)
+    config = write_topup_config(tmp_path, ENABLED)
     ids = seed(tmp_path)
     monkeypatch.setenv("SUDO_USER", "alice")
     code, out, err = cli(
@@ -137,7 +113,7 @@ def test_settle_records_who_when_why_and_a_failure_frees_the_cap(
 def test_settle_refuses_anything_but_an_unknown_entry(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], which: str, message: str
 ) -> None:
-    config = write(tmp_path)
+    config = write_topup_config(tmp_path, ENABLED)
     ids = {**seed(tmp_path), "missing": 999}
     code, _, err = cli(
         capsys,
@@ -159,7 +135,7 @@ def test_settle_refuses_anything_but_an_unknown_entry(
 def test_pause_and_resume_show_in_status(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    config = write(tmp_path)
+    config = write_topup_config(tmp_path, ENABLED)
     seed(tmp_path)
     monkeypatch.delenv("SUDO_USER", raising=False)
     monkeypatch.setenv("USER", "bob")
@@ -179,7 +155,7 @@ def test_pause_and_resume_show_in_status(
 
 
 def test_topups_without_state_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    config = write(tmp_path)
+    config = write_topup_config(tmp_path, ENABLED)
     code, out, _ = cli(capsys, "--config", str(config), "topups")
     assert code == 0
     assert out.startswith("no state yet at ")
@@ -205,9 +181,9 @@ rules:
 
 
 def test_check_rejects_bad_amounts_caps_and_rules_that_cannot_top_up(tmp_path: Path) -> None:
-    config = write(
+    config = write_topup_config(
         tmp_path,
-        topup='{amount: 100, max_per_day: "50.00", max_per_month: "100.5"}',
+        '{amount: 100, max_per_day: "50.00", max_per_month: "100.5"}',
         rules=AUDIT_WITH_TOPUP,
     )
     result = run_cli("--config", str(config), "check")
@@ -225,8 +201,8 @@ def test_check_rejects_bad_amounts_caps_and_rules_that_cannot_top_up(tmp_path: P
     ), errors
     assert "Traceback" not in result.stderr
 
-    config = write(
-        tmp_path, topup='{amount: "100.00", max_per_day: "50.00"}', rules=AUDIT_WITH_TOPUP
+    config = write_topup_config(
+        tmp_path, '{amount: "100.00", max_per_day: "50.00"}', rules=AUDIT_WITH_TOPUP
     )
     result = run_cli("--config", str(config), "check")
     errors = result.stderr.splitlines()
@@ -235,7 +211,7 @@ def test_check_rejects_bad_amounts_caps_and_rules_that_cannot_top_up(tmp_path: P
         "the top-up amount (100.00)" in errors
     )
 
-    config = write(tmp_path, rules=BALANCE_WITHOUT_CRITICAL_BELOW)
+    config = write_topup_config(tmp_path, ENABLED, rules=BALANCE_WITHOUT_CRITICAL_BELOW)
     (tmp_path / "rules" / "audit.yaml").write_text(AUDIT_WITH_TOPUP)
     result = run_cli("--config", str(config), "check")
     rules, audit = tmp_path / "rules" / "rules.yaml", tmp_path / "rules" / "audit.yaml"
@@ -250,7 +226,7 @@ def test_check_rejects_bad_amounts_caps_and_rules_that_cannot_top_up(tmp_path: P
 
 
 def test_check_warns_that_a_disabled_account_only_dry_runs(tmp_path: Path) -> None:
-    config = write(tmp_path, topup="{enabled: false}")
+    config = write_topup_config(tmp_path, "{enabled: false}")
     result = run_cli("--config", str(config), "check")
     assert result.returncode == 0, result.stderr
     rules = tmp_path / "rules" / "rules.yaml"
@@ -263,17 +239,13 @@ def test_check_warns_that_a_disabled_account_only_dry_runs(tmp_path: Path) -> No
 def test_once_dry_run_never_pays_even_when_enabled(
     tmp_path: Path, sim: SimServer, receiver: Receiver
 ) -> None:
-    config = write_config(tmp_path, sim.base_url, [receiver.url], RULES)
-    text = config.read_text().replace(
-        f"    base_url: {sim.base_url}\n",
-        f'    base_url: {sim.base_url}\n    topup: {{enabled: true, amount: "100.00"}}\n',
-    )
-    config.write_text(text)
+    poll = "{interval: 10s, timeout: 3s}"
+    config = write_topup_config(tmp_path, ENABLED, sim=sim, poll=poll, notify_url=receiver.url)
     sim.account.set_balance("40.00")
     result = run_cli("--config", str(config), "once", "--dry-run")
     assert result.returncode == 0, result.stderr
     assert "dry run: no money was moved" in result.stdout
-    assert sim.account.request_count("/payment/stored_payment_transactions") == 0
+    assert sim.account.request_count(TOPUP) == 0
     assert "[INFO] top-up dry run: would have paid 100.00 USD — main" in receiver.titles
 
 
@@ -294,7 +266,7 @@ rules:
 def test_check_rejects_topup_on_a_forecast_rule_that_is_not_critical(
     tmp_path: Path, severity: str, rejected: bool
 ) -> None:
-    config = write(tmp_path, rules=FORECAST_TOPUP + severity)
+    config = write_topup_config(tmp_path, ENABLED, rules=FORECAST_TOPUP + severity)
     result = run_cli("--config", str(config), "check")
     rules = tmp_path / "rules" / "rules.yaml"
     error = (

@@ -10,78 +10,34 @@ step: before the ledger write, after it, after the response, after the outcome w
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
 import threading
 from pathlib import Path
 
 import pytest
-from conftest import API_KEY, REPO, Receiver, cli_env, run_cli, wait_for
+from conftest import API_KEY, Receiver, cli_env, run_cli, wait_for
+from topup_support import (
+    PAID,
+    TOPUP,
+    UNKNOWN,
+    ledger_states,
+    posts,
+    start,
+    topup_caps,
+    write_topup_config,
+)
 
-from watcher.ledger import EntryState, Ledger
+from watcher.ledger import EntryState
 from watcher.sim import Fault, SimServer
-from watcher.store import Store
 from watcher.topup import CRASH_ENV, CRASH_EXIT
 
-TOPUP = "/payment/stored_payment_transactions"
-UNKNOWN = "[CRITICAL] top-up outcome unknown 100.00 USD — main"
-PAID = "[INFO] top-up paid 100.00 USD — main"
-
-RULES = """\
-rules:
-  - name: low-credit
-    kind: balance
-    below: {warning: 100, critical: 50}
-    topup: true
-"""
-
-
-def write(tmp_path: Path, sim: SimServer, receiver: Receiver) -> Path:
-    (tmp_path / "rules").mkdir()
-    (tmp_path / "rules" / "rules.yaml").write_text(RULES)
-    config = tmp_path / "config.yaml"
-    config.write_text(
-        f"""\
-accounts:
-  - name: main
-    api_key: env:TELNYX_API_KEY
-    base_url: {sim.base_url}
-    topup: {{enabled: true, amount: "100.00", max_per_day: "100.00", min_interval: 1h}}
-poll: {{interval: 10s, timeout: 5s}}
-rules: [rules/*.yaml]
-state: {{path: {tmp_path / "state.db"}}}
-notify:
-  routes:
-    ops: {{urls: ["{receiver.url}"]}}
-"""
-    )
-    return config
-
-
-def ledger_states(tmp_path: Path) -> list[EntryState]:
-    with Store.open(tmp_path / "state.db") as store:
-        return [e.state for e in Ledger(store).entries()]
-
-
-def posts(sim: SimServer) -> int:
-    return sim.account.request_count(TOPUP, method="POST")
-
-
-def start(config: Path, command: str, **env: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "watcher", "--config", str(config), command],
-        env=cli_env(**env),
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+CAPS = topup_caps(max_per_day="100.00")
+POLL = "{interval: 10s, timeout: 5s}"
 
 
 def test_sigkill_while_the_post_is_in_flight_never_pays_twice(
     tmp_path: Path, sim: SimServer, receiver: Receiver
 ) -> None:
-    config = write(tmp_path, sim, receiver)
+    config = write_topup_config(tmp_path, CAPS, sim=sim, poll=POLL, notify_url=receiver.url)
     sim.account.set_balance("40.00")
     release = threading.Event()
     sim.account.inject_fault(TOPUP, Fault.hold(release))
@@ -152,7 +108,7 @@ def test_crash_at_each_step_then_restart(
     final_state: EntryState,
     title: str,
 ) -> None:
-    config = write(tmp_path, sim, receiver)
+    config = write_topup_config(tmp_path, CAPS, sim=sim, poll=POLL, notify_url=receiver.url)
     sim.account.set_balance("40.00")
     crashed = run_cli("--config", str(config), "once", env=cli_env(**{CRASH_ENV: point}))
     assert crashed.returncode == CRASH_EXIT, crashed.stderr

@@ -13,23 +13,26 @@ from pathlib import Path
 import pytest
 from conftest import API_KEY, cli_env
 from structlog.testing import capture_logs
+from topup_support import (
+    FAILED,
+    PAID,
+    TOPUP,
+    UNKNOWN,
+    low_credit_rules,
+    posts,
+    topup_caps,
+    write_topup_config,
+)
 
 from watcher.daemon import Daemon, build_clients, build_notifier, load_runtime
 from watcher.ledger import EntryState, Ledger, VerifyState
 from watcher.sim import Fault, SimServer, error_body
 from watcher.store import Store
 
-TOPUP = "/payment/stored_payment_transactions"
 START = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
 
-RULES = """\
-rules:
-  - name: low-credit
-    kind: balance
-    below: {warning: 100, critical: 50}
-    clear_above: 120
-    topup: true
-"""
+RULES = low_credit_rules(clear_above=120)
+UNUSED = "json://127.0.0.1:9/unused"
 
 
 class Clock:
@@ -49,33 +52,19 @@ def write(
     *,
     enabled: bool = True,
     timeout: str = "2s",
-    topup_extra: str = "",
     rules: str = RULES,
+    **extra: str,
 ) -> Path:
-    (tmp_path / "rules").mkdir(exist_ok=True)
-    (tmp_path / "rules" / "rules.yaml").write_text(rules)
-    config = tmp_path / "config.yaml"
-    config.write_text(
-        f"""\
-accounts:
-  - name: main
-    api_key: env:TELNYX_API_KEY
-    base_url: {sim.base_url}
-    topup:
-      enabled: {str(enabled).lower()}
-      amount: "100.00"
-      max_per_day: "300.00"
-      min_interval: 1h
-{topup_extra}
-poll: {{interval: 10s, timeout: {timeout}}}
-rules: [rules/*.yaml]
-state: {{path: {tmp_path / "state.db"}}}
-notify:
-  routes:
-    ops: {{urls: ["json://127.0.0.1:9/unused"]}}
-"""
+    """This file's config: the simulator, caps of 300.00 a day (`enabled`, plus `extra`
+    fields), a poll `timeout` and a route nobody listens on."""
+    return write_topup_config(
+        tmp_path,
+        topup_caps(max_per_day="300.00", enabled=enabled, **extra),
+        sim=sim,
+        poll=f"{{interval: 10s, timeout: {timeout}}}",
+        notify_url=UNUSED,
+        rules=rules,
     )
-    return config
 
 
 @asynccontextmanager
@@ -101,15 +90,6 @@ async def running(config: Path, clock: Clock, *, dry_run: bool = False) -> Async
 async def titles(daemon: Daemon) -> list[str]:
     report = await daemon.cycle()
     return [m.title for m in report.messages if "top-up" in m.title]
-
-
-def posts(sim: SimServer) -> int:
-    return sim.account.request_count(TOPUP, method="POST")
-
-
-PAID = "[INFO] top-up paid 100.00 USD — main"
-FAILED = "[CRITICAL] top-up failed 100.00 USD — main"
-UNKNOWN = "[CRITICAL] top-up outcome unknown 100.00 USD — main"
 
 
 @pytest.mark.parametrize(
@@ -294,9 +274,7 @@ async def test_topup_missing_from_the_balance_is_alerted_once(
 ) -> None:
     sim.account.set_balance("40.00")
     clock = Clock()
-    async with running(
-        write(tmp_path, sim, topup_extra="      verify_within: 5m"), clock
-    ) as daemon:
+    async with running(write(tmp_path, sim, verify_within="5m"), clock) as daemon:
         await daemon.cycle()
         sim.account.set_balance("41.00")  # paid, but the balance does not show it
         clock.advance(minutes=2)
@@ -333,8 +311,8 @@ async def test_topup_log_events_carry_the_amount_and_the_caps_used(
 ) -> None:
     sim.account.set_balance("40.00")
     clock = Clock()
-    monthly = '      max_per_month: "1000.00"'
-    async with running(write(tmp_path, sim, enabled=False, topup_extra=monthly), clock) as daemon:
+    monthly = "1000.00"
+    async with running(write(tmp_path, sim, enabled=False, max_per_month=monthly), clock) as daemon:
         with capture_logs() as logged:
             await daemon.cycle()
             clock.advance(hours=1)

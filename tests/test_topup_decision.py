@@ -45,110 +45,61 @@ def entry(state: EntryState, ago: timedelta, amount: str = "100.00", **kw: objec
     )
 
 
-H = timedelta(hours=1)
+H, M = timedelta(hours=1), timedelta(minutes=1)
 S, U, F, D = EntryState.SUCCEEDED, EntryState.UNKNOWN, EntryState.FAILED, EntryState.DRY_RUN
+START, STAY = TriggerKind.START, TriggerKind.STAY
+
+
+def case(
+    name: str,
+    kind: TriggerKind,
+    entries: list[Entry],
+    expected: type | Refusal,
+    *,
+    pause: Pause | None = None,
+    dry: bool = False,
+) -> object:
+    """A row of `test_decide`: not paused and not a dry run unless given."""
+    return pytest.param(kind, entries, pause, dry, expected, id=name)
 
 
 @pytest.mark.parametrize(
     ("kind", "entries", "pause", "dry", "expected"),
     [
-        pytest.param(TriggerKind.START, [], None, False, Pay, id="nothing-yet"),
-        pytest.param(
-            TriggerKind.START,
-            [],
-            Pause(NOW, "ops", "x"),
-            False,
-            Refusal.PAUSED,
-            id="paused",
-        ),
-        pytest.param(
-            TriggerKind.START,
-            [entry(S, 30 * timedelta(minutes=1))],
-            None,
-            False,
-            Refusal.MIN_INTERVAL,
-            id="start-within-interval",
-        ),
-        pytest.param(
-            TriggerKind.STAY,
-            [entry(S, 30 * timedelta(minutes=1))],
-            None,
-            False,
-            Wait,
-            id="stay-within-interval-waits",
-        ),
-        pytest.param(
-            TriggerKind.STAY,
-            [entry(F, 30 * timedelta(minutes=1))],
-            None,
-            False,
-            Wait,
-            id="interval-counts-failed-posts",
-        ),
-        pytest.param(TriggerKind.STAY, [entry(S, H)], None, False, Pay, id="interval-elapsed"),
-        pytest.param(
-            TriggerKind.STAY,
+        case("nothing-yet", START, [], Pay),
+        case("paused", START, [], Refusal.PAUSED, pause=Pause(NOW, "ops", "x")),
+        case("start-within-interval", START, [entry(S, 30 * M)], Refusal.MIN_INTERVAL),
+        case("stay-within-interval-waits", STAY, [entry(S, 30 * M)], Wait),
+        case("interval-counts-failed-posts", STAY, [entry(F, 30 * M)], Wait),
+        case("interval-elapsed", STAY, [entry(S, H)], Pay),
+        case(
+            "unknown-counts-toward-the-cap",
+            STAY,
             [entry(S, 3 * H), entry(U, 2 * H), entry(S, H)],
-            None,
-            False,
             Refusal.MAX_PER_DAY,
-            id="unknown-counts-toward-the-cap",
         ),
-        pytest.param(
-            TriggerKind.STAY,
-            [entry(S, 3 * H), entry(F, 2 * H), entry(S, H)],
-            None,
-            False,
-            Pay,
-            id="failed-frees-the-cap",
-        ),
-        pytest.param(
-            TriggerKind.STAY,
+        case("failed-frees-the-cap", STAY, [entry(S, 3 * H), entry(F, 2 * H), entry(S, H)], Pay),
+        case(
+            "exactly-at-the-cap-is-allowed",
+            STAY,
             [entry(S, 3 * H, "150.00"), entry(S, H, "50.00")],
-            None,
-            False,
             Pay,
-            id="exactly-at-the-cap-is-allowed",
         ),
-        pytest.param(
-            TriggerKind.STAY,
+        case(
+            "older-than-24h-leaves-the-day-window",
+            STAY,
             [entry(S, 24 * H), entry(S, 25 * H), entry(S, 26 * H)],
-            None,
-            False,
             Pay,
-            id="older-than-24h-leaves-the-day-window",
         ),
-        pytest.param(
-            TriggerKind.STAY,
-            [entry(S, 24 * H * d) for d in range(1, 6)],
-            None,
-            False,
-            Refusal.MAX_PER_MONTH,
-            id="month-cap",
-        ),
-        pytest.param(
-            TriggerKind.START,
-            [entry(S, -H)],
-            None,
-            False,
+        case("month-cap", STAY, [entry(S, 24 * H * d) for d in range(1, 6)], Refusal.MAX_PER_MONTH),
+        case("clock-went-back", START, [entry(S, -H)], Refusal.MIN_INTERVAL),
+        case("dry-runs-do-not-block-real-payments", START, [entry(D, 10 * M)], Pay),
+        case(
+            "dry-runs-simulate-the-interval",
+            START,
+            [entry(D, 10 * M)],
             Refusal.MIN_INTERVAL,
-            id="clock-went-back",
-        ),
-        pytest.param(
-            TriggerKind.START,
-            [entry(D, 10 * timedelta(minutes=1))],
-            None,
-            False,
-            Pay,
-            id="dry-runs-do-not-block-real-payments",
-        ),
-        pytest.param(
-            TriggerKind.START,
-            [entry(D, 10 * timedelta(minutes=1))],
-            None,
-            True,
-            Refusal.MIN_INTERVAL,
-            id="dry-runs-simulate-the-interval",
+            dry=True,
         ),
     ],
 )

@@ -15,56 +15,26 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
-from conftest import REPO, Receiver, cli_env, run_cli, wait_for
+from conftest import REPO, Receiver, run_cli, wait_for
+from topup_support import (
+    PAID,
+    TOPUP,
+    UNKNOWN,
+    ledger_states,
+    posts,
+    start,
+    topup_caps,
+    write_topup_config,
+)
 
 from watcher.ledger import EntryState, Ledger, NewEntry
 from watcher.sim import Fault, SimServer
 from watcher.statelock import Lock, acquire, lock_path
 from watcher.store import Store
 
-TOPUP = "/payment/stored_payment_transactions"
-PAID = "[INFO] top-up paid 100.00 USD — main"
-UNKNOWN = "[CRITICAL] top-up outcome unknown 100.00 USD — main"
 SKIPPED = "top-ups skipped: another account-watcher owns the state"
-
-RULES = """\
-rules:
-  - name: low-credit
-    kind: balance
-    below: {warning: 100, critical: 50}
-    topup: true
-"""
-
-
-def write(tmp_path: Path, sim: SimServer, receiver: Receiver) -> Path:
-    (tmp_path / "rules").mkdir()
-    (tmp_path / "rules" / "rules.yaml").write_text(RULES)
-    config = tmp_path / "config.yaml"
-    config.write_text(
-        f"""\
-accounts:
-  - name: main
-    api_key: env:TELNYX_API_KEY
-    base_url: {sim.base_url}
-    topup: {{enabled: true, amount: "100.00", max_per_day: "300.00", min_interval: 1h}}
-poll: {{interval: 60s, timeout: 30s}}
-rules: [rules/*.yaml]
-state: {{path: {tmp_path / "state.db"}}}
-notify:
-  routes:
-    ops: {{urls: ["{receiver.url}"]}}
-"""
-    )
-    return config
-
-
-def ledger_states(tmp_path: Path) -> list[EntryState]:
-    with Store.open(tmp_path / "state.db") as store:
-        return [e.state for e in Ledger(store).entries()]
-
-
-def posts(sim: SimServer) -> int:
-    return sim.account.request_count(TOPUP, method="POST")
+CAPS = topup_caps(max_per_day="300.00")
+POLL = "{interval: 60s, timeout: 30s}"
 
 
 def held(state: Path) -> Lock:
@@ -115,7 +85,7 @@ def test_a_killed_holder_frees_the_lock(tmp_path: Path) -> None:
 def test_once_without_the_lock_leaves_sending_alone_and_never_posts(
     tmp_path: Path, sim: SimServer, receiver: Receiver
 ) -> None:
-    config = write(tmp_path, sim, receiver)
+    config = write_topup_config(tmp_path, CAPS, sim=sim, poll=POLL, notify_url=receiver.url)
     sim.account.set_balance("40.00")
     state = tmp_path / "state.db"
     with Store.open(state) as store:  # the owner's payment in flight (old: it caps nothing)
@@ -148,7 +118,7 @@ def test_once_without_the_lock_leaves_sending_alone_and_never_posts(
 def test_run_refuses_to_start_while_the_lock_is_held(
     tmp_path: Path, sim: SimServer, receiver: Receiver
 ) -> None:
-    config = write(tmp_path, sim, receiver)
+    config = write_topup_config(tmp_path, CAPS, sim=sim, poll=POLL, notify_url=receiver.url)
     state = tmp_path / "state.db"
     with held(state):
         result = run_cli("--config", str(config), "run", timeout=30)
@@ -163,18 +133,11 @@ def test_run_refuses_to_start_while_the_lock_is_held(
 def test_once_while_run_is_mid_post_keeps_the_payment_sending(
     tmp_path: Path, sim: SimServer, receiver: Receiver
 ) -> None:
-    config = write(tmp_path, sim, receiver)
+    config = write_topup_config(tmp_path, CAPS, sim=sim, poll=POLL, notify_url=receiver.url)
     sim.account.set_balance("40.00")
     release = threading.Event()
     sim.account.inject_fault(TOPUP, Fault.hold(release))
-    daemon = subprocess.Popen(
-        [sys.executable, "-m", "watcher", "--config", str(config), "run"],
-        env=cli_env(),
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    daemon = start(config, "run")
     try:
         wait_for(lambda: posts(sim) == 1)  # `run` is mid-POST
         once = run_cli("--config", str(config), "once")
