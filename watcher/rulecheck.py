@@ -188,6 +188,28 @@ def validate(
             for rule in found.rules
             if not rule.routes
         ]
-    warnings = found.warnings + topup_warnings
+    warnings = _glob_warnings(loaded, found) + topup_warnings
     warnings += rule_warnings(found, settings.poll.interval, now)
     return errors, warnings
+
+
+def _glob_warnings(loaded: LoadedSettings, found: LoadedRules) -> list[str]:
+    """`rules:` globs that match no file, at their place in the config when it has one."""
+    try:
+        doc: YamlDoc | None = load_yaml(loaded.path)
+    except ConfigError:
+        doc = None
+    data = doc.data if doc is not None else None
+    in_file = data.get("rules") if isinstance(data, dict) else None
+    out = []
+    for warning in found.warnings:
+        pattern = next((p for p in loaded.settings.rules if f"{p!r} matches" in warning), None)
+        if doc is None or not isinstance(in_file, list) or pattern not in in_file:
+            out.append(warning)
+            continue
+        index = in_file.index(pattern)
+        line, col = doc.locate(("rules", index))
+        out.append(
+            f"{loaded.path}:{line}:{col}: rules[{index}]: pattern {pattern!r} matches no file"
+        )
+    return out
