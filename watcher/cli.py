@@ -216,18 +216,26 @@ def _configure_logs(runtime: Runtime) -> None:
     register_secrets(runtime.secrets)
 
 
-def _open_store(runtime: Runtime) -> Store:
-    path = runtime.loaded.settings.state.resolve_state_path(os.environ, runtime.loaded.config_dir)
+def _state_path(loaded: LoadedSettings) -> Path:
+    return loaded.settings.state.resolve_state_path(os.environ, loaded.config_dir)
+
+
+def _open_state(loaded: LoadedSettings) -> Store:
+    """The configured state database; an unusable one ends the command with exit 3."""
     try:
-        return Store.open(path)
+        return Store.open(_state_path(loaded))
     except StoreError as exc:
         raise Exit(EXIT_RUNTIME, str(exc)) from None
+
+
+def _open_store(runtime: Runtime) -> Store:
+    return _open_state(runtime.loaded)
 
 
 def _lock_state(runtime: Runtime) -> tuple[Path, statelock.Lock | None]:
     """The state path and its lock (None when another process holds it); exit 3 if the
     lock file cannot be opened."""
-    path = runtime.loaded.settings.state.resolve_state_path(os.environ, runtime.loaded.config_dir)
+    path = _state_path(runtime.loaded)
     try:
         return path, statelock.acquire(path)
     except OSError as exc:
@@ -345,21 +353,12 @@ def _start_metrics(runtime: Runtime, stack: contextlib.ExitStack) -> Metrics | N
 
 def cmd_status(path: Path, out: TextIO) -> int:
     """Alerts, last poll per source and the last cycle, from the state database."""
-    try:
-        loaded = load_settings(path, environ=os.environ)
-    except ConfigError as exc:
-        for line in exc.errors:
-            print(line, file=sys.stderr)
-        raise Exit(EXIT_USAGE, f"invalid configuration in {path}") from None
-    state_path = loaded.settings.state.resolve_state_path(os.environ, loaded.config_dir)
+    loaded = _settings(path)
+    state_path = _state_path(loaded)
     if not state_path.exists():
         print(f"no state yet at {state_path}: the daemon has not run", file=out)
         return EXIT_OK
-    try:
-        store = Store.open(state_path)
-    except StoreError as exc:
-        raise Exit(EXIT_RUNTIME, str(exc)) from None
-    with store:
+    with _open_state(loaded) as store:
         cycle = store.last_cycle()
         lines = [f"state: {state_path}"]
         if cycle is None:
@@ -391,13 +390,7 @@ def cmd_status(path: Path, out: TextIO) -> int:
 
 def cmd_silence(path: Path, args: argparse.Namespace) -> int:
     """`silence add|list|expire` against the state database of the config."""
-    loaded = _settings(path)
-    state_path = loaded.settings.state.resolve_state_path(os.environ, loaded.config_dir)
-    try:
-        store = Store.open(state_path)
-    except StoreError as exc:
-        raise Exit(EXIT_RUNTIME, str(exc)) from None
-    with store:
+    with _open_state(_settings(path)) as store:
         try:
             return cli_notify.cmd_silence(args, store, sys.stdout)
         except ValueError as exc:

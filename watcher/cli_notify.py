@@ -23,7 +23,6 @@ from watcher.secrets import parse_ref
 from watcher.settings import LoadedSettings
 from watcher.silences import Silence, Silences, silenced_by
 from watcher.store import Store
-from watcher.yamlfile import load_yaml
 
 MAX_LISTED = 20
 
@@ -160,16 +159,19 @@ def url_errors(loaded: LoadedSettings) -> list[str]:
 
     References (`env:` ...) are checked when they are resolved at start-up.
     """
-    doc = load_yaml(loaded.path)
+    doc = loaded.doc
     errors = []
     for name, route in loaded.settings.notify.routes.items():
         for index, url in enumerate(route.urls):
             if parse_ref(url) is not None or instantiate(url) is not None:
                 continue
-            line, col = doc.locate(("notify", "routes", name, "urls", index))
+            where = str(loaded.path)
+            if doc is not None:
+                line, col = doc.locate(("notify", "routes", name, "urls", index))
+                where += f":{line}:{col}"
             shown = shown_url(url)
             errors.append(
-                f"{loaded.path}:{line}:{col}: notify.routes.{name}.urls[{index}]: apprise does "
+                f"{where}: notify.routes.{name}.urls[{index}]: apprise does "
                 f"not understand {shown} (unknown scheme or missing parts; see the apprise wiki)"
             )
     return errors

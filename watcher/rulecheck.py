@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 from watcher import topup
 from watcher.durations import duration_text
 from watcher.mute import AbsoluteWindow, parse_mute
-from watcher.ruleload import LoadedRules
+from watcher.ruleload import LoadedRules, unmatched_warning
 from watcher.rules import AuditRule, ForecastRule, Rule, WebhookFailuresRule
 from watcher.settings import LoadedSettings
 from watcher.yamlfile import ConfigError, YamlDoc, format_loc, load_yaml
@@ -195,20 +195,15 @@ def validate(
 
 def _glob_warnings(loaded: LoadedSettings, found: LoadedRules) -> list[str]:
     """`rules:` globs that match no file, at their place in the config when it has one."""
-    try:
-        doc: YamlDoc | None = load_yaml(loaded.path)
-    except ConfigError:
-        doc = None
-    data = doc.data if doc is not None else None
+    data = loaded.doc.data if loaded.doc is not None else None
     in_file = data.get("rules") if isinstance(data, dict) else None
     out = []
-    for warning in found.warnings:
-        pattern = next((p for p in loaded.settings.rules if f"{p!r} matches" in warning), None)
-        if doc is None or not isinstance(in_file, list) or pattern not in in_file:
-            out.append(warning)
+    for pattern in found.unmatched:
+        if loaded.doc is None or not isinstance(in_file, list) or pattern not in in_file:
+            out.append(unmatched_warning(pattern))  # from the default or the environment
             continue
         index = in_file.index(pattern)
-        line, col = doc.locate(("rules", index))
+        line, col = loaded.doc.locate(("rules", index))
         out.append(
             f"{loaded.path}:{line}:{col}: rules[{index}]: pattern {pattern!r} matches no file"
         )

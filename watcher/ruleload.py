@@ -22,19 +22,24 @@ class LoadedRules:
     errors: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     locations: dict[str, str] = field(default_factory=dict)  # rule name -> file:line:col
+    unmatched: list[str] = field(default_factory=list)  # globs that match no file
+
+
+def unmatched_warning(pattern: str) -> str:
+    return f"rules: pattern {pattern!r} matches no file"
 
 
 def expand(patterns: Sequence[str], base_dir: Path) -> tuple[list[Path], list[str]]:
-    """Expand globs relative to `base_dir`. Out: sorted unique files, warnings for empty globs."""
+    """Expand globs relative to `base_dir`. Out: sorted unique files, globs matching none."""
     files: list[Path] = []
-    warnings: list[str] = []
+    unmatched: list[str] = []
     for pattern in patterns:
         full = pattern if Path(pattern).is_absolute() else str(base_dir / pattern)
         matched = sorted(Path(p) for p in glob.glob(full, recursive=True) if Path(p).is_file())
         if not matched:
-            warnings.append(f"rules: pattern {pattern!r} matches no file")
+            unmatched.append(pattern)
         files += [p for p in matched if p not in files]
-    return files, warnings
+    return files, unmatched
 
 
 def load_rules(patterns: Sequence[str], base_dir: Path) -> LoadedRules:
@@ -44,7 +49,8 @@ def load_rules(patterns: Sequence[str], base_dir: Path) -> LoadedRules:
     and rule names used twice.
     """
     out = LoadedRules()
-    out.files, out.warnings = expand(patterns, base_dir)
+    out.files, out.unmatched = expand(patterns, base_dir)
+    out.warnings = [unmatched_warning(p) for p in out.unmatched]
     for path in out.files:
         for rule, where in _load_file(path, out.errors):
             first = out.locations.get(rule.name)

@@ -577,6 +577,9 @@ class LoadedSettings:
     settings: Settings
     path: Path
     config_dir: Path
+    # The parsed file, for `file:line:col` of later checks. Not in repr(): it holds the
+    # raw values, literal notification URLs with their passwords among them.
+    doc: YamlDoc | None = field(default=None, repr=False, compare=False)
 
     def rule_globs(self) -> list[str]:
         """Absolute rule file globs."""
@@ -623,7 +626,7 @@ def load_settings(
         raise ConfigError(_env_parse_error(exc, env)) from None
     finally:
         _LOAD_OPTIONS.reset(token)
-    return LoadedSettings(settings=settings, path=path, config_dir=path.absolute().parent)
+    return LoadedSettings(settings=settings, path=path, config_dir=path.absolute().parent, doc=doc)
 
 
 def _top_mapping(path: Path, doc: YamlDoc) -> dict[str, Any]:
