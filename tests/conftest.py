@@ -195,3 +195,21 @@ def wait_for(predicate: Any, timeout: float = 20.0, interval: float = 0.05) -> N
         if time.monotonic() > deadline:
             raise AssertionError("condition not met in time")
         time.sleep(interval)
+
+
+def established_state(path: Path) -> Path:
+    """Make `path` a state database that is not fresh (as if the daemon had run on this
+    host before and an operator had lifted the fresh-state wait): out `path`.
+
+    Tests of top-up behaviour other than the fresh-state wait start from such a state.
+    """
+    from datetime import UTC, datetime
+
+    from watcher.ledger import Ledger
+    from watcher.store import Store
+
+    with Store.open(path) as store:
+        ledger = Ledger(store)
+        ledger.recover(datetime.now(UTC))
+        ledger.resume()
+    return path

@@ -137,7 +137,10 @@ def test_garbage_file_is_a_store_error(db: Path, garbage: bytes) -> None:
     db.write_bytes(garbage)
     with pytest.raises(StoreError) as info:
         Store.open(db)
-    assert str(info.value) == f"state database {db} is unusable: file is not a database"
+    assert str(info.value) == (
+        f"state database {db} is unusable: it is not a SQLite database; move it away or "
+        "point state.path at another file"
+    )
     assert not isinstance(info.value, sqlite3.Error)
 
 

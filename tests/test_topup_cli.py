@@ -155,7 +155,7 @@ def test_pause_and_resume_show_in_status(
 
 
 def test_topups_without_state_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    config = write_topup_config(tmp_path, ENABLED)
+    config = write_topup_config(tmp_path, ENABLED, established=False)
     code, out, _ = cli(capsys, "--config", str(config), "topups")
     assert code == 0
     assert out.startswith("no state yet at ")

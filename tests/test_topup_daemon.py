@@ -11,7 +11,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from conftest import API_KEY, cli_env
+from conftest import API_KEY, cli_env, established_state
 from structlog.testing import capture_logs
 from topup_support import (
     FAILED,
@@ -71,7 +71,7 @@ def write(
 async def running(config: Path, clock: Clock, *, dry_run: bool = False) -> AsyncIterator[Daemon]:
     runtime = load_runtime(config, cli_env())
     path = runtime.loaded.settings.state.resolve_state_path(os.environ, config.parent)
-    store = Store.open(path)
+    store = Store.open(established_state(path))
     daemon = Daemon(
         runtime,
         store,

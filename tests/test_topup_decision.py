@@ -9,7 +9,16 @@ from pathlib import Path
 
 import pytest
 
-from watcher.ledger import Entry, EntryState, Ledger, LedgerError, NewEntry, Pause, VerifyState
+from watcher.ledger import (
+    Entry,
+    EntryState,
+    Guard,
+    Ledger,
+    LedgerError,
+    NewEntry,
+    Pause,
+    VerifyState,
+)
 from watcher.lifecycle import Reason, Transition
 from watcher.model import AccountSnapshot, AlertKey, AlertState, Balance, Phase, Severity
 from watcher.rules import AuditRule, BalanceRule
@@ -293,7 +302,7 @@ NEW = NewEntry("main", Decimal("100.00"), "USD", "low", "why", "ep", Decimal("40
 
 def test_sending_entry_is_committed_before_begin_if_returns(ledger: Ledger, tmp_path: Path) -> None:
     decision, written = ledger.begin_if(
-        lambda entries, pause: decide(TriggerKind.START, CAPS, entries, NOW, pause=pause),
+        lambda entries, guard: decide(TriggerKind.START, CAPS, entries, NOW, guard=guard),
         lambda d: isinstance(d, Pay),
         NEW,
         account="main",
@@ -304,7 +313,7 @@ def test_sending_entry_is_committed_before_begin_if_returns(ledger: Ledger, tmp_
     with Store.open(tmp_path / "state.db") as other:  # another connection sees it
         assert [e.state for e in Ledger(other).entries()] == [EntryState.SENDING]
     again, none = ledger.begin_if(
-        lambda entries, pause: decide(TriggerKind.START, CAPS, entries, NOW, pause=pause),
+        lambda entries, guard: decide(TriggerKind.START, CAPS, entries, NOW, guard=guard),
         lambda d: isinstance(d, Pay),
         NEW,
         account="main",
@@ -343,5 +352,5 @@ def test_pause_and_resume(ledger: Ledger) -> None:
     assert ledger.paused() is None
     ledger.pause(by="ops", reason="card", now=NOW)
     assert ledger.paused() == Pause(NOW, "ops", "card")
-    assert ledger.resume() == Pause(NOW, "ops", "card")
-    assert ledger.paused() is None and ledger.resume() is None
+    assert ledger.resume().pause == Pause(NOW, "ops", "card")
+    assert ledger.paused() is None and ledger.resume() == Guard()

@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
+from conftest import established_state
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -162,7 +163,10 @@ def window_sums(points: list[tuple[datetime, Decimal]], width: timedelta) -> Dec
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(config=configs, script=st.lists(steps, min_size=1, max_size=30))
 def test_caps_and_interval_hold_for_any_history(config: TopupConfig, script: list[Step]) -> None:
-    with tempfile.TemporaryDirectory(dir=TMP) as tmp, Store.open(Path(tmp) / "s.db") as store:
+    with (
+        tempfile.TemporaryDirectory(dir=TMP) as tmp,
+        Store.open(established_state(Path(tmp) / "s.db")) as store,
+    ):
         world = asyncio.run(play(store, config, script))
         entries = Ledger(store).entries()
     counted = [(e.created_at, e.amount) for e in entries if e.state in COUNTED]
@@ -189,7 +193,10 @@ def test_the_property_test_does_pay_and_refuse() -> None:
         Step(0, Decimal("40.00"), TriggerKind.START, "ok", None, True, False),
         Step(61, Decimal("40.00"), TriggerKind.STAY, "crash_charged", None, False, False),
     ]
-    with tempfile.TemporaryDirectory(dir=TMP) as tmp, Store.open(Path(tmp) / "s.db") as store:
+    with (
+        tempfile.TemporaryDirectory(dir=TMP) as tmp,
+        Store.open(established_state(Path(tmp) / "s.db")) as store,
+    ):
         world = asyncio.run(play(store, config, script))
         states = [e.state for e in Ledger(store).entries()]
     assert states == [

@@ -118,7 +118,9 @@ def test_once_without_the_lock_leaves_sending_alone_and_never_posts(
 def test_run_refuses_to_start_while_the_lock_is_held(
     tmp_path: Path, sim: SimServer, receiver: Receiver
 ) -> None:
-    config = write_topup_config(tmp_path, CAPS, sim=sim, poll=POLL, notify_url=receiver.url)
+    config = write_topup_config(
+        tmp_path, CAPS, sim=sim, poll=POLL, notify_url=receiver.url, established=False
+    )
     state = tmp_path / "state.db"
     with held(state):
         result = run_cli("--config", str(config), "run", timeout=30)

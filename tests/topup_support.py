@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import REPO, cli_env
+from conftest import REPO, cli_env, established_state
 
 from watcher.ledger import EntryState, Ledger
 from watcher.sim import SimServer
@@ -59,13 +59,17 @@ def write_topup_config(
     poll: str | None = None,
     notify_url: str | None = None,
     rules: str = RULES,
+    established: bool = True,
+    state: Path | None = None,
 ) -> Path:
     """Write `rules/rules.yaml` (`rules`) and `config.yaml` for the account `main` into
-    `tmp_path`, the state in `tmp_path/state.db`; out: the config's path.
+    `tmp_path`, the state in `state` (default `tmp_path/state.db`); out: the config's path.
 
     `topup` is the YAML text of the account's `topup` (line 4, column 12 without `sim`:
     where `check` errors point); with `sim`, its `base_url`; `poll` is the YAML text of
     the `poll` section; `notify_url` makes one route, `ops`. What is not given is left out.
+    With `established` (the default) the state exists and is not fresh
+    (`conftest.established_state`), so the first cycle may pay.
     """
     (tmp_path / "rules").mkdir(exist_ok=True)
     (tmp_path / "rules" / "rules.yaml").write_text(rules)
@@ -75,11 +79,15 @@ def write_topup_config(
     lines.append(f"    topup: {topup}")
     if poll is not None:
         lines.append(f"poll: {poll}")
-    lines += ["rules: [rules/*.yaml]", f"state: {{path: {tmp_path / 'state.db'}}}"]
+    state = tmp_path / "state.db" if state is None else state
+    lines += ["rules: [rules/*.yaml]", f"state: {{path: {state}}}"]
     if notify_url is not None:
         lines += ["notify:", "  routes:", f'    ops: {{urls: ["{notify_url}"]}}']
     config = tmp_path / "config.yaml"
     config.write_text("".join(f"{line}\n" for line in lines))
+    if established:
+        state.parent.mkdir(parents=True, exist_ok=True)
+        established_state(state)
     return config
 
 

@@ -22,7 +22,8 @@ from typing import TextIO
 
 from watcher import logs
 from watcher.durations import parse_duration
-from watcher.ledger import Entry, EntryState, Ledger, LedgerError, Pause
+from watcher.journal import journal_path
+from watcher.ledger import Entry, EntryState, Guard, Ledger, LedgerError, Pause
 from watcher.render import when
 from watcher.rules import money
 from watcher.settings import Settings, load_settings
@@ -65,7 +66,7 @@ def cmd_topups(path: Path, args: argparse.Namespace, out: TextIO, err: TextIO | 
     try:
         settings, state_path = _state(path)
         logs.configure_logging(level="warning", fmt=settings.log.format)  # stderr, not stdout
-        if args.topups_action is None and not state_path.exists():
+        if args.topups_action is None and not _any_state(state_path):
             print(f"no state yet at {state_path}: the daemon has not run", file=out)
             return EXIT_OK
         with Store.open(state_path) as store:
@@ -83,6 +84,11 @@ def cmd_topups(path: Path, args: argparse.Namespace, out: TextIO, err: TextIO | 
         return EXIT_RUNTIME
 
 
+def _any_state(state_path: Path) -> bool:
+    """A state database, or the ledger journal of a lost one, exists."""
+    return state_path.exists() or journal_path(state_path).exists()
+
+
 def _state(path: Path) -> tuple[Settings, Path]:
     loaded = load_settings(path, environ=os.environ)
     state_path = loaded.settings.state.resolve_state_path(os.environ, loaded.config_dir)
@@ -91,6 +97,7 @@ def _state(path: Path) -> tuple[Settings, Path]:
 
 def _run(ledger: Ledger, settings: Settings, args: argparse.Namespace, out: TextIO) -> int:
     now = datetime.now(UTC)
+    ledger.recover(now, seed=False)  # entries the database lost come back from the journal
     match args.topups_action:
         case "settle":
             entry = ledger.settle(
@@ -103,7 +110,7 @@ def _run(ledger: Ledger, settings: Settings, args: argparse.Namespace, out: Text
             print(pause_line(pause) + "; the daemon honours it from its next cycle", file=out)
         case "resume":
             lifted = ledger.resume()
-            print("top-ups resumed" if lifted else "top-ups were not paused", file=out)
+            print("top-ups resumed" if lifted != Guard() else "top-ups were not paused", file=out)
         case _:
             since = now - parse_duration(args.since)
             entries = ledger.entries(account=args.account, since=since)
@@ -111,6 +118,7 @@ def _run(ledger: Ledger, settings: Settings, args: argparse.Namespace, out: Text
             lines += [entry_line(e) for e in entries]
             lines += caps_lines(ledger, settings, now, only=args.account)
             lines.append(pause_line(ledger.paused()))
+            lines += guard_lines(ledger.guard())
             print("\n".join(lines), file=out)
     return EXIT_OK
 
@@ -146,6 +154,22 @@ def pause_line(pause: Pause | None) -> str:
     return f"top-ups: PAUSED by {pause.paused_by} since {when(pause.paused_at)}: {pause.reason}"
 
 
+def guard_lines(guard: Guard) -> list[str]:
+    """What a lost or fresh state does to top-ups ([] when nothing)."""
+    lines = []
+    if guard.lost is not None:
+        lines.append(
+            f"top-ups: REFUSED (state-lost) since {when(guard.lost.at)}: {guard.lost.found}; "
+            "check the provider, settle what is in doubt, then `account-watcher topups resume`"
+        )
+    if guard.fresh_since is not None:
+        lines.append(
+            f"top-ups: the state was created fresh at {when(guard.fresh_since)}: each account "
+            "waits its min_interval from then (`account-watcher topups resume` lifts it)"
+        )
+    return lines
+
+
 def caps_lines(
     ledger: Ledger, settings: Settings, now: datetime, *, only: str | None = None
 ) -> list[str]:
@@ -177,6 +201,7 @@ def status_lines(store: Store, settings: Settings, now: datetime) -> list[str]:
     lines = ["top-ups:"]
     lines += [f"  {line}" for line in caps_lines(ledger, settings, now)[1:]]
     lines.append(f"  {pause_line(ledger.paused())}")
+    lines += [f"  {line}" for line in guard_lines(ledger.guard())]
     if recent:
         lines.append("  recent:")
         lines += [f"  {entry_line(e)}" for e in _newest_first(recent)]

@@ -18,11 +18,20 @@ States of an entry (DESIGN §6):
 `announce` marks an entry whose notification has not been handed to the outbox yet: the
 executor renders every such entry each cycle and clears the mark in the cycle's commit
 transaction, so an outcome is notified even when the process died right after it.
+
+Durability beyond the database (see watcher/journal.py): every money write (`sending`,
+its outcome, a settlement) is also appended to the ledger journal beside the state, and
+the database's write-ahead log is checkpointed after it, so that a copy of the main
+database file alone holds the entry before any POST. `recover` compares the journal with
+the database at start-up: entries the database lost are restored from the journal and
+top-ups are refused (`state-lost`) until a human has looked (`topups resume`); a state
+created fresh, with no journal, makes real top-ups wait one `min_interval`.
 """
 
 from __future__ import annotations
 
 import enum
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -31,7 +40,9 @@ from typing import Any, TypeVar
 
 import structlog
 
-from watcher.store import Store, dt, ts
+from watcher import journal
+from watcher.journal import Journal, JournalEntry, JournalError
+from watcher.store import Store, StoreError, dt, ts
 
 log = structlog.get_logger(__name__)
 
@@ -102,6 +113,28 @@ class Pause:
     reason: str
 
 
+@dataclass(frozen=True, slots=True)
+class StateLost:
+    """The database lost ledger entries that the journal has: top-ups are refused."""
+
+    at: datetime
+    found: str
+
+
+@dataclass(frozen=True, slots=True)
+class Guard:
+    """What stops every real top-up, beside the caps: the kill switch, a lost state, and
+    the wait after a state created fresh (`fresh_since`)."""
+
+    pause: Pause | None = None
+    lost: StateLost | None = None
+    fresh_since: datetime | None = None
+
+
+LOST_KEY, FRESH_KEY = "state_lost", "fresh_since"
+NOTICE_KEYS = {LOST_KEY: "state_lost_notified", FRESH_KEY: "fresh_notified"}
+
+
 _SELECT = (
     "SELECT id, account, amount, currency, state, created_at, rule, reason, posted_at, "
     "finished_at, transaction_id, error, episode, balance_before, verify_state, announce, "
@@ -160,6 +193,7 @@ class Ledger:
 
     def __init__(self, store: Store) -> None:
         self.store = store
+        self.journal = journal.journal_path(store.path)
 
     # -- reading ---------------------------------------------------------------------
 
@@ -222,7 +256,7 @@ class Ledger:
 
     def begin_if(
         self,
-        decide: Callable[[list[Entry], Pause | None], T],
+        decide: Callable[[list[Entry], Guard], T],
         pay: Callable[[T], bool],
         new: NewEntry,
         *,
@@ -233,17 +267,27 @@ class Ledger:
         """Decide on fresh ledger data and, when `pay(decision)`, write a `sending` entry.
 
         The read, the decision and the insert are one `BEGIN IMMEDIATE` transaction, so
-        two processes sharing the database cannot both pass the cap checks. It commits
-        (durably: synchronous=FULL) before returning; call it outside any transaction.
-        In: `decide(entries of account since `since`, pause)`, the predicate, the entry.
+        two processes sharing the database cannot both pass the cap checks. The entry is
+        appended to the journal before that transaction commits (durably:
+        synchronous=FULL), and the WAL is checkpointed after it, so the main database
+        file alone holds it; call it outside any transaction.
+        In: `decide(entries of account since `since`, guard)`, the predicate, the entry.
         Out: the decision and the committed `sending` entry (None when not paying).
+        Raises StoreError when the entry cannot be made durable: then it is recorded as
+        `failed` (when it could be written at all) and nothing may be sent.
         """
         with self.store.transaction():
             entries = self.entries(account=account, since=since)
-            decision = decide(entries, self.paused())
+            decision = decide(entries, self.guard())
             if not pay(decision):
                 return decision, None
             entry_id = self._insert(new, EntryState.SENDING, now, announce=False, posted=now)
+            self._journal(journal.sending_record(self._must_get(entry_id)))
+        try:
+            self.store.checkpoint()
+        except StoreError as exc:
+            self.finish(entry_id, EntryState.FAILED, now, error=f"not sent: {exc}")
+            raise
         return decision, self._must_get(entry_id)
 
     def finish(
@@ -262,6 +306,8 @@ class Ledger:
         is not in flight.
         """
         verify = VerifyState.PENDING.value if state is EntryState.SUCCEEDED else None
+        finish = {"op": "finish", "id": entry_id, "state": state.value, "at": now.isoformat()}
+        self._journal(finish | {"transaction_id": transaction_id, "error": error})
         changed = self.store.execute(
             "UPDATE topups SET state = ?, finished_at = ?, transaction_id = ?, error = ?, "
             "verify_state = CASE WHEN balance_before IS NULL THEN NULL ELSE ? END, "
@@ -271,6 +317,7 @@ class Ledger:
         )
         if not changed:
             raise LedgerError(f"top-up #{entry_id} is not in flight; its outcome was not recorded")
+        self._checkpoint()
         return self._must_get(entry_id)
 
     def reconcile(self, now: datetime) -> list[Entry]:
@@ -333,11 +380,22 @@ class Ledger:
                 raise LedgerError(
                     f"top-up #{entry_id} is {entry.state.value}; only unknown entries are settled"
                 )
+            self._journal(
+                {
+                    "op": "settle",
+                    "id": entry_id,
+                    "state": state.value,
+                    "by": by,
+                    "at": now.isoformat(),
+                    "reason": reason.strip(),
+                }
+            )
             self.store.execute(
                 "UPDATE topups SET state = ?, settled_by = ?, settled_at = ?, "
                 "settle_reason = ?, verify_state = NULL, announce = 0 WHERE id = ?",
                 (state.value, by, ts(now), reason.strip(), entry_id),
             )
+        self._checkpoint()
         settled = self._must_get(entry_id)
         log.info("topup.settled", entry=entry_id, state=state.value, by=by)
         return settled
@@ -354,14 +412,146 @@ class Ledger:
         log.warning("topup.paused", by=by)
         return Pause(paused_at=now, paused_by=by, reason=reason.strip())
 
-    def resume(self) -> Pause | None:
-        """Clear the kill switch. Out: the pause that was lifted, or None."""
+    def resume(self) -> Guard:
+        """Clear the kill switch, a lost state's refusal and a fresh state's wait.
+
+        Out: the guard that was lifted (all None: nothing stopped top-ups).
+        """
         with self.store.transaction():
-            before = self.paused()
+            before = self.guard()
             self.store.execute("DELETE FROM topup_pause")
-        if before is not None:
-            log.warning("topup.resumed", paused_by=before.paused_by)
+            for key in (LOST_KEY, FRESH_KEY):
+                self.store.set_meta(key, None)
+        if before != Guard():
+            log.warning(
+                "topup.resumed",
+                paused_by=before.pause.paused_by if before.pause else None,
+                state_lost=before.lost is not None,
+                fresh_wait=before.fresh_since is not None,
+            )
         return before
+
+    # -- the journal and a lost state ----------------------------------------------------
+
+    def guard(self) -> Guard:
+        """The kill switch, a lost state and a fresh state's wait, as stored now."""
+        lost_text, fresh = self.store.meta(LOST_KEY), self.store.meta(FRESH_KEY)
+        lost = None
+        if lost_text is not None:
+            data = json.loads(lost_text)
+            lost = StateLost(at=dt(data["at"]), found=str(data["found"]))
+        return Guard(self.paused(), lost, None if fresh is None else dt(fresh))
+
+    def recover(self, now: datetime, *, seed: bool = True) -> Guard:
+        """Compare the journal with the database (at start-up, and in `topups`).
+
+        - Journal entries the database lacks are restored (a `sending` one as `unknown`,
+          to be announced) and the state is marked lost: top-ups are refused until
+          `resume`. Damaged journal lines or entries that differ mark it lost too.
+        - A database created by this open or an earlier one that nobody recovered yet,
+          with no journal entries, starts the fresh-state wait (from `now`).
+        - With `seed`, money entries of the database that the journal lacks (a state
+          from before the journal) are appended to it.
+        Out: the guard now in force. Raises StoreError when the journal is unreadable.
+        """
+        read = self._read_journal()
+        rows = {e.id: e for e in self.entries()}
+        missing = [j for j in read.entries.values() if j.id not in rows]
+        differ = [j.id for j in read.entries.values() if j.id in rows and not _same(j, rows[j.id])]
+        found = _found(self.journal, read, missing, differ)
+        with self.store.transaction():
+            for item in missing:
+                self._restore(item, now)
+            created = self.store.meta("created_new") == "1"
+            self.store.set_meta("created_new", None)
+            if found and self.store.meta(LOST_KEY) is None:
+                self.store.set_meta(LOST_KEY, json.dumps({"at": ts(now), "found": found}))
+                self.store.set_meta(NOTICE_KEYS[LOST_KEY], None)
+                log.critical("state.lost", path=str(self.store.path), found=found)
+            elif created and not read.entries:
+                self.store.set_meta(FRESH_KEY, ts(now))
+                log.warning("state.created_fresh", path=str(self.store.path))
+        if seed:
+            self._seed(read, rows)
+        return self.guard()
+
+    def notice_due(self, key: str) -> bool:
+        """True when the lost-state (`LOST_KEY`) or fresh-state notice is still owed."""
+        return self.store.meta(key) is not None and self.store.meta(NOTICE_KEYS[key]) is None
+
+    def mark_noticed(self, key: str, now: datetime) -> None:
+        """Record that the notice of `key` was handed to the outbox."""
+        self.store.set_meta(NOTICE_KEYS[key], ts(now))
+
+    def _read_journal(self) -> Journal:
+        try:
+            return journal.read(self.journal)
+        except JournalError as exc:
+            raise StoreError(str(exc)) from exc
+
+    def _journal(self, record: dict[str, Any]) -> None:
+        try:
+            journal.append(self.journal, record)
+        except JournalError as exc:
+            raise StoreError(str(exc)) from exc
+
+    def _checkpoint(self) -> None:
+        try:
+            self.store.checkpoint()
+        except StoreError as exc:
+            log.warning("ledger.checkpoint_failed", error=str(exc))
+
+    def _restore(self, item: JournalEntry, now: datetime) -> None:
+        in_doubt = item.state in (EntryState.SENDING, EntryState.UNKNOWN)
+        state = EntryState.UNKNOWN if in_doubt else EntryState(item.state)
+        error = item.error
+        if item.state == EntryState.SENDING:
+            error = "restored from the ledger journal: the outcome was never recorded"
+        self.store.execute(
+            "INSERT INTO topups (id, account, amount, currency, state, created_at, posted_at, "
+            "finished_at, transaction_id, error, rule, reason, episode, balance_before, "
+            "announce, settled_by, settled_at, settle_reason) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                item.id,
+                item.account,
+                str(item.amount),
+                item.currency,
+                state.value,
+                ts(item.created_at),
+                ts(item.created_at),
+                ts(item.finished_at or now),
+                item.transaction_id,
+                error,
+                item.rule,
+                item.reason,
+                item.episode,
+                None if item.balance_before is None else str(item.balance_before),
+                int(in_doubt),
+                item.settled_by,
+                None if item.settled_at is None else ts(item.settled_at),
+                item.settle_reason,
+            ),
+        )
+        log.warning("topup.restored_from_journal", entry=item.id, state=state.value)
+
+    def _seed(self, read: Journal, rows: dict[int, Entry]) -> None:
+        for entry in rows.values():
+            if entry.id in read.entries or entry.state not in POSTED:
+                continue
+            self._journal(journal.sending_record(entry))
+            if entry.state is not EntryState.SENDING:
+                at = entry.finished_at or entry.created_at
+                self._journal(
+                    {
+                        "op": "finish",
+                        "id": entry.id,
+                        "state": entry.state.value,
+                        "at": at.isoformat(),
+                        "transaction_id": entry.transaction_id,
+                        "error": entry.error,
+                    }
+                )
 
     # -- helpers ---------------------------------------------------------------------
 
@@ -402,3 +592,30 @@ class Ledger:
         if entry is None:  # pragma: no cover - written a moment ago
             raise LedgerError(f"top-up #{entry_id} vanished")
         return entry
+
+
+def _same(item: JournalEntry, entry: Entry) -> bool:
+    return (item.account, item.amount, item.created_at) == (
+        entry.account,
+        entry.amount,
+        entry.created_at,
+    )
+
+
+def _found(path: Any, read: Journal, missing: Sequence[JournalEntry], differ: list[int]) -> str:
+    """What a comparison of journal and database found, in words ("" when they agree)."""
+    parts = []
+    if missing:
+        ids = ", ".join(f"#{item.id}" for item in missing)
+        doubt = sum(1 for item in missing if item.state in ("sending", "unknown"))
+        parts.append(
+            f"{len(missing)} top-up(s) in the ledger journal {path} were missing from the "
+            f"state database ({ids}; {doubt} in doubt) and were restored from the journal"
+        )
+    if differ:
+        ids = ", ".join(f"#{i}" for i in differ)
+        parts.append(f"top-up(s) {ids} differ between the journal {path} and the database")
+    if read.damaged:
+        lines = ", ".join(str(n) for n in read.damaged[:5])
+        parts.append(f"the ledger journal {path} has damaged lines ({lines})")
+    return "; ".join(parts)

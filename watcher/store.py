@@ -197,6 +197,14 @@ MIGRATIONS: list[tuple[str, ...]] = [
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
+APPLICATION_ID = 0x41576174  # "AWat": `PRAGMA application_id` of every state database
+"""Marks a SQLite file as an account-watcher state database; a file with another (or,
+holding tables that are not ours, no) application id is never migrated over."""
+
+SQLITE_HEADER = b"SQLite format 3\x00"
+OUR_TABLES = frozenset({"meta", "cursors", "alerts"})
+"""Tables every schema version has: a database from before the application id had them."""
+
 _PRAGMA_NAME = re.compile(r"[a-z_]+")
 
 
@@ -261,6 +269,7 @@ class Store:
         self.path = path
         self._conn = conn
         self._depth = 0
+        self.created = False  # this open created the schema in an empty database
 
     def __repr__(self) -> str:
         return f"Store(path={str(self.path)!r})"
@@ -272,17 +281,22 @@ class Store:
         """Open (creating if needed) the database at `path` and migrate it.
 
         In: the database file path; its parent directory is created with mode 0o700.
-        Out: a ready store (WAL, synchronous=FULL, foreign keys on, schema current).
+        Out: a ready store (WAL, synchronous=FULL, foreign keys on, schema current);
+        `created` says whether this open made a new database (no file, an empty file, or
+        an empty SQLite database), which is also recorded in `meta` (`created_new`).
         Raises: StoreError when the directory cannot be created or the file is not a
-        usable database (corrupt, unreadable, from a newer version).
+        usable account-watcher database (not SQLite, another application's, corrupt,
+        unreadable, from a newer version). Nothing is written to such a file.
         """
         _make_parent(path)
+        _check_header(path)
         try:
             conn = sqlite3.connect(path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
         except sqlite3.Error as exc:
             raise _unusable(path, exc) from exc
         store = cls(path, conn)
         try:
+            store._identify()
             store._configure()
             store._check_integrity()
             store._migrate()
@@ -311,6 +325,27 @@ class Store:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+    def _identify(self) -> None:
+        """Refuse a database that is not ours; note whether it is a new, empty one."""
+        app_id = int(self._conn.execute("PRAGMA application_id").fetchone()[0])
+        version = int(self._conn.execute("PRAGMA user_version").fetchone()[0])
+        tables = {
+            row[0]
+            for row in self._conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+        }
+        if app_id == APPLICATION_ID:
+            return
+        if app_id == 0 and not tables and version == 0:
+            self.created = True
+            return
+        if app_id == 0 and 0 < version <= SCHEMA_VERSION and tables >= OUR_TABLES:
+            return  # written before the application id existed: adopted by _migrate
+        raise StoreError(
+            f"state database {self.path} is unusable: it is not an account-watcher state "
+            f"database (application id {app_id:#x}, {len(tables)} tables); move it away "
+            "or point state.path at another file"
+        )
 
     def _configure(self) -> None:
         self._conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
@@ -343,6 +378,43 @@ class Store:
                     self._conn.execute(statement)
                 self._conn.execute(f"PRAGMA user_version = {target}")
                 log.info("store.migrated", path=str(self.path), schema=target)
+            self._conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+            if self.created:
+                self._conn.execute("INSERT INTO meta (key, value) VALUES ('created_new', '1')")
+
+    def checkpoint(self) -> None:
+        """Copy every committed page into the main file and empty the `-wal` file.
+
+        After it returns, a copy of the main database file alone holds every commit so
+        far (the ledger calls it after each money write, before any POST). Skipped
+        inside an open transaction. Raises StoreError when a reader keeps the
+        checkpoint from completing within the busy timeout.
+        """
+        if self._depth > 0:
+            return
+        with self._errors():
+            busy, _, _ = self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        if busy:
+            raise StoreError(
+                f"state database {self.path} failed: the write-ahead log could not be "
+                "checkpointed (another process kept reading)"
+            )
+
+    def meta(self, key: str) -> str | None:
+        """The value stored under `key` in `meta`, or None."""
+        rows = self._query("SELECT value FROM meta WHERE key = ?", (key,))
+        return str(rows[0][0]) if rows else None
+
+    def set_meta(self, key: str, value: str | None) -> None:
+        """Store (or, with None, delete) `key` in `meta`."""
+        if value is None:
+            self.execute("DELETE FROM meta WHERE key = ?", (key,))
+            return
+        self.execute(
+            "INSERT INTO meta (key, value) VALUES (?, ?) "
+            "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (key, value),
+        )
 
     # -- transactions --------------------------------------------------------------
 
@@ -744,6 +816,24 @@ def _make_parent(path: Path) -> None:
         raise StoreError(
             f"state database {path} is unusable: cannot create directory {path.parent} ({reason})"
         ) from exc
+
+
+def _check_header(path: Path) -> None:
+    """An existing, non-empty file must start with the SQLite header."""
+    try:
+        with path.open("rb") as file:
+            head = file.read(len(SQLITE_HEADER))
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise StoreError(
+            f"state database {path} is unusable: cannot read it ({exc.strerror or exc})"
+        ) from exc
+    if head and head != SQLITE_HEADER:
+        raise StoreError(
+            f"state database {path} is unusable: it is not a SQLite database; move it "
+            "away or point state.path at another file"
+        )
 
 
 def _unusable(path: Path, exc: sqlite3.Error) -> StoreError:

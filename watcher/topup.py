@@ -44,9 +44,12 @@ import structlog
 from watcher.durations import format_duration
 from watcher.ledger import (
     COUNTED,
+    FRESH_KEY,
+    LOST_KEY,
     POSTED,
     Entry,
     EntryState,
+    Guard,
     Ledger,
     NewEntry,
     Pause,
@@ -272,6 +275,8 @@ class Refusal(enum.StrEnum):
     """Why a due top-up is not made."""
 
     PAUSED = "paused"
+    STATE_LOST = "state-lost"
+    FRESH_STATE = "fresh-state"
     MIN_INTERVAL = "min_interval"
     MAX_PER_DAY = "max_per_day"
     MAX_PER_MONTH = "max_per_month"
@@ -312,24 +317,32 @@ def decide(
     *,
     pause: Pause | None = None,
     dry_run: bool = False,
+    guard: Guard | None = None,
 ) -> Decision:
     """Pay, refuse or wait. Pure; the single place that applies the caps.
 
     In: the trigger kind, the caps, the account's ledger entries (see `usage`), `now`,
-    the kill switch, whether this is a dry run.
-    Out, first that applies: `Refuse(PAUSED)`; within `min_interval` of the last POST a
-    START is `Refuse(MIN_INTERVAL)` and a STAY is `Wait`; `Refuse(MAX_PER_DAY)` when
+    the kill switch (`pause`, or the one in `guard`), whether this is a dry run, and the
+    `guard` of a lost or fresh state (which dry runs ignore: they move no money).
+    Out, first that applies: `Refuse(PAUSED)`; `Refuse(STATE_LOST)`; within
+    `min_interval` of a fresh state's start (`FRESH_STATE`) or of the last POST
+    (`MIN_INTERVAL`) a START is refused and a STAY is `Wait`; `Refuse(MAX_PER_DAY)` when
     the rolling 24 h sum plus `amount` exceeds `max_per_day`; the same for 30 days and
     `max_per_month`; else `Pay(amount)`.
     """
     used = usage(entries, now, dry_run=dry_run)
-    if pause is not None:
+    guard = guard or Guard(pause)
+    if pause is not None or guard.pause is not None:
         return Refuse(Refusal.PAUSED, used)
-    if used.last_post is not None and now - used.last_post < caps.min_interval:
-        until = used.last_post + caps.min_interval
-        return (
-            Refuse(Refusal.MIN_INTERVAL, used, until) if kind is TriggerKind.START else Wait(until)
-        )
+    if not dry_run and guard.lost is not None:
+        return Refuse(Refusal.STATE_LOST, used)
+    waits = [(used.last_post, Refusal.MIN_INTERVAL)]
+    if not dry_run:
+        waits.insert(0, (guard.fresh_since, Refusal.FRESH_STATE))
+    for since, why in waits:
+        if since is not None and now - since < caps.min_interval:
+            until = since + caps.min_interval
+            return Refuse(why, used, until) if kind is TriggerKind.START else Wait(until)
     if used.day + caps.amount > caps.max_per_day:
         return Refuse(Refusal.MAX_PER_DAY, used)
     if caps.max_per_month is not None and used.month + caps.amount > caps.max_per_month:
@@ -366,9 +379,30 @@ def caps_text(caps: Caps, used: Usage, currency: str) -> str:
     return text
 
 
-def refusal_text(refuse: Refuse, caps: Caps, currency: str, pause: Pause | None = None) -> str:
+def refusal_text(
+    refuse: Refuse,
+    caps: Caps,
+    currency: str,
+    pause: Pause | None = None,
+    guard: Guard | None = None,
+) -> str:
     """The reason recorded and notified for a refusal, starting with its kind."""
+    pause = pause or (guard.pause if guard else None)
     match refuse.why:
+        case Refusal.STATE_LOST:
+            found = f" ({guard.lost.found})" if guard and guard.lost else ""
+            return (
+                f"state-lost: the state database lost top-ups that the ledger journal "
+                f"records{found}; check the provider, settle what is in doubt, then "
+                "account-watcher topups resume"
+            )
+        case Refusal.FRESH_STATE:
+            nxt = f" until {when(refuse.next_allowed)}" if refuse.next_allowed else ""
+            return (
+                f"fresh-state: the state was created fresh, so top-ups wait "
+                f"{format_duration(caps.min_interval)}{nxt} (account-watcher topups resume "
+                "lifts the wait)"
+            )
         case Refusal.PAUSED:
             who = (
                 f" by {pause.paused_by} at {when(pause.paused_at)}: {pause.reason}" if pause else ""
@@ -540,17 +574,21 @@ class TopupActor:
         self.owns_state = owns_state
         self._checkpoint = checkpoint
         self._announced: list[int] = []
+        self._noticed: list[str] = []
         self.recorded: list[Entry] = []  # entries written by the last `act`, for metrics
         self.skipped: list[Skipped] = []  # would-be top-ups of the last `act`, not owner
 
     def start(self) -> list[Entry]:
-        """Start-up: every `sending` entry becomes `unknown` (to be alerted). Out: those.
+        """Start-up: the journal is compared with the database (`Ledger.recover`: a lost
+        state refuses top-ups, a fresh one waits), then every `sending` entry becomes
+        `unknown` (to be alerted). Out: those.
 
         Without the state lock nothing changes (the owner may be mid-POST): out [].
         """
         if not self.owns_state:
             log.info("topup.not_owner", why="another process holds the state lock")
             return []
+        self.ledger.recover(self.clock())
         return self.ledger.reconcile(self.clock())
 
     async def act(self, view: CycleView) -> list[Outgoing]:
@@ -613,6 +651,9 @@ class TopupActor:
         if self._announced:
             self.ledger.mark_announced(self._announced)
             self._announced = []
+        for key in self._noticed:
+            self.ledger.mark_noticed(key, self.clock())
+        self._noticed = []
 
     # -- one trigger -------------------------------------------------------------------
 
@@ -632,7 +673,7 @@ class TopupActor:
             caps,
             self.ledger.entries(account=account, since=now - caps.lookback),
             now,
-            pause=self.ledger.paused(),
+            guard=self.ledger.guard(),
             dry_run=dry,
         )
         if not isinstance(pre, Pay):
@@ -682,9 +723,7 @@ class TopupActor:
     def _dry_run(self, trigger: Trigger, new: NewEntry, caps: Caps) -> Entry | None:
         now = self.clock()
         entries = self.ledger.entries(account=new.account, since=now - caps.lookback)
-        decision = decide(
-            trigger.kind, caps, entries, now, pause=self.ledger.paused(), dry_run=True
-        )
+        decision = decide(trigger.kind, caps, entries, now, guard=self.ledger.guard(), dry_run=True)
         if not isinstance(decision, Pay):
             return self._not_paying(trigger, decision, caps, True)
         entry = self.ledger.add(new, EntryState.DRY_RUN, now)
@@ -699,7 +738,7 @@ class TopupActor:
         now = self.clock()
         self._checkpoint("before_ledger_write")
         decision, entry = self.ledger.begin_if(  # 2 + 3: decide and write `sending`, one commit
-            lambda entries, pause: decide(trigger.kind, caps, entries, now, pause=pause),
+            lambda entries, guard: decide(trigger.kind, caps, entries, now, guard=guard),
             is_pay,
             new,
             account=new.account,
@@ -756,7 +795,7 @@ class TopupActor:
             )
             return None
         currency = trigger.snapshot.balance.currency if trigger.snapshot.balance else ""
-        text = refusal_text(decision, caps, currency, self.ledger.paused())
+        text = refusal_text(decision, caps, currency, guard=self.ledger.guard())
         if dry:
             text += " (dry run)"
         new = NewEntry(
@@ -822,7 +861,7 @@ class TopupActor:
         """Messages for every entry whose notification is owed, with its rule's routes."""
         routes = {rule.name: rule.routes for rule in rules}
         now = self.clock()
-        out: list[Outgoing] = []
+        out: list[Outgoing] = [(m, ()) for m in self._notices(configs)]
         self._announced = []
         for entry in self.ledger.to_announce():
             config = configs.get(entry.account)
@@ -833,6 +872,58 @@ class TopupActor:
             out.append((message, routes.get(entry.rule, ())))
             self._announced.append(entry.id)
         return out
+
+    def _notices(self, configs: Mapping[str, TopupConfig]) -> list[Message]:
+        """The lost-state alert and the fresh-state warning, each once (to the default
+        route); the fresh one only where some account pays for real."""
+        self._noticed = []
+        guard = self.ledger.guard()
+        out = []
+        if guard.lost is not None and self.ledger.notice_due(LOST_KEY):
+            out.append(render_state_lost(guard.lost.found, str(self.store.path)))
+            self._noticed.append(LOST_KEY)
+        paying = any(config.enabled for config in configs.values())
+        if guard.fresh_since is not None and paying and self.ledger.notice_due(FRESH_KEY):
+            out.append(render_fresh_state(guard.fresh_since, str(self.store.path)))
+            self._noticed.append(FRESH_KEY)
+        return out
+
+
+def render_state_lost(found: str, path: str) -> Message:
+    """The critical alert of a lost state (DESIGN §6): what was found, how to recover."""
+    body = [
+        f"The state database {path} lost top-up entries: {found}.",
+        "Top-ups are refused (reason state-lost) so that nothing is paid twice; alerts keep "
+        "working.",
+        "To recover: `account-watcher topups` lists the ledger with the restored entries; "
+        "check the provider's portal for top-ups of the last 24 h; settle each entry in "
+        'doubt with `account-watcher topups settle ID --as succeeded|failed --reason "..."`; '
+        "then allow top-ups again with `account-watcher topups resume`.",
+    ]
+    return _state_message(Severity.CRITICAL, "state lost: top-ups refused", body)
+
+
+def render_fresh_state(since: datetime, path: str) -> Message:
+    """The warning of a state created fresh: check the provider, top-ups wait."""
+    body = [
+        f"state created fresh at {path} ({when(since)}); if this host had state before, "
+        "check the provider for top-ups of the last 24 h.",
+        "Top-ups wait one min_interval from then, since this state cannot know about "
+        "earlier ones; `account-watcher topups resume` allows them now.",
+    ]
+    return _state_message(Severity.WARNING, f"state created fresh at {path}", body)
+
+
+def _state_message(severity: Severity, title: str, body: list[str]) -> Message:
+    return Message(
+        title=f"[{severity.name}] {title}",
+        body="\n".join(body),
+        severity=severity,
+        rule="watcher-state",
+        account="",
+        reason=Reason.EVENTS,
+        urgent=True,
+    )
 
 
 def _deadline(timeout: float) -> float:
