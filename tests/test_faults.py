@@ -83,8 +83,51 @@ def test_rejected_key_is_reported_and_alerted(
     out, _ = once(config)
     assert sim.account.request_count("/balance") == 1  # a 401 is not retried
     assert "balance: FAILED" in out and "401" in out
-    assert "[CRITICAL] watcher-source-down firing — main [balance]" in receiver.titles
-    assert "the API rejected the key" in str(receiver.messages[0]["message"])
+    down = [m for m in receiver.messages if "watcher-source-down" in str(m["title"])]
+    assert [m["title"] for m in down] == ["[CRITICAL] watcher-source-down firing — main [api-key]"]
+    body = str(down[0]["message"])
+    assert "The API rejected the key" in body
+    assert "balance, webhooks" in body
+
+
+ALL_SOURCES = (
+    RULES
+    + """\
+  - name: config-change
+    kind: audit
+"""
+)
+API_PATHS = ("/balance", "/audit_events", "/webhook_deliveries")
+
+
+@pytest.mark.parametrize("status", [401, 403])
+def test_rejected_key_is_one_alert_per_account_and_one_resolve(
+    tmp_path: Path, sim: SimServer, receiver: Receiver, status: int
+) -> None:
+    config = write_config(tmp_path, sim.base_url, [receiver.url], ALL_SOURCES, timeout="1s")
+    once(config)
+    assert receiver.messages == []
+
+    for path in API_PATHS:  # the key is rejected: every source of the account fails
+        sim.account.inject_fault(path, Fault.status(status), times=-1)
+    out, _ = once(config)
+    assert all(f"{s}: FAILED" in out for s in ("audit", "balance", "webhooks")), out
+    assert receiver.titles == ["[CRITICAL] watcher-source-down firing — main [api-key]"]
+    body = str(receiver.messages[0]["message"])
+    assert "The API rejected the key" in body
+    assert "sources affected: audit, balance, webhooks" in body
+    once(config)  # still rejected: no repeat within repeat_interval
+    assert len(receiver.messages) == 1
+
+    sim.account.clear_faults()  # the key works again
+    once(config)
+    once(config)
+    firing = [t for t in receiver.titles if "firing" in t]
+    resolved = [t for t in receiver.titles if t.startswith("[RESOLVED]")]
+    assert len(firing) == 1, receiver.titles
+    assert len(resolved) == 1, receiver.titles
+    assert resolved[0].startswith("[RESOLVED] watcher-source-down — main [api-key]")
+    assert len(receiver.messages) == 2
 
 
 def test_notification_channel_down_does_not_break_the_cycle(
