@@ -81,6 +81,28 @@ def test_low_credit_fires_once_does_not_repeat_then_resolves(
     assert "alerts: none" in status.stdout
 
 
+def test_send_resolved_false_sends_no_resolved_message_on_any_route(
+    tmp_path: Path, sim: SimServer, receiver: Receiver, receiver2: Receiver
+) -> None:
+    rules = LOW_CREDIT.rstrip("\n") + "\n    route: [ops, billing]\n"
+    extra = f"""\
+    billing:
+      urls: ["{receiver2.url}"]
+  default_route: ops
+  send_resolved: false
+"""
+    config = write_config(tmp_path, sim.base_url, [receiver.url], rules, extra=extra)
+    sim.account.set_balance("45.00")
+    once(config)
+    assert receiver.titles == receiver2.titles == ["[CRITICAL] low-credit firing — main"]
+
+    sim.account.set_balance("130.00")
+    resolved = once(config)
+    assert "alerts: none" in resolved.stdout  # it did resolve
+    once(config)  # nothing left behind in the outbox either
+    assert receiver.titles == receiver2.titles == ["[CRITICAL] low-credit firing — main"]
+
+
 def test_unexpected_audit_event_alerts_once_ignored_never(
     tmp_path: Path, sim: SimServer, receiver: Receiver
 ) -> None:
@@ -104,6 +126,27 @@ def test_unexpected_audit_event_alerts_once_ignored_never(
 
     once(config)  # the overlap re-reads the same events: deduplicated
     assert len(receiver.messages) == 1
+
+
+def test_audit_event_before_first_start_never_alerts_even_inside_the_overlap(
+    tmp_path: Path, sim: SimServer, receiver: Receiver
+) -> None:
+    config = write_config(tmp_path, sim.base_url, [receiver.url], AUDIT)
+    # 5 minutes before the very first start: inside the 10-minute overlap that is read
+    early = sim.account.add_audit_event(
+        created_at=datetime.now(UTC) - timedelta(minutes=5), user_id="u-before"
+    )
+    first = once(config)
+    assert receiver.messages == []
+    assert "new audit events" not in first.stdout
+    once(config)  # the overlap reads it again: still older than the first start
+    assert receiver.messages == []
+
+    sim.account.add_audit_event(user_id="u-after")  # the same rule does match later events
+    once(config)
+    assert receiver.titles == ["[CRITICAL] unexpected-config-change: 1 audit event — main"]
+    body = str(receiver.messages[0]["message"])
+    assert "u-after" in body and "u-before" not in body and early["id"] not in body
 
 
 def test_late_audit_event_within_overlap_is_caught(

@@ -250,5 +250,19 @@ def test_notifications_given_up_counts_the_reports_gave_up() -> None:
     assert _sample(metrics.render().decode(), name) == 5
 
 
+def _vm_rss() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS in /proc/self/status")
+
+
 def test_rss_read_without_proc_stat() -> None:
-    assert resident_bytes() > 1_000_000
+    # a peak well above the current RSS: the current value is what must be read
+    ballast = b"x" * (256 * 1024 * 1024)
+    del ballast
+    expected = _vm_rss()
+    assert abs(resident_bytes() - expected) <= 0.2 * expected
+    rendered = _sample(Metrics(interval=10).render().decode(), "process_resident_memory_bytes")
+    assert rendered is not None
+    assert abs(rendered - expected) <= 0.2 * expected

@@ -312,5 +312,6 @@ def test_source_down(error: SourceError, fires: bool) -> None:
     result = only(evaluate([], [snap], NOW), SOURCE_DOWN_RULE)
     assert bool(result.findings) is fires
     if fires:
-        assert result.findings[0].key == AlertKey(SOURCE_DOWN_RULE, "main", "balance")
+        group = "api-key" if error.auth else "balance"  # a rejected key: one alert per account
+        assert result.findings[0].key == AlertKey(SOURCE_DOWN_RULE, "main", group)
         assert result.findings[0].severity == Severity.CRITICAL

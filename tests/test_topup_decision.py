@@ -89,7 +89,7 @@ def case(
         ),
         case("failed-frees-the-cap", STAY, [entry(S, 3 * H), entry(F, 2 * H), entry(S, H)], Pay),
         case(
-            "exactly-at-the-cap-is-allowed",
+            "exactly-at-the-day-cap-is-allowed",
             STAY,
             [entry(S, 3 * H, "150.00"), entry(S, H, "50.00")],
             Pay,
@@ -100,7 +100,25 @@ def case(
             [entry(S, 24 * H), entry(S, 25 * H), entry(S, 26 * H)],
             Pay,
         ),
+        case(
+            "one-cent-over-the-day-cap-is-refused",
+            STAY,
+            [entry(S, 3 * H, "150.01"), entry(S, H, "50.00")],
+            Refusal.MAX_PER_DAY,
+        ),
         case("month-cap", STAY, [entry(S, 24 * H * d) for d in range(1, 6)], Refusal.MAX_PER_MONTH),
+        case(  # 400.00 used in 30 days, none in the last 24 h: + 100.00 lands on 500.00
+            "exactly-at-the-month-cap-is-allowed",
+            STAY,
+            [entry(S, 48 * H, "200.00"), entry(S, 72 * H, "200.00")],
+            Pay,
+        ),
+        case(
+            "one-cent-over-the-month-cap-is-refused",
+            STAY,
+            [entry(S, 48 * H, "200.01"), entry(S, 72 * H, "200.00")],
+            Refusal.MAX_PER_MONTH,
+        ),
         case("clock-went-back", START, [entry(S, -H)], Refusal.MIN_INTERVAL),
         case("dry-runs-do-not-block-real-payments", START, [entry(D, 10 * M)], Pay),
         case(

@@ -18,6 +18,7 @@ from watcher.durations import format_duration
 from watcher.lifecycle import Reason, Transition
 from watcher.model import AuditEvent, Severity, WebhookDelivery
 from watcher.rules import (
+    KEY_REJECTED_GROUP,
     SOURCE_DOWN_RULE,
     AuditRule,
     BalanceRule,
@@ -126,6 +127,8 @@ def _default_headline(t: Transition, rule: Rule | None, value: str, threshold: s
         return f"Webhook deliveries failing: {value} ({threshold})."
     if isinstance(rule, AuditRule):
         return f"{value} matched {t.key.rule}."
+    if t.key.rule == SOURCE_DOWN_RULE and t.key.group == KEY_REJECTED_GROUP:
+        return f"{value[:1].upper()}{value[1:]} ({threshold})."
     if t.key.rule == SOURCE_DOWN_RULE:
         return f"Source {t.key.group} is failing: {value} ({threshold})."
     return f"{value} ({threshold})"

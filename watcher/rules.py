@@ -34,6 +34,7 @@ from watcher.model import (
     AlertKey,
     AuditEvent,
     Severity,
+    SourceError,
     SourceName,
     WebhookDelivery,
 )
@@ -61,6 +62,7 @@ Threshold = Annotated[
 ]
 
 SOURCE_DOWN_RULE = "watcher-source-down"
+KEY_REJECTED_GROUP = "api-key"  # the group of the one source-down alert of a rejected key
 MAX_LOOKBACK = timedelta(days=7)  # balance samples are kept for 8 days
 
 COMMON_PLACEHOLDERS: Mapping[str, str] = {
@@ -739,18 +741,39 @@ def _webhook_finding(
 
 
 def _source_down(snap: AccountSnapshot, now: datetime, after: timedelta) -> RuleResult:
+    """A rejected key (401/403) is one alert per account, naming the sources it affects,
+    at once; any other failure is one alert per source once it lasted `after`."""
     findings = []
+    rejected = {source: error for source, error in snap.errors.items() if error.auth}
+    if rejected:
+        findings.append(_key_rejected(snap.account, rejected, now))
     for source, error in sorted(snap.errors.items()):
         since = error.failing_since or now
-        if error.auth or now - since >= after:
-            reason = "the API rejected the key" if error.auth else error.message
+        if not error.auth and now - since >= after:
             findings.append(
                 Finding(
                     key=AlertKey(SOURCE_DOWN_RULE, snap.account, str(source)),
                     severity=Severity.CRITICAL,
-                    value=reason,
+                    value=error.message,
                     threshold=f"failing since {since:%Y-%m-%d %H:%M} UTC",
                     facts={"source": str(source), "error": error.message},
                 )
             )
     return RuleResult(SOURCE_DOWN_RULE, snap.account, True, tuple(findings))
+
+
+def _key_rejected(
+    account: str, rejected: Mapping[SourceName, SourceError], now: datetime
+) -> Finding:
+    sources = ", ".join(sorted(str(source) for source in rejected))
+    since = min(error.failing_since or now for error in rejected.values())
+    return Finding(
+        key=AlertKey(SOURCE_DOWN_RULE, account, KEY_REJECTED_GROUP),
+        severity=Severity.CRITICAL,
+        value=f"the API rejected the key; sources affected: {sources}",
+        threshold=f"failing since {since:%Y-%m-%d %H:%M} UTC",
+        facts={
+            "sources": sources,
+            "error": "; ".join(rejected[source].message for source in sorted(rejected)),
+        },
+    )
