@@ -370,7 +370,9 @@ class Daemon:
             fallbacks={n: r.fallback for n, r in notify.routes.items() if r.fallback},
         )
         everything = flush_all or not self._flushed_since_start
-        result = await flush(self.outbox, self.notifier, now, policy, everything=everything)
+        result = await flush(
+            self.outbox, self.notifier, now, policy, everything=everything, clock=self.clock
+        )
         self._flushed_since_start = True
         report.deliveries = [
             Delivery(item.route, item.url_masked, True) for item in result.delivered

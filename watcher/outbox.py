@@ -6,17 +6,30 @@ at the end of later cycles; targets older than `notify.give_up_after` are droppe
 error log. When every URL of a route keeps failing, the route's `fallback` gets the
 message, and an alert says the route is failing.
 
-Delivery is at least once: a crash between a successful send and its record sends that
-URL the message again after the restart.
+Each URL's result is written as soon as that URL has answered, not at the end of the
+round, so a crash while another URL is slow never re-sends to the URLs that already got
+the message.
+
+A target is claimed before it is sent: its owner (this process) and the claim time are
+committed first, and every other process (a `once` while `run` delivers) skips the
+target while the claim holds, `claim_ttl` (the send timeout plus `CLAIM_MARGIN`). The
+result clears the claim; the claim of an owner that died expires, and the target is
+sent again then.
+
+Delivery is at least once: a crash between a successful send and its record (or a send
+that outlives its claim) sends that URL the message again after the restart.
 """
 
 from __future__ import annotations
 
 import asyncio
 import enum
+import os
+import secrets
+import socket
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -33,6 +46,7 @@ log = structlog.get_logger(__name__)
 BACKOFF_FIRST = timedelta(seconds=30)
 BACKOFF_MAX = timedelta(minutes=30)
 KEEP_FINISHED = timedelta(days=7)
+CLAIM_MARGIN = timedelta(seconds=10)
 
 
 class TargetState(enum.StrEnum):
@@ -45,6 +59,22 @@ def backoff(attempts: int) -> timedelta:
     """Wait before the next try after `attempts` failed ones: 30s, 1m, 2m, ... 30m."""
     wait: timedelta = BACKOFF_FIRST * 2 ** max(attempts - 1, 0)
     return min(wait, BACKOFF_MAX)
+
+
+def claim_ttl(send_timeout: float) -> timedelta:
+    """How long a claim on a target holds: the send timeout (seconds) plus CLAIM_MARGIN.
+
+    A send ends within its timeout (apprise's call deadline); the margin covers writing
+    the result (the store waits up to 5 s for a busy database) and a busy event loop. A
+    claim older than this belongs to an owner that died or hangs: the target is taken
+    over and sent again (at least once, never lost).
+    """
+    return timedelta(seconds=send_timeout) + CLAIM_MARGIN
+
+
+def owner_id() -> str:
+    """This process's name on its claims: host, pid and a random part (pids are reused)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +96,7 @@ class FlushResult:
     delivered: list[Item]
     failed: list[tuple[Item, Delivery]]
     expired: list[Item]
+    claimed_elsewhere: list[Item] = field(default_factory=list)  # left to another process
 
 
 _ITEM_COLUMNS = (
@@ -86,11 +117,19 @@ def _item(row: Sequence[Any]) -> Item:
     return Item(row[0], dt(row[1]), message, row[8], row[9], row[10], row[11], row[12] or "")
 
 
-class Outbox:
-    """The outbox tables of the state database (see the module docstring)."""
+_KEY = "message_id = ? AND route = ? AND url_id = ?"
+_MINE_OR_FREE = "(claimed_by IS NULL OR claimed_by = ?)"
 
-    def __init__(self, store: Store) -> None:
+
+class Outbox:
+    """The outbox tables of the state database (see the module docstring).
+
+    `owner` names this process on its claims (default: `owner_id()`).
+    """
+
+    def __init__(self, store: Store, *, owner: str | None = None) -> None:
         self.store = store
+        self.owner = owner or owner_id()
 
     def enqueue(self, message: Message, targets: Sequence[Target], now: datetime) -> int | None:
         """Store a message with one row per target (in the caller's transaction, if any).
@@ -146,29 +185,70 @@ class Outbox:
         )
         return int(rows[0][0])
 
+    def claim(self, item: Item, now: datetime, ttl: timedelta) -> bool:
+        """Claim a target for sending, committed before this returns (call it outside a
+        transaction).
+
+        In: the target as read, the claim time, how long a claim holds (`claim_ttl`).
+        Out: True when this owner may send it now. False when it is no longer pending,
+        was tried by anyone since it was read (its `attempts` moved), or is claimed by
+        another owner at a time after `now - ttl` (that claim still holds).
+        """
+        changed = self.store.execute(
+            "UPDATE outbox_targets SET claimed_by = ?, claimed_at = ? "
+            "WHERE message_id = ? AND route = ? AND url_id = ? AND state = ? AND attempts = ? "
+            "AND (claimed_by IS NULL OR claimed_by = ? OR claimed_at <= ?)",
+            (
+                self.owner,
+                ts(now),
+                item.message_id,
+                item.route,
+                item.url_id,
+                TargetState.PENDING.value,
+                item.attempts,
+                self.owner,
+                ts(now - ttl),
+            ),
+        )
+        return changed == 1
+
     def mark_delivered(self, item: Item, now: datetime) -> None:
+        """Record a delivery (whoever holds the claim: the URL has the message)."""
         self._update(
             item,
-            "state = ?, delivered_at = ?, attempts = attempts + 1",
+            "state = ?, delivered_at = ?, attempts = attempts + 1, "
+            "claimed_by = NULL, claimed_at = NULL",
             (TargetState.DELIVERED.value, ts(now)),
         )
 
     def mark_failed(self, item: Item, now: datetime, error: str) -> None:
+        """Record a failed send and release the claim; a no-op when the target is no
+        longer pending or another owner has taken it over meanwhile."""
         retry_at = now + backoff(item.attempts + 1)
         self._update(
             item,
-            "attempts = attempts + 1, last_error = ?, next_attempt_at = ?",
+            "attempts = attempts + 1, last_error = ?, next_attempt_at = ?, "
+            "claimed_by = NULL, claimed_at = NULL",
             (error, ts(retry_at)),
+            f" AND state = ? AND {_MINE_OR_FREE}",
+            (TargetState.PENDING.value, self.owner),
         )
 
     def mark_expired(self, item: Item) -> None:
         self._update(item, "state = ?", (TargetState.EXPIRED.value,))
 
-    def _update(self, item: Item, assignments: str, params: tuple[Any, ...]) -> None:
+    def _update(
+        self,
+        item: Item,
+        assignments: str,
+        params: tuple[Any, ...],
+        condition: str = "",
+        condition_params: tuple[Any, ...] = (),
+    ) -> None:
         self.store.execute(
             f"UPDATE outbox_targets SET {assignments} "  # noqa: S608 - fixed column names
-            "WHERE message_id = ? AND route = ? AND url_id = ?",
-            (*params, item.message_id, item.route, item.url_id),
+            f"WHERE {_KEY}{condition}",
+            (*params, item.message_id, item.route, item.url_id, *condition_params),
         )
 
     def route_exhausted(self, message_id: int, route: str, failures: int) -> bool:
@@ -228,10 +308,20 @@ class Policy:
 
 
 async def flush(
-    outbox: Outbox, notifier: Notifier, now: datetime, policy: Policy, *, everything: bool = False
+    outbox: Outbox,
+    notifier: Notifier,
+    now: datetime,
+    policy: Policy,
+    *,
+    everything: bool = False,
+    clock: Callable[[], datetime] | None = None,
 ) -> FlushResult:
     """Send every due target (all pending ones with `everything`), record each result.
 
+    Each target is claimed (at `clock()`, default `now`) and committed before it is sent,
+    and its result is committed as soon as its URL has answered: call this outside a
+    transaction. A URL whose next message is claimed by another process is left to that
+    process for this round (its later messages too, so the order is kept).
     Then: drop targets older than `give_up_after`, hand messages of exhausted routes to
     their fallback route, and alert (through the fallback) on a route that keeps failing.
     Never raises for a delivery failure.
@@ -239,11 +329,12 @@ async def flush(
     out = FlushResult([], [], _expire(outbox, now, policy.give_up_after))
     _retarget(outbox, notifier, now)
     items = outbox.pending(None if everything else now)
-    await _send_round(outbox, notifier, items, now, policy, out)
+    send = _Round(outbox, notifier, now, policy, clock or (lambda: now), out)
+    await send.round(items)
     # Targets added by this round (fallback routes, route-failing alerts) go out now too.
     tried = {(i.message_id, i.route, i.url_id) for i in items}
     added = [i for i in outbox.pending(now) if (i.message_id, i.route, i.url_id) not in tried]
-    await _send_round(outbox, notifier, added, now, policy, out)
+    await send.round(added)
     return out
 
 
@@ -262,38 +353,65 @@ def _retarget(outbox: Outbox, notifier: Notifier, now: datetime) -> None:
             log.error("notify.route_removed", route=item.route, title=item.message.title)
 
 
-async def _send_round(
-    outbox: Outbox,
-    notifier: Notifier,
-    items: list[Item],
-    now: datetime,
-    policy: Policy,
-    out: FlushResult,
-) -> None:
-    """Each URL gets its messages one after another, oldest first; URLs in parallel."""
-    queues: dict[tuple[str, str], list[Item]] = defaultdict(list)
-    for item in items:
-        queues[(item.route, item.url_id)].append(item)
+@dataclass(frozen=True, slots=True)
+class _Round:
+    """What one flush needs to send a list of targets and record each result."""
 
-    async def drain(queue: list[Item]) -> list[tuple[Item, Delivery]]:
-        return [(i, await notifier.deliver(i.message, i.route, i.url_id)) for i in queue]
+    outbox: Outbox
+    notifier: Notifier
+    now: datetime
+    policy: Policy
+    clock: Callable[[], datetime]
+    out: FlushResult
 
-    pairs = [pair for done in await asyncio.gather(*map(drain, queues.values())) for pair in done]
-    items = [item for item, _ in pairs]
-    results = [delivery for _, delivery in pairs]
-    outcomes: dict[str, list[bool]] = defaultdict(list)
-    with outbox.store.transaction():
-        for item, delivery in zip(items, results, strict=True):
-            outcomes[item.route].append(delivery.ok)
+    async def round(self, items: list[Item]) -> None:
+        """Each URL gets its messages one after another, oldest first; URLs in parallel.
+
+        Each result is written when it is known; route health once the round is over.
+        """
+        queues: dict[tuple[str, str], list[Item]] = defaultdict(list)
+        for item in items:
+            queues[(item.route, item.url_id)].append(item)
+        results: dict[tuple[int, str, str], bool] = {}
+        await asyncio.gather(*(self._drain(queue, results) for queue in queues.values()))
+        outcomes: dict[str, list[bool]] = defaultdict(list)
+        for item in items:
+            ok = results.get((item.message_id, item.route, item.url_id))
+            if ok is not None:
+                outcomes[item.route].append(ok)
+        with self.outbox.store.transaction():
+            for route, oks in outcomes.items():
+                _route_health(self.outbox, self.notifier, route, oks, self.now, self.policy)
+
+    async def _drain(self, queue: list[Item], results: dict[tuple[int, str, str], bool]) -> None:
+        ttl = claim_ttl(self.notifier.timeout)
+        for index, item in enumerate(queue):
+            if not self.outbox.claim(item, self.clock(), ttl):
+                log.info(
+                    "notify.claimed_elsewhere",
+                    route=item.route,
+                    url=item.url_masked,
+                    title=item.message.title,
+                    left=len(queue) - index,
+                )
+                self.out.claimed_elsewhere.extend(queue[index:])
+                return
+            delivery = await self.notifier.deliver(item.message, item.route, item.url_id)
+            self._record(item, delivery)
+            results[(item.message_id, item.route, item.url_id)] = delivery.ok
+
+    def _record(self, item: Item, delivery: Delivery) -> None:
+        """One URL's result, committed at once (with the fallback it may trigger)."""
+        with self.outbox.store.transaction():
             if delivery.ok:
-                outbox.mark_delivered(item, now)
-                out.delivered.append(item)
+                self.outbox.mark_delivered(item, self.now)
             else:
-                outbox.mark_failed(item, now, delivery.error)
-                out.failed.append((item, delivery))
-                _fall_back(outbox, notifier, item, now, policy)
-        for route, oks in outcomes.items():
-            _route_health(outbox, notifier, route, oks, now, policy)
+                self.outbox.mark_failed(item, self.now, delivery.error)
+                _fall_back(self.outbox, self.notifier, item, self.now, self.policy)
+        if delivery.ok:
+            self.out.delivered.append(item)
+        else:
+            self.out.failed.append((item, delivery))
 
 
 def _expire(outbox: Outbox, now: datetime, give_up_after: timedelta) -> list[Item]:

@@ -194,6 +194,10 @@ MIGRATIONS: list[tuple[str, ...]] = [
             reason TEXT NOT NULL
         ) STRICT""",
     ),
+    (  # outbox claims (watcher/outbox.py): who is sending a target, since when
+        "ALTER TABLE outbox_targets ADD COLUMN claimed_by TEXT",
+        "ALTER TABLE outbox_targets ADD COLUMN claimed_at TEXT",
+    ),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
