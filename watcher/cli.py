@@ -194,14 +194,9 @@ def _rule_file_errors(path: Path) -> list[str]:
 # ---------------------------------------------------------------------------- run / once
 
 
-def _fast_poll_allowed() -> bool:
-    """`WATCHER_ALLOW_FAST_POLL=1` lifts the 10s poll minimum: tests and demos only."""
-    return os.environ.get("WATCHER_ALLOW_FAST_POLL") == "1"
-
-
 def _runtime(path: Path) -> Runtime:
     try:
-        return load_runtime(path, os.environ, allow_fast_poll=_fast_poll_allowed())
+        return load_runtime(path, os.environ)
     except ConfigError as exc:
         for line in exc.errors:
             print(line, file=sys.stderr)
@@ -319,7 +314,7 @@ async def cmd_run(path: Path) -> int:
             await daemon.run(
                 stop,
                 reload=reload,
-                loader=lambda: load_runtime(path, os.environ, allow_fast_poll=_fast_poll_allowed()),
+                loader=lambda: load_runtime(path, os.environ),
                 service=service,
                 watchdog=watchdog_period(),
             )

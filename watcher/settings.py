@@ -68,6 +68,7 @@ __all__ = [
     "TopupConfig",
     "check_secrets",
     "default_config_path",
+    "fast_poll_allowed",
     "load_settings",
     "resolve_secrets",
 ]
@@ -77,6 +78,7 @@ DEFAULT_BASE_URL = "https://api.telnyx.com/v2"
 MIN_POLL_INTERVAL = timedelta(seconds=10)
 ENV_PREFIX = "WATCHER_"
 ENV_DELIMITER = "__"
+FAST_POLL_VARIABLE = "WATCHER_ALLOW_FAST_POLL"
 LITERAL_KEY_MESSAGE = (
     "a literal API key is not allowed; store it in an environment variable or a systemd "
     "credential and write e.g. api_key: env:TELNYX_API_KEY or "
@@ -586,6 +588,14 @@ class LoadedSettings:
         return self.settings.rule_globs(self.config_dir)
 
 
+def fast_poll_allowed(environ: Mapping[str, str]) -> bool:
+    """`WATCHER_ALLOW_FAST_POLL=1` lifts the 10s minimum of `poll.interval` (tests, demos).
+
+    Read here, by `load_settings`, so that every command judges a config alike.
+    """
+    return environ.get(FAST_POLL_VARIABLE) == "1"
+
+
 def default_config_path(environ: Mapping[str, str] | None = None) -> Path:
     """`$WATCHER_CONFIG`, else `/etc/account-watcher/config.yaml`."""
     env = os.environ if environ is None else environ
@@ -602,8 +612,9 @@ def load_settings(
     """Read, merge and validate the configuration.
 
     In: the config file; the environment (default `os.environ`) whose
-    `WATCHER_<SECTION>__<KEY>` variables override file values; `allow_fast_poll` lifts
-    the 10s minimum of `poll.interval` (demo, tests).
+    `WATCHER_<SECTION>__<KEY>` variables override file values; `allow_fast_poll` (or
+    `WATCHER_ALLOW_FAST_POLL=1` in that environment) lifts the 10s minimum of
+    `poll.interval` (demo, tests).
     Out: `LoadedSettings`. An empty file gives the defaults.
     Raises: `ConfigError` with every problem at once, each `file:line:col: loc: message`
     (or `WATCHER_X__Y: message` for environment values); never a secret's value.
@@ -617,7 +628,8 @@ def load_settings(
     doc = load_yaml(path)
     data = _top_mapping(path, doc)
     env_data = _env_values(env)
-    token = _LOAD_OPTIONS.set(_LoadOptions(env, allow_fast_poll))
+    fast = allow_fast_poll or fast_poll_allowed(env)
+    token = _LOAD_OPTIONS.set(_LoadOptions(env, fast))
     try:
         settings = Settings(**data)
     except ValidationError as exc:
