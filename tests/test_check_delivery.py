@@ -59,6 +59,119 @@ def errors(lines: list[str]) -> list[str]:
     return [line for line in lines if not line.startswith("warning: ")]
 
 
+# ---------------------------------------------------------------- 3: nobody to notify
+
+NO_ROUTE = (
+    "notify.routes: no notification route is defined, so no alert can be delivered (neither "
+    "the rules' nor the built-in watcher-source-down and top-up alerts); add one, e.g. "
+    "notify: {routes: {ops: {urls: [env:OPS_URL]}}}"
+)
+
+
+@pytest.mark.parametrize(
+    ("config", "place"),
+    [
+        ("accounts: [{name: main}]\nrules: [rules/*.yaml]\n", "1:1"),
+        ("rules: [rules/*.yaml]\nnotify:\n  repeat_interval: 1h\n", "2:1"),
+        ("rules: [rules/*.yaml]\nnotify:\n  routes: {}\n", "3:11"),
+        ("rules: [rules/*.yaml]\nnotify:\n", "2:1"),
+    ],
+    ids=["no-notify-section", "notify-without-routes", "empty-routes", "null-notify"],
+)
+def test_check_fails_when_no_route_is_defined(tmp_path: Path, config: str, place: str) -> None:
+    path = write(tmp_path, config)
+    code, lines, out = check(path)
+    assert code == 1, lines
+    assert errors(lines) == [f"{path}:{place}: {NO_ROUTE}"]
+    assert out == ""
+
+
+def test_check_of_an_empty_config_says_why_it_cannot_work(tmp_path: Path) -> None:
+    path = write(tmp_path, "", rules=None)
+    code, lines, _ = check(path)
+    assert code == 1
+    assert errors(lines) == [
+        f"{path}:1:1: rules: the default pattern 'rules/*.yaml' matches no file; write "
+        "rules: [] if this config has no rules on purpose",
+        f"{path}:1:1: {NO_ROUTE}",
+    ]
+
+
+def test_check_fails_when_built_in_alerts_have_no_route(tmp_path: Path) -> None:
+    config = """\
+rules: [rules/*.yaml]
+notify:
+  routes:
+    ops: {urls: ["json://127.0.0.1:9/ops"]}
+    billing: {urls: ["json://127.0.0.1:9/billing"]}
+"""
+    path = write(
+        tmp_path, config, "rules:\n  - {name: low, kind: balance, below: 10, route: ops}\n"
+    )
+    code, lines, _ = check(path)
+    assert code == 1
+    assert errors(lines) == [
+        f"{path}:3:3: notify.default_route: not set, and there is more than one route: the "
+        "built-in alerts (watcher-source-down, notices of top-ups whose rule is gone) have no "
+        "route; set notify.default_route to one of billing, ops"
+    ]
+
+
+def test_check_fails_when_no_route_of_a_rule_takes_its_severity(tmp_path: Path) -> None:
+    config = """\
+rules: [rules/*.yaml]
+notify:
+  default_route: ops
+  routes:
+    ops: {urls: ["json://127.0.0.1:9/ops"]}
+    pager: {urls: ["json://127.0.0.1:9/pager"], min_severity: critical}
+"""
+    rules = """\
+rules:
+  - {name: low, kind: balance, below: 10, severity: warning, route: pager}
+  - {name: lower, kind: balance, below: {warning: 10, critical: 5}, route: pager}
+  - {name: info, kind: audit, severity: info, route: [pager, ops]}
+"""
+    path = write(tmp_path, config, rules)
+    code, lines, _ = check(path)
+    rule_file = tmp_path / "rules" / "rules.yaml"
+    assert code == 1
+    assert errors(lines) == [
+        f"{rule_file}:2:69: rules[0].route: rule 'low' fires at warning only, below the "
+        "min_severity of every route it goes to (pager: critical): it can never notify anyone"
+    ]
+
+
+def test_check_fails_when_a_rules_glob_matches_nothing(tmp_path: Path) -> None:
+    config = (
+        'rules: [rules/*.yaml, "rules.d/*.yaml"]\nnotify:\n  routes:\n    ops: {urls: [json://h]}\n'
+    )
+    path = write(tmp_path, config)
+    code, lines, _ = check(path)
+    assert code == 1
+    assert errors(lines) == [
+        f"{path}:1:23: rules[1]: pattern 'rules.d/*.yaml' matches no file; write rules: [] if "
+        "this config has no rules on purpose"
+    ]
+
+
+def test_check_accepts_rules_empty_on_purpose(tmp_path: Path) -> None:
+    path = write(tmp_path, "rules: []\nnotify:\n  routes:\n    ops: {urls: [json://h]}\n", None)
+    code, lines, out = check(path)
+    assert (code, lines) == (0, [])
+    assert out.startswith(f"ok: {path}: 1 account(s), 0 rule file(s), 0 rule(s)")
+
+
+def test_once_without_a_route_still_runs_and_says_why(tmp_path: Path, sim: SimServer) -> None:
+    config = (
+        f"accounts: [{{name: main, base_url: '{sim.base_url}'}}]\nrules: []\n"
+        f"poll: {{interval: 10s, timeout: 3s}}\nstate: {{path: {tmp_path / 'state.db'}}}\n"
+    )
+    result = run_cli("--config", str(write(tmp_path, config, None)), "once")
+    assert result.returncode == 0, result.stderr
+    assert "no notification route is defined" in result.stderr
+
+
 # ------------------------------------------------ 11: one fast-poll rule for all commands
 
 FAST = """\

@@ -19,6 +19,7 @@ from watcher.store import Store
 
 NOW = datetime.now(UTC)
 ENABLED = '{enabled: true, amount: "100.00"}'
+HOOK = "json://127.0.0.1:9/hook"  # `check` passes only with a route to notify
 
 
 def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
@@ -227,7 +228,7 @@ def test_check_rejects_bad_amounts_caps_and_rules_that_cannot_top_up(tmp_path: P
 
 
 def test_check_warns_that_a_disabled_account_only_dry_runs(tmp_path: Path) -> None:
-    config = write_topup_config(tmp_path, "{enabled: false}")
+    config = write_topup_config(tmp_path, "{enabled: false}", notify_url=HOOK)
     result = run_cli("--config", str(config), "check")
     assert result.returncode == 0, result.stderr
     rules = tmp_path / "rules" / "rules.yaml"
@@ -267,7 +268,7 @@ rules:
 def test_check_rejects_topup_on_a_forecast_rule_that_is_not_critical(
     tmp_path: Path, severity: str, rejected: bool
 ) -> None:
-    config = write_topup_config(tmp_path, ENABLED, rules=FORECAST_TOPUP + severity)
+    config = write_topup_config(tmp_path, ENABLED, rules=FORECAST_TOPUP + severity, notify_url=HOOK)
     result = run_cli("--config", str(config), "check")
     rules = tmp_path / "rules" / "rules.yaml"
     error = (

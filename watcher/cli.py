@@ -161,7 +161,7 @@ def cmd_check(path: Path, out: TextIO, err: TextIO) -> int:
             print(line, file=err)
         return EXIT_INVALID
     found = load_rules(loaded.settings.rules, loaded.config_dir)
-    errors, warnings = validate(loaded, found, datetime.now(UTC))
+    errors, warnings = validate(loaded, found, datetime.now(UTC), for_check=True)
     errors += cli_notify.url_errors(loaded)
     warnings += check_secrets(loaded.settings, environ=os.environ, config_dir=loaded.config_dir)
     for line in warnings:

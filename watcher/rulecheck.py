@@ -20,7 +20,8 @@ from datetime import datetime, timedelta
 from watcher import topup
 from watcher.durations import duration_text
 from watcher.mute import AbsoluteWindow, parse_mute
-from watcher.ruleload import LoadedRules, unmatched_warning
+from watcher.routecheck import delivery_problems
+from watcher.ruleload import LoadedRules
 from watcher.rules import AuditRule, ForecastRule, Rule, WebhookFailuresRule
 from watcher.settings import LoadedSettings
 from watcher.yamlfile import ConfigError, YamlDoc, format_loc, load_yaml
@@ -167,12 +168,15 @@ def _loc(key: str) -> tuple[int | str, ...]:
 
 
 def validate(
-    loaded: LoadedSettings, found: LoadedRules, now: datetime
+    loaded: LoadedSettings, found: LoadedRules, now: datetime, *, for_check: bool = False
 ) -> tuple[list[str], list[str]]:
     """Every cross-check of rules against the config, shared by `check`, start-up and reload.
 
-    In: the loaded settings and rules, `now` (for ended mute windows). Out: (errors,
-    warnings), each `file:line:col: message`; secret references are not resolved here.
+    In: the loaded settings and rules, `now` (for ended mute windows), `for_check`: a
+    config that cannot work as meant (an alert without a route, a `rules:` glob matching
+    no file) is an error for `check`, a warning at start-up and reload (an empty config is
+    valid). Out: (errors, warnings), each `file:line:col: message`; secret references are
+    not resolved here.
     """
     settings = loaded.settings
     errors = topup.clarify_rule_errors(found.errors)
@@ -188,23 +192,41 @@ def validate(
             for rule in found.rules
             if not rule.routes
         ]
-    warnings = _glob_warnings(loaded, found) + topup_warnings
-    warnings += rule_warnings(found, settings.poll.interval, now)
-    return errors, warnings
+    unusable = _glob_problems(loaded, found)
+    unusable += delivery_problems(loaded, found, RulePlaces(found).at)
+    warnings = topup_warnings + rule_warnings(found, settings.poll.interval, now)
+    if for_check:
+        return errors + unusable, warnings
+    return errors, unusable + warnings
 
 
-def _glob_warnings(loaded: LoadedSettings, found: LoadedRules) -> list[str]:
-    """`rules:` globs that match no file, at their place in the config when it has one."""
+def _glob_problems(loaded: LoadedSettings, found: LoadedRules) -> list[str]:
+    """`rules:` globs that match no file, at their place in the config (`rules: []` says
+    on purpose that there are none)."""
     data = loaded.doc.data if loaded.doc is not None else None
     in_file = data.get("rules") if isinstance(data, dict) else None
     out = []
     for pattern in found.unmatched:
         if loaded.doc is None or not isinstance(in_file, list) or pattern not in in_file:
-            out.append(unmatched_warning(pattern))  # from the default or the environment
+            out.append(_unmatched_elsewhere(loaded, pattern))
             continue
         index = in_file.index(pattern)
         line, col = loaded.doc.locate(("rules", index))
         out.append(
             f"{loaded.path}:{line}:{col}: rules[{index}]: pattern {pattern!r} matches no file"
+            f"{_NO_RULES_HINT}"
         )
     return out
+
+
+_NO_RULES_HINT = "; write rules: [] if this config has no rules on purpose"
+
+
+def _unmatched_elsewhere(loaded: LoadedSettings, pattern: str) -> str:
+    """A glob from the default (no `rules:` in the file) or from `WATCHER_RULES`."""
+    if "rules" not in loaded.settings.model_fields_set:
+        return (
+            f"{loaded.path}:1:1: rules: the default pattern {pattern!r} matches no file"
+            f"{_NO_RULES_HINT}"
+        )
+    return f"WATCHER_RULES: pattern {pattern!r} matches no file{_NO_RULES_HINT}"
