@@ -172,6 +172,114 @@ def test_once_without_a_route_still_runs_and_says_why(tmp_path: Path, sim: SimSe
     assert "no notification route is defined" in result.stderr
 
 
+# ------------------------------------------------------ 4: references to unusable URLs
+
+ROUTE_REF = """\
+accounts: [{{name: main, base_url: "{base}"}}]
+poll: {{interval: 10s, timeout: 3s}}
+rules: [rules/*.yaml]
+state: {{path: {state}}}
+notify:
+  routes:
+    ops:
+      urls: ["json://127.0.0.1:9/ok", "{ref}"]
+"""
+
+
+def ref_config(tmp_path: Path, ref: str, base: str = "http://127.0.0.1:9/v2") -> Path:
+    text = ROUTE_REF.format(base=base, state=tmp_path / "state.db", ref=ref)
+    return write(tmp_path, text)
+
+
+@pytest.mark.parametrize(
+    ("ref", "value"),
+    [
+        ("env:HOOK_URL", f"not a url {PASSWORD}"),
+        ("env:HOOK_URL", f"foo://user:{PASSWORD}@host/x"),
+        ("file:hook.url", f"mailtos://{PASSWORD}"),
+    ],
+    ids=["not-a-url", "unknown-scheme", "missing-parts"],
+)
+def test_check_validates_the_value_a_reference_resolves_to(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ref: str, value: str
+) -> None:
+    path = ref_config(tmp_path, ref)
+    monkeypatch.setenv("HOOK_URL", value)
+    (tmp_path / "hook.url").write_text(value + "\n")
+    code, lines, _ = check(path)
+    assert code == 1
+    assert errors(lines) == [
+        f"{path}:8:39: notify.routes.ops.urls[1]: route ops: {ref} does not hold a notification "
+        "URL apprise understands (unknown scheme or missing parts; see the apprise wiki)"
+    ]
+    assert PASSWORD not in "\n".join(lines)
+
+
+def test_check_only_warns_about_an_unset_reference(tmp_path: Path) -> None:
+    code, lines, _ = check(ref_config(tmp_path, "env:HOOK_URL"))
+    assert code == 0
+    assert lines == [
+        "warning: route ops: secret env:HOOK_URL: environment variable HOOK_URL is not set"
+    ]
+
+
+@pytest.mark.parametrize("command", ["once", "notify-test"])
+def test_start_up_names_the_route_and_reference_of_an_unusable_url(
+    tmp_path: Path, sim: SimServer, command: str
+) -> None:
+    path = ref_config(tmp_path, "env:HOOK_URL", base=sim.base_url)
+    result = run_cli("--config", str(path), command, env=cli_env(HOOK_URL=f"foo://{PASSWORD}@h"))
+    assert result.returncode == 2
+    assert (
+        f"{path}:8:39: notify.routes.ops.urls[1]: route ops: env:HOOK_URL does not hold a "
+        "notification URL apprise understands"
+    ) in result.stderr
+    assert PASSWORD not in result.stderr + result.stdout
+    assert "Traceback" not in result.stderr
+    assert sim.account.request_count() == 0
+
+
+# ------------------------------------------------------- 5: a password in a literal URL
+
+
+def test_check_warns_about_a_password_in_a_literal_url(tmp_path: Path) -> None:
+    config = f"""\
+rules: [rules/*.yaml]
+notify:
+  routes:
+    ops:
+      urls:
+        - json://127.0.0.1:9/hook
+        - "mailtos://alerts:{PASSWORD}@smtp.example.com?to=ops@example.com"
+        - env:OPS_URL
+"""
+    path = write(tmp_path, config)
+    code, lines, out = check(path)
+    assert code == 0, lines
+    assert (
+        f"warning: {path}:7:11: notify.routes.ops.urls[1]: this mailtos:// URL holds a "
+        "password in the config file; move the whole URL into a credential (e.g. a file "
+        "/etc/credstore/ops_url with LoadCredential=ops_url in the unit) and write "
+        "credential:ops_url here (or env:NAME, file:PATH)"
+    ) in lines
+    assert sum("holds a" in line for line in lines) == 1
+    assert PASSWORD not in "\n".join(lines) + out
+
+
+def test_check_warns_about_a_token_in_a_literal_url(tmp_path: Path) -> None:
+    config = "rules: [rules/*.yaml]\nnotify:\n  routes:\n    ops: {urls: [slack://TokenA/TokenB/TokenC]}\n"
+    path = write(tmp_path, config)
+    code, lines, _ = check(path)
+    assert code == 0
+    assert [line for line in lines if "holds a" in line] == [
+        f"warning: {path}:4:18: notify.routes.ops.urls[0]: this slack:// URL holds a token "
+        "in the config file; move the whole URL into a credential (e.g. a file "
+        "/etc/credstore/ops_url with LoadCredential=ops_url in the unit) and write "
+        "credential:ops_url here (or env:NAME, file:PATH)"
+    ]
+    assert "TokenB" not in "\n".join(lines)
+
+
 # ------------------------------------------------ 11: one fast-poll rule for all commands
 
 FAST = """\

@@ -162,8 +162,12 @@ def cmd_check(path: Path, out: TextIO, err: TextIO) -> int:
         return EXIT_INVALID
     found = load_rules(loaded.settings.rules, loaded.config_dir)
     errors, warnings = validate(loaded, found, datetime.now(UTC), for_check=True)
-    errors += cli_notify.url_errors(loaded)
-    warnings += check_secrets(loaded.settings, environ=os.environ, config_dir=loaded.config_dir)
+    urls = cli_notify.url_problems(loaded, os.environ)
+    errors += urls.errors
+    warnings += check_secrets(
+        loaded.settings, environ=os.environ, config_dir=loaded.config_dir, routes=False
+    )
+    warnings += urls.warnings
     for line in warnings:
         print(f"warning: {line}", file=err)
     for line in errors:
@@ -194,9 +198,23 @@ def _rule_file_errors(path: Path) -> list[str]:
 # ---------------------------------------------------------------------------- run / once
 
 
+def _load(path: Path) -> Runtime:
+    """Config, rules and secrets for `run`, `once` and each reload; a notification URL
+    apprise cannot use is a `ConfigError` naming its route and reference."""
+    runtime = load_runtime(path, os.environ)
+    _usable_urls(runtime.loaded)
+    return runtime
+
+
+def _usable_urls(loaded: LoadedSettings) -> None:
+    errors = cli_notify.url_problems(loaded, os.environ).errors
+    if errors:
+        raise ConfigError(errors)
+
+
 def _runtime(path: Path) -> Runtime:
     try:
-        return load_runtime(path, os.environ)
+        return _load(path)
     except ConfigError as exc:
         for line in exc.errors:
             print(line, file=sys.stderr)
@@ -314,7 +332,7 @@ async def cmd_run(path: Path) -> int:
             await daemon.run(
                 stop,
                 reload=reload,
-                loader=lambda: load_runtime(path, os.environ),
+                loader=lambda: _load(path),
                 service=service,
                 watchdog=watchdog_period(),
             )
@@ -403,6 +421,12 @@ async def cmd_notify_test(path: Path, route: str | None) -> int:
         )
     except SecretError as exc:
         raise Exit(EXIT_USAGE, str(exc)) from None
+    try:
+        _usable_urls(loaded)
+    except ConfigError as exc:
+        for line in exc.errors:
+            print(line, file=sys.stderr)
+        raise Exit(EXIT_USAGE, f"invalid configuration in {path}") from None
     runtime = Runtime(loaded, [], secrets)
     _configure_logs(runtime)
     routes = list(runtime.loaded.settings.notify.routes)

@@ -8,9 +8,11 @@ import asyncio
 import getpass
 import os
 import socket
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TextIO
+from typing import Any, TextIO
+from urllib.parse import urlsplit
 
 from watcher import logs
 from watcher.durations import format_duration, parse_duration
@@ -19,8 +21,8 @@ from watcher.model import AlertState, Severity
 from watcher.notify import Notifier, instantiate, shown_url
 from watcher.outbox import Outbox
 from watcher.render import Message, when
-from watcher.secrets import parse_ref
-from watcher.settings import LoadedSettings
+from watcher.secrets import SecretError, parse_ref
+from watcher.settings import LoadedSettings, resolve_route_url
 from watcher.silences import Silence, Silences, silenced_by
 from watcher.store import Store
 
@@ -154,24 +156,78 @@ async def notify_test(notifier: Notifier, routes: list[str], out: TextIO) -> int
 # ---------------------------------------------------------------------------- check
 
 
-def url_errors(loaded: LoadedSettings) -> list[str]:
-    """Literal notification URLs apprise cannot use, each at its place in the config.
+@dataclass(frozen=True, slots=True)
+class UrlProblems:
+    """What `url_problems` found: errors (unusable URLs) and warnings (unset references,
+    secrets written into the config), each one line."""
 
-    References (`env:` ...) are checked when they are resolved at start-up.
+    errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def url_problems(loaded: LoadedSettings, environ: Mapping[str, str]) -> UrlProblems:
+    """Every notification URL checked as apprise will use it, each at its config place.
+
+    A literal URL must be one apprise understands, and one holding a password or token
+    is a warning (move it into a credential). A reference is resolved and its value
+    must be such a URL; an unresolvable one is a warning (CI has no credentials). Every
+    line names the route and the reference, never a secret.
+    Shared by `check` (errors exit 1) and by `run`, `once`, `notify-test` (exit 2).
     """
-    doc = loaded.doc
-    errors = []
+    found = UrlProblems()
     for name, route in loaded.settings.notify.routes.items():
         for index, url in enumerate(route.urls):
-            if parse_ref(url) is not None or instantiate(url) is not None:
+            where = f"{_url_place(loaded, name, index)}: notify.routes.{name}.urls[{index}]: "
+            ref = parse_ref(url)
+            if ref is None:
+                _check_literal(url, where, name, found)
                 continue
-            where = str(loaded.path)
-            if doc is not None:
-                line, col = doc.locate(("notify", "routes", name, "urls", index))
-                where += f":{line}:{col}"
-            shown = shown_url(url)
-            errors.append(
-                f"{where}: notify.routes.{name}.urls[{index}]: apprise does "
-                f"not understand {shown} (unknown scheme or missing parts; see the apprise wiki)"
-            )
-    return errors
+            try:
+                value = resolve_route_url(url, environ=environ, config_dir=loaded.config_dir)
+            except SecretError as exc:
+                found.warnings.extend(f"route {name}: {message}" for message in exc.errors)
+                continue
+            if instantiate(value.get_secret_value()) is None:
+                found.errors.append(
+                    f"{where}route {name}: {ref} does not hold a notification URL apprise "
+                    "understands (unknown scheme or missing parts; see the apprise wiki)"
+                )
+    return found
+
+
+def _check_literal(url: str, where: str, route: str, found: UrlProblems) -> None:
+    service = instantiate(url)
+    if service is None:
+        found.errors.append(
+            f"{where}apprise does not understand {shown_url(url)} (unknown scheme or missing "
+            "parts; see the apprise wiki)"
+        )
+        return
+    kind = _secret_kind(url, service)
+    if kind is not None:
+        found.warnings.append(
+            f"{where}this {url.partition('://')[0]}:// URL holds a {kind} in the config file; "
+            f"move the whole URL into a credential (e.g. a file /etc/credstore/{route}_url "
+            f"with LoadCredential={route}_url in the unit) and write credential:{route}_url "
+            "here (or env:NAME, file:PATH)"
+        )
+
+
+def _secret_kind(url: str, service: Any) -> str | None:
+    """`password` or `token` when a literal URL carries a secret apprise would mask."""
+    try:
+        password = urlsplit(url).password
+    except ValueError:
+        password = None
+    if password:
+        return "password"
+    if service.url(privacy=True) != service.url(privacy=False):
+        return "token"
+    return None
+
+
+def _url_place(loaded: LoadedSettings, route: str, index: int) -> str:
+    if loaded.doc is None:
+        return str(loaded.path)
+    line, col = loaded.doc.locate(("notify", "routes", route, "urls", index))
+    return f"{loaded.path}:{line}:{col}"

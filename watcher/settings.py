@@ -70,6 +70,7 @@ __all__ = [
     "default_config_path",
     "fast_poll_allowed",
     "load_settings",
+    "resolve_route_url",
     "resolve_secrets",
 ]
 
@@ -765,12 +766,15 @@ def resolve_secrets(
     return resolved
 
 
-def check_secrets(settings: Settings, *, environ: Mapping[str, str], config_dir: Path) -> list[str]:
+def check_secrets(
+    settings: Settings, *, environ: Mapping[str, str], config_dir: Path, routes: bool = True
+) -> list[str]:
     """Like `resolve_secrets`, but returns the problems as warnings instead of raising.
 
-    For `check` in CI, where credentials are not present. Out: one sentence per problem.
+    For `check` in CI, where credentials are not present; `routes=False` for the API keys
+    only. Out: one sentence per problem.
     """
-    return _resolve_all(settings, environ=environ, config_dir=config_dir)[1]
+    return _resolve_all(settings, environ=environ, config_dir=config_dir, routes=routes)[1]
 
 
 def resolve_route_secrets(
@@ -789,7 +793,12 @@ def resolve_route_secrets(
 
 
 def _resolve_all(
-    settings: Settings, *, environ: Mapping[str, str], config_dir: Path, accounts: bool = True
+    settings: Settings,
+    *,
+    environ: Mapping[str, str],
+    config_dir: Path,
+    accounts: bool = True,
+    routes: bool = True,
 ) -> tuple[ResolvedSecrets, list[str]]:
     resolved = ResolvedSecrets()
     errors: list[str] = []
@@ -801,18 +810,22 @@ def _resolve_all(
             continue
         register_secret(key.get_secret_value())
         resolved.api_keys[account.name] = key
-    for route_name, route in settings.notify.routes.items():
+    for route_name, route in settings.notify.routes.items() if routes else []:
         urls = []
         for url in route.urls:
             try:
-                urls.append(_resolve_url(url, environ=environ, config_dir=config_dir))
+                urls.append(resolve_route_url(url, environ=environ, config_dir=config_dir))
             except SecretError as exc:
                 errors.extend(f"route {route_name}: {message}" for message in exc.errors)
         resolved.route_urls[route_name] = urls
     return resolved, errors
 
 
-def _resolve_url(url: str, *, environ: Mapping[str, str], config_dir: Path) -> SecretStr:
+def resolve_route_url(url: str, *, environ: Mapping[str, str], config_dir: Path) -> SecretStr:
+    """One notification URL of a route: a literal as it is, a reference read.
+
+    Out: the URL as `SecretStr`, registered with the log scrubber. Raises: `SecretError`.
+    """
     ref = parse_ref(url)
     value = SecretStr(url) if ref is None else resolve(ref, environ=environ, base_dir=config_dir)
     register_url_secrets(value.get_secret_value())
