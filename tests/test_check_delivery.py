@@ -14,13 +14,17 @@
 from __future__ import annotations
 
 import io
+import json
 import os
+import signal
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from conftest import API_KEY, Receiver, cli_env, run_cli
+from conftest import API_KEY, REPO, Receiver, cli_env, run_cli, wait_for
 
 from watcher.cli import cmd_check
 from watcher.ledger import EntryState, Ledger, NewEntry
@@ -237,6 +241,39 @@ def test_start_up_names_the_route_and_reference_of_an_unusable_url(
     assert PASSWORD not in result.stderr + result.stdout
     assert "Traceback" not in result.stderr
     assert sim.account.request_count() == 0
+
+
+def test_reload_names_the_route_and_reference_of_an_unusable_url(
+    tmp_path: Path, sim: SimServer
+) -> None:
+    path = ref_config(tmp_path, "json://127.0.0.1:9/other", base=sim.base_url)
+    log = tmp_path / "stderr.log"
+    env = cli_env(HOOK_URL=f"foo://{PASSWORD}@h", WATCHER_ALLOW_FAST_POLL="1")
+    with log.open("w") as err:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "watcher", "--config", str(path), "run"],
+            env=env,
+            cwd=REPO,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+        )
+    try:
+        wait_for(lambda: "cycle.finished" in log.read_text())
+        ref_config(tmp_path, "env:HOOK_URL", base=sim.base_url)
+        process.send_signal(signal.SIGHUP)
+        wait_for(lambda: "config.reload_" in log.read_text())
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=15)
+    events = [json.loads(line) for line in log.read_text().splitlines() if line]
+    (failed,) = [e for e in events if e["event"] == "config.reload_failed"]
+    assert failed["errors"] == [
+        f"{path}:8:39: notify.routes.ops.urls[1]: route ops: env:HOOK_URL does not hold a "
+        "notification URL apprise understands (unknown scheme or missing parts; see the "
+        "apprise wiki)"
+    ]
+    assert PASSWORD not in log.read_text()
+    assert process.returncode == 0
 
 
 # ------------------------------------------------------- 5: a password in a literal URL

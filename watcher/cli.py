@@ -216,9 +216,7 @@ def _runtime(path: Path) -> Runtime:
     try:
         return _load(path)
     except ConfigError as exc:
-        for line in exc.errors:
-            print(line, file=sys.stderr)
-        raise Exit(EXIT_USAGE, f"invalid configuration in {path}") from None
+        raise _invalid_config(path, exc) from None
     except SecretError as exc:
         raise Exit(EXIT_USAGE, str(exc)) from None
 
@@ -424,9 +422,7 @@ async def cmd_notify_test(path: Path, route: str | None) -> int:
     try:
         _usable_urls(loaded)
     except ConfigError as exc:
-        for line in exc.errors:
-            print(line, file=sys.stderr)
-        raise Exit(EXIT_USAGE, f"invalid configuration in {path}") from None
+        raise _invalid_config(path, exc) from None
     runtime = Runtime(loaded, [], secrets)
     _configure_logs(runtime)
     routes = list(runtime.loaded.settings.notify.routes)
@@ -447,6 +443,11 @@ def _settings(path: Path) -> LoadedSettings:
     try:
         return load_settings(path, environ=os.environ)
     except ConfigError as exc:
-        for line in exc.errors:
-            print(line, file=sys.stderr)
-        raise Exit(EXIT_USAGE, f"invalid configuration in {path}") from None
+        raise _invalid_config(path, exc) from None
+
+
+def _invalid_config(path: Path, exc: ConfigError) -> Exit:
+    """Every problem on stderr, one a line; the command then ends with exit 2."""
+    for line in exc.errors:
+        print(line, file=sys.stderr)
+    return Exit(EXIT_USAGE, f"invalid configuration in {path}")
