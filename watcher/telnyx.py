@@ -18,7 +18,7 @@ import enum
 import math
 import random
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -258,6 +258,8 @@ def _money_text(value: object) -> object:
 
 Money = Annotated[Decimal, BeforeValidator(_money_text), Field(allow_inf_nan=False)]
 ItemT = TypeVar("ItemT")
+WireT = TypeVar("WireT")
+OutT = TypeVar("OutT")
 
 
 class _Wire(BaseModel):
@@ -368,6 +370,16 @@ class _TransactionData(_Wire):
 
 class _TransactionBody(_Wire):
     data: _TransactionData
+
+
+@dataclass(frozen=True, slots=True)
+class Page(Generic[ItemT]):
+    """One page of a list endpoint: its number, its items, and whether it is the last."""
+
+    number: int
+    items: list[ItemT]
+    last: bool
+    total_pages: int | None = None
 
 
 # --------------------------------------------------------------------------- top-up
@@ -682,13 +694,32 @@ class TelnyxClient:
 
         `page_size` is clamped to 1..250. Raises TelnyxError, ValueError for a naive time.
         """
+        pages = self.audit_event_pages(
+            created_after=created_after, page_size=page_size, deadline=deadline
+        )
+        return [event async for page in pages for event in page.items]
+
+    def audit_event_pages(
+        self,
+        *,
+        created_after: datetime,
+        page_size: int = MAX_PAGE_SIZE,
+        first_page: int = 1,
+        deadline: float | None = None,
+    ) -> AsyncIterator[Page[AuditEvent]]:
+        """Audit events created after `created_after` (aware), oldest first, one page at a
+        time from `first_page` on; the caller may stop between pages (nothing is held).
+
+        `page_size` is clamped to 1..250. Raises TelnyxError, ValueError for a naive time.
+        """
         params = {
             "filter[created_after]": _query_time(created_after),
             "sort": "asc",
             "page[size]": str(min(max(page_size, 1), MAX_PAGE_SIZE)),
         }
-        items = await self._all_pages("/audit_events", params, _Page[_AuditLog], deadline)
-        return [_to_audit_event(item) for item in items]
+        return self._pages(
+            "/audit_events", params, _Page[_AuditLog], _to_audit_event, first_page, deadline
+        )
 
     async def list_failed_deliveries(
         self, *, started_gte: datetime, deadline: float | None = None
@@ -697,13 +728,34 @@ class TelnyxClient:
 
         The endpoint has no `sort`; order is the server's. Raises TelnyxError, ValueError.
         """
+        pages = self.failed_delivery_pages(started_gte=started_gte, deadline=deadline)
+        return [delivery async for page in pages for delivery in page.items]
+
+    def failed_delivery_pages(
+        self,
+        *,
+        started_gte: datetime,
+        started_lte: datetime | None = None,
+        first_page: int = 1,
+        deadline: float | None = None,
+    ) -> AsyncIterator[Page[WebhookDelivery]]:
+        """Failed deliveries started in [`started_gte`, `started_lte`] (aware; no upper
+        bound when None), one page at a time from `first_page` on.
+
+        The endpoint has no `sort`: with both bounds fixed the pages stay the same from
+        one call to the next, so a read can resume at a page number. The caller may stop
+        between pages. Raises TelnyxError, ValueError for a naive time.
+        """
         params = {
             "filter[status][eq]": "failed",
             "filter[started_at][gte]": _query_time(started_gte),
             "page[size]": str(MAX_PAGE_SIZE),
         }
-        items = await self._all_pages("/webhook_deliveries", params, _Page[_Delivery], deadline)
-        return [_to_delivery(item) for item in items]
+        if started_lte is not None:
+            params["filter[started_at][lte]"] = _query_time(started_lte)
+        return self._pages(
+            "/webhook_deliveries", params, _Page[_Delivery], _to_delivery, first_page, deadline
+        )
 
     async def count_deliveries(
         self, *, started_gte: datetime, deadline: float | None = None
@@ -780,21 +832,26 @@ class TelnyxClient:
 
     # ----------------------------------------------------------------- pagination
 
-    async def _all_pages(
+    async def _pages(
         self,
         endpoint: str,
         params: dict[str, str],
-        model: type[_Page[ItemT]],
+        model: type[_Page[WireT]],
+        convert: Callable[[WireT], OutT],
+        first_page: int,
         deadline: float | None,
-    ) -> list[ItemT]:
-        """Pages 1..N until page_number >= total_pages (or an empty page)."""
-        items: list[ItemT] = []
-        for number in range(1, MAX_PAGES + 1):
+    ) -> AsyncIterator[Page[OutT]]:
+        """Pages `first_page`.. until page_number >= total_pages (or an empty page)."""
+        if first_page < 1:
+            raise ValueError("first_page must be at least 1")
+        for number in range(first_page, first_page + MAX_PAGES):
             response = await self._get(endpoint, {**params, "page[number]": str(number)}, deadline)
             page = _parse(model, response, endpoint)
-            items.extend(page.data)
-            if _is_last_page(page, number):
-                return items
+            last = _is_last_page(page, number)
+            total = page.meta.total_pages if page.meta is not None else None
+            yield Page(number, [convert(item) for item in page.data], last, total)
+            if last:
+                return
         raise TelnyxError(
             f"GET {endpoint}: more than {MAX_PAGES} pages; refusing to read on",
             endpoint=endpoint,

@@ -262,6 +262,8 @@ class SimAccount:
         self._script_offset = Decimal(0)
         self._events: list[_StoredEvent] = []
         self._deliveries: list[_StoredDelivery] = []
+        self._version = 0  # bumped by every added record; keys the listing cache
+        self._listing: dict[str, tuple[tuple[Any, ...], list[JSON]]] = {}  # per endpoint
         self._faults: list[_FaultSlot] = []
         self._requests: list[RecordedRequest] = []
         self._topups: list[Decimal] = []
@@ -381,7 +383,45 @@ class SimAccount:
         }
         with self._lock:
             self._events.append(_StoredEvent(created, visible, event))
+            self._version += 1
         return copy.deepcopy(event)
+
+    def add_audit_backlog(
+        self,
+        count: int,
+        *,
+        start: datetime,
+        end: datetime,
+        change_made_by: str = "account_owner",
+        user_id: str | None = None,
+        record_type: str = "messaging_profile",
+    ) -> None:
+        """Store `count` audit events created evenly over [start, end), visible at once.
+
+        For big backlogs: no copies are made and nothing is returned. Each event has a new
+        id and resource id and one `changes` entry. Raises ValueError for a negative count.
+        """
+        step = _spread(count, start, end)
+        first = _as_utc(start)
+        events = []
+        for i in range(count):
+            created = first + step * i
+            event: JSON = {
+                "id": str(uuid.uuid4()),
+                "record_type": record_type,
+                "change_type": "update",
+                "change_made_by": change_made_by,
+                "changes": [{"field": "webhook_url", "from": None, "to": f"https://x/{i}"}],
+                "created_at": iso(created),
+                "organization_id": ORGANIZATION_ID,
+                "resource_id": str(uuid.uuid4()),
+                "alternate_resource_id": None,
+                "user_id": user_id or OWNER_USER_ID,
+            }
+            events.append(_StoredEvent(created, created, event))
+        with self._lock:
+            self._events.extend(events)
+            self._version += 1
 
     # webhook deliveries
 
@@ -426,7 +466,53 @@ class SimAccount:
         }
         with self._lock:
             self._deliveries.append(_StoredDelivery(started, delivery))
+            self._version += 1
         return copy.deepcopy(delivery)
+
+    def add_webhook_backlog(
+        self,
+        count: int,
+        *,
+        start: datetime,
+        end: datetime,
+        status: str = "failed",
+        event_type: str = "message.finalized",
+        url: str = "https://hooks.example.com/telnyx",
+        http_status: int | None = 500,
+    ) -> None:
+        """Store `count` deliveries started evenly over [start, end), each with one attempt.
+
+        For big backlogs: no copies are made and nothing is returned. Raises ValueError
+        for a negative count or an unknown status.
+        """
+        if status not in DELIVERY_STATUSES:
+            raise ValueError(f"status must be one of {DELIVERY_STATUSES}")
+        step = _spread(count, start, end)
+        first = _as_utc(start)
+        deliveries = []
+        for i in range(count):
+            started = first + step * i
+            attempt = _attempt(status, started, url, http_status, None)
+            delivery: JSON = {
+                "id": str(uuid.uuid4()),
+                "record_type": "webhook_delivery",
+                "user_id": OWNER_USER_ID,
+                "status": status,
+                "started_at": iso(started),
+                "finished_at": attempt["finished_at"],
+                "webhook": {
+                    "event_type": event_type,
+                    "id": str(uuid.uuid4()),
+                    "occurred_at": iso(started - timedelta(seconds=1)),
+                    "payload": {},
+                    "record_type": "event",
+                },
+                "attempts": [attempt],
+            }
+            deliveries.append(_StoredDelivery(started, delivery))
+        with self._lock:
+            self._deliveries.extend(deliveries)
+            self._version += 1
 
     # faults and auth
 
@@ -503,6 +589,22 @@ class SimAccount:
         valid = hmac.compare_digest(token.strip().encode(), key.encode())
         return not revoked and scheme.lower() == "bearer" and valid
 
+    def _listed(
+        self, endpoint: str, key: tuple[Any, ...], build: Callable[[_Snapshot], list[JSON]]
+    ) -> list[JSON]:
+        """The filtered, sorted items of one list query; the last one per endpoint is
+        cached, so that a big backlog read page by page is not sorted for every page."""
+        snapshot = self._snapshot()
+        with self._lock:
+            full_key = (self._version, len(snapshot.events), *key)
+            cached = self._listing.get(endpoint)
+            if cached is not None and cached[0] == full_key:
+                return cached[1]
+        items = build(snapshot)
+        with self._lock:
+            self._listing[endpoint] = (full_key, items)
+        return items
+
     def _snapshot(self) -> _Snapshot:
         now = self.now()
         with self._lock:
@@ -529,6 +631,12 @@ class SimAccount:
             self._topups.append(amount)
             self._transactions.append(transaction)
         return copy.deepcopy(transaction)
+
+
+def _spread(count: int, start: datetime, end: datetime) -> timedelta:
+    if count < 0:
+        raise ValueError("count must not be negative")
+    return (_as_utc(end) - _as_utc(start)) / max(count, 1)
 
 
 def _attempt(
@@ -637,13 +745,17 @@ def _list_audit_events(account: SimAccount, request: RecordedRequest) -> JSON:
     order = query.get("sort", "desc")
     if order not in ("asc", "desc"):
         raise _ApiError(422, "sort must be asc or desc")
-    events = [
-        e
-        for e in account._snapshot().events
-        if (after is None or e.created_at > after) and (before is None or e.created_at < before)
-    ]
-    events.sort(key=lambda e: (e.created_at, e.json["id"]), reverse=order == "desc")
-    return _paginate([e.json for e in events], page)
+
+    def build(snapshot: _Snapshot) -> list[JSON]:
+        events = [
+            e
+            for e in snapshot.events
+            if (after is None or e.created_at > after) and (before is None or e.created_at < before)
+        ]
+        events.sort(key=lambda e: (e.created_at, e.json["id"]), reverse=order == "desc")
+        return [e.json for e in events]
+
+    return _paginate(account._listed("audit", (after, before, order), build), page)
 
 
 def _list_webhook_deliveries(account: SimAccount, request: RecordedRequest) -> JSON:
@@ -656,16 +768,21 @@ def _list_webhook_deliveries(account: SimAccount, request: RecordedRequest) -> J
     lte = _time_param(query, "filter[started_at][lte]")
     types_text = query.get("filter[event_type]")
     types = {t.strip() for t in types_text.split(",")} if types_text is not None else None
-    deliveries = [
-        d
-        for d in account._snapshot().deliveries
-        if (status is None or d.json["status"] == status)
-        and (gte is None or d.started_at >= gte)
-        and (lte is None or d.started_at <= lte)
-        and (types is None or d.json["webhook"]["event_type"] in types)
-    ]
-    deliveries.sort(key=lambda d: (d.started_at, d.json["id"]), reverse=True)
-    return _paginate([d.json for d in deliveries], page)
+
+    def build(snapshot: _Snapshot) -> list[JSON]:
+        deliveries = [
+            d
+            for d in snapshot.deliveries
+            if (status is None or d.json["status"] == status)
+            and (gte is None or d.started_at >= gte)
+            and (lte is None or d.started_at <= lte)
+            and (types is None or d.json["webhook"]["event_type"] in types)
+        ]
+        deliveries.sort(key=lambda d: (d.started_at, d.json["id"]), reverse=True)
+        return [d.json for d in deliveries]
+
+    key = (status, gte, lte, None if types is None else tuple(sorted(types)))
+    return _paginate(account._listed("webhooks", key, build), page)
 
 
 def _get_auto_recharge_prefs(account: SimAccount, request: RecordedRequest) -> JSON:
