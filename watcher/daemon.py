@@ -445,7 +445,7 @@ def summarize(report: CycleReport) -> list[str]:
     ]
     for collected in report.collected:
         snap = collected.snapshot
-        parts = [f"{s}: ok" for s in sorted(collected.succeeded)]
+        parts = [f"{s}: {collected.behind.get(s, 'ok')}" for s in sorted(collected.succeeded)]
         parts += [f"{s}: FAILED ({err})" for s, err in sorted(collected.errors.items())]
         lines.append(f"  account {snap.account}: " + ("; ".join(parts) or "nothing polled"))
         if snap.balance is not None:

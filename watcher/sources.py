@@ -3,14 +3,25 @@
 Incremental: audit events and failed webhook deliveries are read from a stored cursor
 minus an overlap window, deduplicated by id; failed deliveries are kept in the store so
 that windows are counted locally. A failing source becomes a recorded error, never an
-exception. Cursors move only in `Collected.commit`, and only for sources that succeeded.
+exception.
+
+A backlog is read page by page within the cycle's budget: new pages are started only in
+the first `PAGING_SHARE` of the time left, and the read goes on in the next cycle from a
+resume point (the query's fixed bounds and the next page number, in the cursors table).
+Failed deliveries are written to the store page by page, each page with its resume point
+in one transaction, and the webhook cursor moves with the last page. Audit events become
+alerts, so their seen marks, resume point and cursor are written in `Collected.commit`,
+in the cycle's one transaction with the messages: each event is alerted exactly once.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+import contextlib
+import json
+import time
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TypeVar
 
@@ -24,13 +35,17 @@ from watcher.model import (
     SourceName,
     WebhookDelivery,
 )
-from watcher.store import Store
-from watcher.telnyx import TelnyxClient, TelnyxError
+from watcher.store import Store, dt, ts
+from watcher.telnyx import Page, TelnyxClient, TelnyxError
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
 
 DEFAULT_OVERLAP = timedelta(minutes=10)
+
+PAGING_SHARE = 0.75
+"""Share of the budget left when collecting begins in which new pages may be started;
+the rest is for evaluating, committing and delivering."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,28 +59,103 @@ class Needs:
     history: timedelta = timedelta(0)  # balance samples the rules look back on
 
 
+@dataclass(frozen=True, slots=True)
+class Resume:
+    """A paged read: the query's bounds (fixed until the read is done) and the next page."""
+
+    since: datetime
+    until: datetime | None
+    page: int = 1
+
+    def text(self) -> str:
+        until = None if self.until is None else ts(self.until)
+        return json.dumps({"since": ts(self.since), "until": until, "page": self.page})
+
+    @classmethod
+    def parse(cls, text: str | None) -> Resume | None:
+        """The resume point stored as `text`; None for none or an unreadable one."""
+        if text is None:
+            return None
+        try:
+            data = json.loads(text)
+            until = data["until"]
+            page = int(data["page"])
+            resume = cls(dt(data["since"]), None if until is None else dt(until), page)
+        except (ValueError, KeyError, TypeError):
+            log.warning("source.resume_unreadable", resume=text[:100])
+            return None
+        return resume if page >= 1 else None
+
+
 @dataclass(slots=True)
 class Collected:
-    """A snapshot plus what to write back when the cycle commits."""
+    """A snapshot plus what to write back when the cycle commits.
+
+    `cursors` and `resumes` (None: the read is done) are written for sources that
+    succeeded; `behind` says, per source still reading a backlog, how far it got.
+    """
 
     snapshot: AccountSnapshot
     balance: Balance | None = None
     audit_events: list[AuditEvent] = field(default_factory=list)
     succeeded: set[SourceName] = field(default_factory=set)
     errors: dict[SourceName, TelnyxError] = field(default_factory=dict)
+    cursors: dict[SourceName, datetime] = field(default_factory=dict)
+    resumes: dict[SourceName, str | None] = field(default_factory=dict)
+    behind: dict[SourceName, str] = field(default_factory=dict)
 
     def commit(self, store: Store, now: datetime) -> None:
-        """Advance cursors of the sources that succeeded and record source health."""
+        """Write what was read (audit seen marks, cursors, resume points) and record
+        source health."""
         account = self.snapshot.account
         if self.balance is not None:
             store.add_balance_sample(account, now, self.balance)
         if self.audit_events:
             store.mark_audit_seen(account, self.audit_events, now)
+        for source, value in self.cursors.items():
+            store.set_cursor(account, str(source), value)
+        for source, resume in self.resumes.items():
+            store.set_resume(account, str(source), resume)
         for source in self.succeeded:
-            store.set_cursor(account, str(source), now)
             store.record_source_result(account, str(source), now, None)
         for source, error in self.errors.items():
             store.record_source_result(account, str(source), now, str(error), auth=error.auth)
+
+
+@dataclass(frozen=True, slots=True)
+class _Read:
+    """How a paged read ended: `done` (last page read), else the last page read."""
+
+    done: bool
+    page: int = 0
+    total_pages: int | None = None
+
+    def behind(self) -> str:
+        of = f" of {self.total_pages}" if self.total_pages else ""
+        return f"catching up (page {self.page}{of} read)"
+
+
+async def _read_pages(
+    pages: AsyncGenerator[Page[T], None],
+    stop: float | None,
+    take: Callable[[Page[T]], None],
+) -> _Read:
+    """Give each page to `take` until the last one, or until another page would end
+    after `stop` (a monotonic time; judged by the previous page's duration).
+
+    The first page is always read, so every cycle makes progress. Raises TelnyxError.
+    """
+    async with contextlib.aclosing(pages) as stream:
+        began = time.monotonic()
+        async for page in stream:
+            take(page)
+            if page.last:
+                return _Read(True)
+            ended = time.monotonic()
+            if stop is not None and ended + (ended - began) > stop:
+                return _Read(False, page.number, page.total_pages)
+            began = ended
+    return _Read(True)
 
 
 async def collect(
@@ -89,6 +179,7 @@ async def collect(
     balance: Balance | None = None
     new_events: list[AuditEvent] = []
     totals: dict[timedelta, int] = {}
+    stop = _paging_stop(deadline)
 
     async def guarded(source: SourceName, work: Callable[[], Awaitable[T]]) -> T | None:
         try:
@@ -101,26 +192,65 @@ async def collect(
         return value
 
     async def audit() -> list[AuditEvent]:
-        cursor = store.get_cursor(account, str(SourceName.AUDIT)) or first_start
-        events = await client.list_audit_events(
-            created_after=cursor - needs.overlap, deadline=deadline
+        source = SourceName.AUDIT
+        resume = Resume.parse(store.get_resume(account, str(source)))
+        if resume is None:
+            cursor = store.get_cursor(account, str(source)) or first_start
+            resume = Resume(cursor - needs.overlap, None)
+        events: list[AuditEvent] = []
+        ids: set[str] = set()
+
+        def take(page: Page[AuditEvent]) -> None:
+            fresh = [e for e in page.items if e.created_at >= first_start and e.id not in ids]
+            unseen = store.unseen_audit_events(account, fresh)
+            ids.update(e.id for e in unseen)
+            events.extend(unseen)
+
+        pages = client.audit_event_pages(
+            created_after=resume.since, first_page=resume.page, deadline=deadline
         )
-        fresh = [e for e in events if e.created_at >= first_start]
-        return store.unseen_audit_events(account, fresh)
+        read = await _read_pages(pages, stop, take)
+        if read.done:
+            out.cursors[source] = now
+            out.resumes[source] = None
+        else:
+            out.resumes[source] = replace(resume, page=read.page + 1).text()
+            _behind(out, account, source, read)
+        return events
 
     async def webhooks() -> None:
-        oldest = now - needs.window
-        cursor = store.get_cursor(account, str(SourceName.WEBHOOKS)) or oldest
-        since = max(cursor - needs.overlap, oldest)
-        failed = await client.list_failed_deliveries(started_gte=since, deadline=deadline)
-        store.upsert_webhook_failures(account, failed)
         for window in needs.ratio_windows:
             totals[window] = await client.count_deliveries(
                 started_gte=now - window, deadline=deadline
             )
+        source = str(SourceName.WEBHOOKS)
+        scan = Resume.parse(store.get_resume(account, source)) or _webhook_scan(
+            store.get_cursor(account, source), needs, now
+        )
+
+        def take(page: Page[WebhookDelivery]) -> None:
+            with store.transaction():
+                store.upsert_webhook_failures(account, page.items)
+                if page.last:
+                    store.set_cursor(account, source, scan.until or now)
+                    store.set_resume(account, source, None)
+                else:
+                    store.set_resume(account, source, replace(scan, page=page.number + 1).text())
+
+        pages = client.failed_delivery_pages(
+            started_gte=scan.since,
+            started_lte=scan.until,
+            first_page=scan.page,
+            deadline=deadline,
+        )
+        read = await _read_pages(pages, stop, take)
+        if not read.done:
+            _behind(out, account, SourceName.WEBHOOKS, read)
 
     async def get_balance() -> Balance:
-        return await client.get_balance(deadline=deadline)
+        value = await client.get_balance(deadline=deadline)
+        out.cursors[SourceName.BALANCE] = now
+        return value
 
     jobs: list[Awaitable[object]] = []
     if SourceName.BALANCE in needs.sources:
@@ -151,6 +281,32 @@ async def collect(
         errors=_source_errors(store, account, out.errors, now),
     )
     return out
+
+
+def _paging_stop(deadline: float | None) -> float | None:
+    if deadline is None:
+        return None
+    began = time.monotonic()
+    return began + PAGING_SHARE * max(0.0, deadline - began)
+
+
+def _webhook_scan(cursor: datetime | None, needs: Needs, now: datetime) -> Resume:
+    """A new read of failed deliveries: from the cursor minus the overlap (never before
+    the longest window) up to `now`, fixed until the read is done."""
+    oldest = now - needs.window
+    since = max((cursor or oldest) - needs.overlap, oldest)
+    return Resume(since, now)
+
+
+def _behind(out: Collected, account: str, source: SourceName, read: _Read) -> None:
+    out.behind[source] = read.behind()
+    log.info(
+        "source.catching_up",
+        account=account,
+        source=str(source),
+        page=read.page,
+        total_pages=read.total_pages,
+    )
 
 
 def _source_errors(

@@ -534,6 +534,32 @@ class Store:
                 (account, str(source), _ts(value)),
             )
 
+    def get_resume(self, account: str, source: str) -> str | None:
+        """Where an unfinished read of `source` goes on (text the source wrote), or None.
+
+        Kept in the cursors table under `<source>#resume`.
+        """
+        rows = self._query(
+            "SELECT value FROM cursors WHERE account = ? AND source = ?",
+            (account, _resume_key(source)),
+        )
+        return str(rows[0][0]) if rows else None
+
+    def set_resume(self, account: str, source: str, value: str | None) -> None:
+        """Store where the unfinished read of `source` goes on; None: the read is done."""
+        key = _resume_key(source)
+        with self.transaction(), self._errors():
+            if value is None:
+                self._conn.execute(
+                    "DELETE FROM cursors WHERE account = ? AND source = ?", (account, key)
+                )
+                return
+            self._conn.execute(
+                "INSERT INTO cursors (account, source, value) VALUES (?, ?, ?) "
+                "ON CONFLICT (account, source) DO UPDATE SET value = excluded.value",
+                (account, key, value),
+            )
+
     # -- audit ids -----------------------------------------------------------------
 
     def unseen_audit_events(self, account: str, events: Sequence[AuditEvent]) -> list[AuditEvent]:
@@ -810,6 +836,10 @@ class Store:
         if any(deleted.values()):
             log.debug("store.pruned", path=str(self.path), **deleted)
         return deleted
+
+
+def _resume_key(source: str) -> str:
+    return f"{source}#resume"
 
 
 def _make_parent(path: Path) -> None:

@@ -18,7 +18,7 @@ import enum
 import math
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -706,7 +706,7 @@ class TelnyxClient:
         page_size: int = MAX_PAGE_SIZE,
         first_page: int = 1,
         deadline: float | None = None,
-    ) -> AsyncIterator[Page[AuditEvent]]:
+    ) -> AsyncGenerator[Page[AuditEvent], None]:
         """Audit events created after `created_after` (aware), oldest first, one page at a
         time from `first_page` on; the caller may stop between pages (nothing is held).
 
@@ -738,7 +738,7 @@ class TelnyxClient:
         started_lte: datetime | None = None,
         first_page: int = 1,
         deadline: float | None = None,
-    ) -> AsyncIterator[Page[WebhookDelivery]]:
+    ) -> AsyncGenerator[Page[WebhookDelivery], None]:
         """Failed deliveries started in [`started_gte`, `started_lte`] (aware; no upper
         bound when None), one page at a time from `first_page` on.
 
@@ -840,7 +840,7 @@ class TelnyxClient:
         convert: Callable[[WireT], OutT],
         first_page: int,
         deadline: float | None,
-    ) -> AsyncIterator[Page[OutT]]:
+    ) -> AsyncGenerator[Page[OutT], None]:
         """Pages `first_page`.. until page_number >= total_pages (or an empty page)."""
         if first_page < 1:
             raise ValueError("first_page must be at least 1")

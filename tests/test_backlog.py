@@ -1,0 +1,140 @@
+"""A backlog larger than one cycle can read: the real CLI (`once`, one cycle per process)
+against the simulator with a latency per page and a 1 s cycle budget
+(WATCHER_ALLOW_FAST_POLL=1). Each cycle must keep what it read and go on from there."""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from conftest import API_KEY, Receiver, cli_env, run_cli, write_config
+
+from watcher.sim import Fault, SimServer
+from watcher.store import ts
+
+PAGE_LATENCY = 0.25  # seconds per page: a 1 s budget reads a few pages, never all
+MAX_CYCLES = 10  # a cycle reads at least one page; the backlogs are 7 pages
+
+WEBHOOK_RULES = """\
+rules:
+  - {name: all-counted, kind: webhook_failures, window: 1h, at_least: 1540, severity: critical}
+  - {name: counted-twice, kind: webhook_failures, window: 1h, at_least: 1541, severity: critical}
+  - {name: recent, kind: webhook_failures, window: 10m, at_least: 40}
+  - {name: recent-twice, kind: webhook_failures, window: 10m, at_least: 41}
+"""
+
+AUDIT_RULES = """\
+rules:
+  - name: member-change
+    kind: audit
+    severity: critical
+    match: {change_made_by: organization_member}
+"""
+
+
+def once(config: Path) -> str:
+    result = run_cli("--config", str(config), "once", env=cli_env(WATCHER_ALLOW_FAST_POLL="1"))
+    assert result.returncode == 0, result.stderr
+    assert API_KEY not in result.stdout + result.stderr
+    return result.stdout
+
+
+def count(state: Path, sql: str, *params: str) -> int:
+    with sqlite3.connect(f"file:{state}?mode=ro", uri=True) as db:
+        value: int = db.execute(sql, params).fetchone()[0]
+        return value
+
+
+def fast_config(tmp_path: Path, sim: SimServer, receiver: Receiver, rules: str) -> Path:
+    return write_config(tmp_path, sim.base_url, [receiver.url], rules, interval="1s", timeout="1s")
+
+
+def test_webhook_backlog_is_read_page_by_page_over_several_cycles(
+    tmp_path: Path, sim: SimServer, receiver: Receiver
+) -> None:
+    now = datetime.now(UTC)
+    sim.account.add_webhook_backlog(
+        1500, start=now - timedelta(minutes=50), end=now - timedelta(minutes=20)
+    )
+    sim.account.add_webhook_backlog(40, start=now - timedelta(minutes=5), end=now)
+    sim.account.add_webhook_backlog(
+        500, start=now - timedelta(minutes=50), end=now, status="delivered"
+    )
+    sim.account.inject_fault("/webhook_deliveries", Fault.delay(PAGE_LATENCY), times=-1)
+    config = fast_config(tmp_path, sim, receiver, WEBHOOK_RULES)
+    state = tmp_path / "state.db"
+    stored = "SELECT COUNT(*) FROM webhook_failures"
+
+    once(config)
+    progress = [count(state, stored)]
+    assert 0 < progress[0] < 1540, "the first cycle keeps what it read and stops at its budget"
+    while progress[-1] < 1540 and len(progress) < MAX_CYCLES:
+        once(config)
+        progress.append(count(state, stored))
+        assert progress[-1] > progress[-2], f"a cycle made no progress: {progress}"
+    assert progress[-1] == 1540, progress
+
+    recent = now - timedelta(minutes=10)
+    assert (
+        count(state, "SELECT COUNT(*) FROM webhook_failures WHERE started_at >= ?", ts(recent))
+        == 40
+    )
+    fired = sorted(title for title in receiver.titles if "firing" in title)
+    assert fired == [
+        "[CRITICAL] all-counted firing — main",
+        "[WARNING] recent firing — main",
+    ], receiver.titles
+
+    before = sim.account.request_count("/webhook_deliveries")
+    once(config)  # caught up: the next scan re-reads the overlap only, one page
+    assert sim.account.request_count("/webhook_deliveries") - before == 1
+    assert count(state, stored) == 1540
+
+
+def test_audit_backlog_over_several_cycles_alerts_each_event_exactly_once(
+    tmp_path: Path, sim: SimServer, receiver: Receiver
+) -> None:
+    config = fast_config(tmp_path, sim, receiver, AUDIT_RULES)
+    state = tmp_path / "state.db"
+    started = datetime.now(UTC)
+    once(config)  # the very first start: the state is created
+    # inside the overlap window but before the very first start: never alerted
+    sim.account.add_audit_event(
+        created_at=started - timedelta(minutes=1),
+        change_made_by="organization_member",
+        resource_id="res-before-start",
+    )
+    begin = datetime.now(UTC)
+    sim.account.add_audit_backlog(1500, start=begin, end=begin + timedelta(milliseconds=300))
+    expected = [f"res-{i:02d}" for i in range(30)]
+    for i, resource in enumerate(expected):
+        sim.account.add_audit_event(
+            created_at=begin + timedelta(milliseconds=10 * i),
+            change_made_by="organization_member",
+            resource_id=resource,
+        )
+    sim.account.inject_fault("/audit_events", Fault.delay(PAGE_LATENCY), times=-1)
+    seen = "SELECT COUNT(*) FROM audit_seen"
+
+    once(config)
+    progress = [count(state, seen)]
+    assert 0 < progress[0] < 1530, "the first cycle keeps what it read and stops at its budget"
+    while progress[-1] < 1530 and len(progress) < MAX_CYCLES:
+        once(config)
+        progress.append(count(state, seen))
+        assert progress[-1] > progress[-2], f"a cycle made no progress: {progress}"
+    assert progress[-1] == 1530, progress
+    for _ in range(2):  # the overlap is re-read: nothing is alerted again
+        once(config)
+
+    titles = receiver.titles
+    assert len(titles) >= 2, f"the backlog was alerted over several cycles: {titles}"
+    counts = [
+        re.fullmatch(r"\[CRITICAL\] member-change: (\d+) audit events? — main", t) for t in titles
+    ]
+    assert all(counts), titles
+    assert sum(int(m.group(1)) for m in counts if m) == 30
+    listed = [r for m in receiver.messages for r in re.findall(r"res-[\w-]+", str(m["message"]))]
+    assert sorted(listed) == expected, "each matching event is alerted once, none lost"
