@@ -9,9 +9,11 @@ import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 from conftest import API_KEY, Receiver, cli_env, run_cli, write_config
 
 from watcher.sim import Fault, SimServer
+from watcher.sources import Resume
 from watcher.store import ts
 
 PAGE_LATENCY = 0.25  # seconds per page: a 1 s budget reads a few pages, never all
@@ -138,3 +140,83 @@ def test_audit_backlog_over_several_cycles_alerts_each_event_exactly_once(
     assert sum(int(m.group(1)) for m in counts if m) == 30
     listed = [r for m in receiver.messages for r in re.findall(r"res-[\w-]+", str(m["message"]))]
     assert sorted(listed) == expected, "each matching event is alerted once, none lost"
+
+
+def page_queries(sim: SimServer, path: str) -> list[dict[str, str]]:
+    return [r.query for r in sim.account.requests if r.path == path]
+
+
+def test_a_failed_page_keeps_the_pages_before_it_and_the_next_cycle_resumes_there(
+    tmp_path: Path, sim: SimServer, receiver: Receiver
+) -> None:
+    now = datetime.now(UTC)
+    sim.account.add_webhook_backlog(1000, start=now - timedelta(minutes=40), end=now)
+    for _ in range(2):  # pages 1 and 2 are answered, page 3 is refused
+        sim.account.inject_fault("/webhook_deliveries", Fault.delay(0))
+    sim.account.inject_fault("/webhook_deliveries", Fault.status(422))
+    config = write_config(tmp_path, sim.base_url, [receiver.url], WEBHOOK_RULES)
+    state = tmp_path / "state.db"
+
+    first = once(config)
+    assert "webhooks: FAILED" in first
+    assert count(state, "SELECT COUNT(*) FROM webhook_failures") == 500
+    asked = len(page_queries(sim, "/webhook_deliveries"))
+    once(config)
+    resumed = page_queries(sim, "/webhook_deliveries")[asked:]
+    assert [q["page[number]"] for q in resumed] == ["3", "4"]
+    bounds = {(q["filter[started_at][gte]"], q["filter[started_at][lte]"]) for q in resumed}
+    assert len(bounds) == 1, "a resumed read keeps the bounds it started with"
+    assert count(state, "SELECT COUNT(*) FROM webhook_failures") == 1000
+
+
+def test_a_failed_audit_page_loses_and_repeats_nothing(
+    tmp_path: Path, sim: SimServer, receiver: Receiver
+) -> None:
+    config = write_config(tmp_path, sim.base_url, [receiver.url], AUDIT_RULES)
+    once(config)  # the very first start
+    begin = datetime.now(UTC)
+    for i in range(600):
+        member = i % 100 == 0
+        sim.account.add_audit_event(
+            created_at=begin + timedelta(microseconds=i),
+            change_made_by="organization_member" if member else "account_owner",
+            resource_id=f"res-{i:03d}" if member else None,
+        )
+    sim.account.inject_fault("/audit_events", Fault.delay(0))
+    sim.account.inject_fault("/audit_events", Fault.status(422))  # page 2 of 3
+
+    assert "audit: FAILED" in once(config)
+    assert receiver.messages == []
+    once(config)
+    once(config)
+    assert receiver.titles == ["[CRITICAL] member-change: 6 audit events — main"]
+    listed = re.findall(r"res-\d+", str(receiver.messages[0]["message"]))
+    assert listed == [f"res-{i:03d}" for i in range(0, 600, 100)]
+
+
+T0 = datetime(2026, 12, 1, 10, 0, 0, 123456, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    "resume",
+    [Resume(T0, T0 + timedelta(minutes=5), 7), Resume(T0, None), Resume(T0, None, 250)],
+)
+def test_a_resume_point_reads_back_as_written(resume: Resume) -> None:
+    assert Resume.parse(resume.text()) == resume
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        None,
+        "",
+        "not json",
+        "[]",
+        '{"since": "2026-12-01T10:00:00+00:00", "until": null}',
+        '{"since": "yesterday", "until": null, "page": 2}',
+        '{"since": "2026-12-01T10:00:00+00:00", "until": null, "page": 0}',
+        '{"since": "2026-12-01T10:00:00+00:00", "until": 5, "page": 2}',
+    ],
+)
+def test_an_unreadable_resume_point_means_a_new_read(text: str | None) -> None:
+    assert Resume.parse(text) is None

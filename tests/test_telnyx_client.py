@@ -241,6 +241,40 @@ async def test_webhook_pagination_reads_three_pages_then_stops(make_client: Any)
     assert all(api.params(i)["page[size]"] == "250" for i in range(3))
 
 
+async def test_failed_delivery_pages_resume_at_a_page_with_a_fixed_upper_bound(
+    make_client: Any,
+) -> None:
+    def delivery(n: int) -> dict[str, Any]:
+        return {"id": f"d-{n}", "started_at": "2026-11-23T10:00:00Z", "status": "failed"}
+
+    api = FakeApi(paged([[delivery(1)], [delivery(2)], [delivery(3)], [delivery(4)]]))
+    until = SINCE + timedelta(minutes=30, microseconds=5)
+    async with make_client(api) as client:
+        pages = client.failed_delivery_pages(started_gte=SINCE, started_lte=until, first_page=2)
+        seen = [(p.number, [d.id for d in p.items], p.last, p.total_pages) async for p in pages]
+    assert seen == [(2, ["d-2"], False, 4), (3, ["d-3"], False, 4), (4, ["d-4"], True, 4)]
+    assert {api.params(i)["filter[started_at][lte]"] for i in range(3)} == {"2026-11-23T10:30:00Z"}
+    assert {api.params(i)["filter[started_at][gte]"] for i in range(3)} == {"2026-11-23T10:00:00Z"}
+
+
+async def test_audit_pages_stop_when_the_caller_stops(make_client: Any) -> None:
+    api = FakeApi(paged([[audit_item(1)], [audit_item(2)], [audit_item(3)]]))
+    async with make_client(api) as client:
+        async for page in client.audit_event_pages(created_after=SINCE):
+            assert [e.id for e in page.items] == ["ev-1"]
+            break
+    assert len(api.requests) == 1
+
+
+async def test_first_page_below_one_is_refused(make_client: Any) -> None:
+    api = FakeApi(paged([[audit_item(1)]]))
+    async with make_client(api) as client:
+        with pytest.raises(ValueError, match="first_page"):
+            async for _ in client.audit_event_pages(created_after=SINCE, first_page=0):
+                pass
+    assert api.requests == []
+
+
 @pytest.mark.parametrize(
     ("body", "expected_ids"),
     [
