@@ -662,25 +662,36 @@ class Store:
         return new
 
     def webhook_failures(self, account: str, since: datetime) -> list[WebhookDelivery]:
-        """Stored failed deliveries of `account` started at or after `since`, oldest first."""
-        rows = self._query(
-            "SELECT id, started_at, status, event_type, url, http_status, error "
-            "FROM webhook_failures WHERE account = ? AND started_at >= ? "
-            "ORDER BY started_at, id",
-            (account, _ts(since)),
-        )
-        return [
-            WebhookDelivery(
-                id=id_,
-                started_at=_dt(started_at),
-                status=status,
-                event_type=event_type,
-                url=url,
-                http_status=http_status,
-                error=error,
+        """Stored failed deliveries of `account` started at or after `since`, oldest first.
+
+        Rows are read one by one (never all of them as well as the result), and texts
+        that repeat from row to row (status, event type, URL, error) are one object each,
+        so that a window of 50,000 failures costs a few MB, not tens.
+        """
+        shared: dict[str, str] = {}
+
+        def one(text: str) -> str:
+            return shared.setdefault(text, text)
+
+        with self._errors():
+            rows = self._conn.execute(
+                "SELECT id, started_at, status, event_type, url, http_status, error "
+                "FROM webhook_failures WHERE account = ? AND started_at >= ? "
+                "ORDER BY started_at, id",
+                (account, _ts(since)),
             )
-            for id_, started_at, status, event_type, url, http_status, error in rows
-        ]
+            return [
+                WebhookDelivery(
+                    id=id_,
+                    started_at=_dt(started_at),
+                    status=one(status),
+                    event_type=one(event_type),
+                    url=one(url),
+                    http_status=http_status,
+                    error=one(error),
+                )
+                for id_, started_at, status, event_type, url, http_status, error in rows
+            ]
 
     # -- alert states --------------------------------------------------------------
 
