@@ -1,11 +1,13 @@
 """A backlog larger than one cycle can read: the real CLI (`once`, one cycle per process)
 against the simulator with a latency per page and a 1 s cycle budget
-(WATCHER_ALLOW_FAST_POLL=1). Each cycle must keep what it read and go on from there."""
+(WATCHER_ALLOW_FAST_POLL=1). Each cycle must keep what it read and go on from there.
+At the end, table-driven unit tests of the resume point and of the paging stop."""
 
 from __future__ import annotations
 
 import re
 import sqlite3
+from collections.abc import AsyncGenerator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -13,8 +15,9 @@ import pytest
 from conftest import API_KEY, Receiver, cli_env, run_cli, write_config
 
 from watcher.sim import Fault, SimServer
-from watcher.sources import Resume
+from watcher.sources import Resume, _read_pages
 from watcher.store import ts
+from watcher.telnyx import Page
 
 PAGE_LATENCY = 0.25  # seconds per page: a 1 s budget reads a few pages, never all
 MAX_CYCLES = 10  # a cycle reads at least one page; the backlogs are 7 pages
@@ -220,3 +223,24 @@ def test_a_resume_point_reads_back_as_written(resume: Resume) -> None:
 )
 def test_an_unreadable_resume_point_means_a_new_read(text: str | None) -> None:
     assert Resume.parse(text) is None
+
+
+async def three_pages() -> AsyncGenerator[Page[int], None]:
+    for number in (1, 2, 3):
+        yield Page(number, [number], number == 3, 3)
+
+
+@pytest.mark.parametrize(
+    ("stop", "taken", "done", "page"),
+    [
+        pytest.param(None, [1, 2, 3], True, 0, id="no-budget-reads-all"),
+        pytest.param(float("inf"), [1, 2, 3], True, 0, id="time-left-reads-all"),
+        pytest.param(0.0, [1], False, 1, id="spent-reads-one-page-only"),
+    ],
+)
+async def test_pages_are_read_while_time_is_left_and_at_least_one(
+    stop: float | None, taken: list[int], done: bool, page: int
+) -> None:
+    got: list[int] = []
+    read = await _read_pages(three_pages(), stop, lambda p: got.extend(p.items))
+    assert (got, read.done, read.page) == (taken, done, page)
