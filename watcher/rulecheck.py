@@ -24,7 +24,7 @@ from watcher.routecheck import delivery_problems
 from watcher.ruleload import LoadedRules
 from watcher.rules import AuditRule, ForecastRule, Rule, WebhookFailuresRule
 from watcher.settings import LoadedSettings
-from watcher.yamlfile import ConfigError, YamlDoc, format_loc, load_yaml
+from watcher.yamlfile import YamlDoc, format_loc
 
 Place = tuple[str, YamlDoc, int]  # path, document, index of the rule in `rules:`
 
@@ -141,11 +141,7 @@ def _forecast_problems(rule: ForecastRule, interval: timedelta) -> Iterator[tupl
 
 def _places(found: LoadedRules) -> dict[str, Place]:
     places: dict[str, Place] = {}
-    for path in found.files:
-        try:
-            doc = load_yaml(path)
-        except ConfigError:
-            continue
+    for path, doc in found.docs.items():  # parsed once by `load_rules`
         entries = doc.data.get("rules") if isinstance(doc.data, dict) else None
         for index, entry in enumerate(entries if isinstance(entries, list) else []):
             name = entry.get("name") if isinstance(entry, dict) else None

@@ -10,7 +10,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from watcher.rules import Rule, RuleFile
-from watcher.yamlfile import ConfigError, format_validation_errors, load_yaml
+from watcher.yamlfile import ConfigError, YamlDoc, format_validation_errors, load_yaml
 
 
 @dataclass(slots=True)
@@ -23,6 +23,7 @@ class LoadedRules:
     warnings: list[str] = field(default_factory=list)
     locations: dict[str, str] = field(default_factory=dict)  # rule name -> file:line:col
     unmatched: list[str] = field(default_factory=list)  # globs that match no file
+    docs: dict[Path, YamlDoc] = field(default_factory=dict)  # each file parsed once, kept
 
 
 def unmatched_warning(pattern: str) -> str:
@@ -52,7 +53,7 @@ def load_rules(patterns: Sequence[str], base_dir: Path) -> LoadedRules:
     out.files, out.unmatched = expand(patterns, base_dir)
     out.warnings = [unmatched_warning(p) for p in out.unmatched]
     for path in out.files:
-        for rule, where in _load_file(path, out.errors):
+        for rule, where in _load_file(path, out):
             first = out.locations.get(rule.name)
             if first is not None:
                 out.errors.append(f"{where}: rule name {rule.name!r} is already used at {first}")
@@ -62,12 +63,14 @@ def load_rules(patterns: Sequence[str], base_dir: Path) -> LoadedRules:
     return out
 
 
-def _load_file(path: Path, errors: list[str]) -> list[tuple[Rule, str]]:
+def _load_file(path: Path, out: LoadedRules) -> list[tuple[Rule, str]]:
+    errors = out.errors
     try:
         doc = load_yaml(path)
     except ConfigError as exc:
         errors.extend(exc.errors)
         return []
+    out.docs[path] = doc
     if doc.data is None:
         return []
     if not isinstance(doc.data, dict):

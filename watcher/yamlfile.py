@@ -1,27 +1,32 @@
 """YAML files with line numbers, so that every config error names `file:line:col`.
 
-`load_yaml` parses a file twice over the same text: `yaml.safe_load` for the data and
-`yaml.compose` for the node tree, whose marks locate pydantic errors (which carry a
-`loc` path but never a line).
+`load_yaml` parses a file once: the parser's events (libyaml's C parser where PyYAML has
+it, else PyYAML's own) are composed without recursion into both the plain data (as
+`yaml.safe_load` would give it) and a compact tree of marks, which locates pydantic
+errors (they carry a `loc` path but never a line). Nesting deeper than `MAX_DEPTH`, a
+key given twice in one mapping and a value that cannot be read are errors with a place.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pydantic
 import yaml
-from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+from watcher.yamlbuild import MAX_DEPTH, Marks, build
+
+__all__ = ["MAX_DEPTH", "ConfigError", "Place", "YamlDoc", "load_yaml"]
 
 Loc = tuple[int | str, ...]
 
-_MERGE_TAG = "tag:yaml.org,2002:merge"
 _KEY_ERRORS = frozenset({"extra_forbidden"})
 _MISSING_ERRORS = frozenset({"missing", "missing_keyword_argument"})
 _MESSAGE_PREFIXES = ("Value error, ", "Assertion failed, ")
+_PARSER_ERRORS = (yaml.scanner.ScannerError, yaml.parser.ParserError)
 
 
 class ConfigError(Exception):
@@ -47,10 +52,10 @@ class Place:
 
 @dataclass(frozen=True, slots=True)
 class YamlDoc:
-    """A parsed YAML file: plain `data` and the `root` node tree (None when empty)."""
+    """A parsed YAML file: plain `data` and the `root` of its marks (None when empty)."""
 
     data: Any
-    root: Node | None
+    root: Marks | None
 
     def locate(self, loc: Loc, *, key: bool = False) -> tuple[int, int]:
         """Find the node a pydantic error `loc` points at.
@@ -71,12 +76,14 @@ class YamlDoc:
         shown loc; `extra_forbidden` points at the key node).
         Out: a `Place`.
         """
-        node = self.root
-        mark_node = node
+        marks = self.root
+        if marks is None:
+            return Place(1, 1, ())
+        node, mark = 0, 0
         shown: list[int | str] = []
         for index, element in enumerate(loc):
             last = index == len(loc) - 1
-            child = _child(node, element)
+            child = _child(marks, node, element)
             if child is None:
                 if last and error_type in _MISSING_ERRORS:
                     shown.append(element)
@@ -86,65 +93,63 @@ class YamlDoc:
             about_key = (last and error_type in _KEY_ERRORS) or loc[index + 1 : index + 2] == (
                 "[key]",
             )
-            at_key = about_key and key_node is not None
-            mark_node = key_node if at_key else value_node
+            mark = key_node if about_key and key_node is not None else value_node
             node = value_node
-        if mark_node is None:
-            return Place(1, 1, tuple(shown))
-        mark = mark_node.start_mark
-        return Place(mark.line + 1, mark.column + 1, tuple(shown))
+        line, col = marks.place(mark)
+        return Place(line, col, tuple(shown))
 
 
-def _child(node: Node | None, element: int | str) -> tuple[Node | None, Node] | None:
-    if isinstance(node, MappingNode):
-        return _mapping_child(node, str(element))
-    if isinstance(node, SequenceNode) and isinstance(element, int):
-        items: list[Node] = node.value
-        return (None, items[element]) if 0 <= element < len(items) else None
-    return None
-
-
-def _mapping_child(node: MappingNode, name: str) -> tuple[Node, Node] | None:
-    for key_node, value_node in _pairs(node):
-        if isinstance(key_node, ScalarNode) and key_node.value == name:
-            return key_node, value_node
-    return None
-
-
-def _pairs(node: MappingNode) -> Iterator[tuple[Node, Node]]:
-    """Key/value pairs, later keys first (they win), then those pulled in by `<<:`."""
-    merges: list[Node] = []
-    for key_node, value_node in reversed(node.value):
-        if key_node.tag == _MERGE_TAG:
-            merges.append(value_node)
-        else:
-            yield key_node, value_node
-    for merged in merges:
-        sources = merged.value if isinstance(merged, SequenceNode) else [merged]
-        for source in sources:
-            if isinstance(source, MappingNode):
-                yield from _pairs(source)
+def _child(marks: Marks, node: int, element: int | str) -> tuple[int | None, int] | None:
+    if isinstance(element, int):
+        item = marks.item(node, element)
+        if item is not None:
+            return None, item
+    return marks.find(node, str(element))
 
 
 def load_yaml(path: Path) -> YamlDoc:
-    """Read and parse one YAML file (safe loader: plain dicts, lists and scalars).
+    """Read and parse one YAML file (safe types only: dicts, lists and scalars).
 
     In: a path. Out: a `YamlDoc`; an empty file gives `data=None`, `root=None`.
     Raises: `ConfigError` for a missing or unreadable file (`path: no such file`), a
-    syntax error (`path:line:col: problem`) or a key given twice in one mapping.
+    syntax error (`path:line:col: problem`), nesting deeper than `MAX_DEPTH`, a value
+    that cannot be read, or keys given twice in one mapping (each at its place).
     """
     text = _read(path)
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        data, root, duplicates = build(text)
+    except _PARSER_ERRORS as exc:
+        raise ConfigError(_syntax_error(path, _python_error(text) or exc)) from None
     except yaml.MarkedYAMLError as exc:
         raise ConfigError(_syntax_error(path, exc)) from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-    duplicates = list(_duplicate_keys(path, root))
     if duplicates:
-        raise ConfigError(duplicates)
+        raise ConfigError(
+            [
+                f"{path}:{line}:{col}: duplicate key {key!r} (first at line {first})"
+                for (line, col), key, first in duplicates
+            ]
+        )
     return YamlDoc(data=data, root=root)
+
+
+def _python_error(text: str) -> yaml.MarkedYAMLError | None:
+    """The same syntax error as PyYAML's own parser words it (the messages users know).
+
+    Only on the error path; the pure-Python parser is not recursive, so any input is safe.
+    """
+    loader: Any = yaml.SafeLoader(text)
+    try:
+        while loader.get_event() is not None and loader.check_event():
+            pass
+    except yaml.MarkedYAMLError as exc:
+        return exc
+    except yaml.YAMLError:
+        return None
+    finally:
+        loader.dispose()
+    return None
 
 
 def _read(path: Path) -> str:
@@ -166,36 +171,6 @@ def _syntax_error(path: Path, exc: yaml.MarkedYAMLError) -> str:
     if mark is None:
         return f"{path}: {problem}"
     return f"{path}:{mark.line + 1}:{mark.column + 1}: {problem}"
-
-
-def _duplicate_keys(path: Path, node: Node | None) -> Iterator[str]:
-    seen: set[int] = set()
-    stack = [node] if node is not None else []
-    while stack:
-        current = stack.pop()
-        if id(current) in seen:
-            continue
-        seen.add(id(current))
-        if isinstance(current, MappingNode):
-            yield from _duplicates_in(path, current)
-            stack.extend(value for pair in current.value for value in pair)
-        elif isinstance(current, SequenceNode):
-            stack.extend(current.value)
-
-
-def _duplicates_in(path: Path, node: MappingNode) -> Iterator[str]:
-    first: dict[str, int] = {}
-    for key_node, _ in node.value:
-        if not isinstance(key_node, ScalarNode) or key_node.tag == _MERGE_TAG:
-            continue
-        mark = key_node.start_mark
-        if key_node.value in first:
-            yield (
-                f"{path}:{mark.line + 1}:{mark.column + 1}: duplicate key "
-                f"{key_node.value!r} (first at line {first[key_node.value]})"
-            )
-        else:
-            first[key_node.value] = mark.line + 1
 
 
 def format_loc(loc: Loc) -> str:
