@@ -80,6 +80,69 @@ def test_invalid_rules_are_refused(data: dict[str, Any], message: str) -> None:
     assert message in str(exc.value)
 
 
+@pytest.mark.parametrize(
+    ("side", "levels", "message"),
+    [
+        (
+            "below",
+            {"warning": 50, "critical": 100},
+            "`below`: the warning level (50) can never fire, as any value below it is also "
+            "below the critical level (100); make critical lower than warning",
+        ),
+        (
+            "below",
+            {"warning": 50, "critical": 50},
+            "`below`: the warning level (50) can never fire, as any value below it is also "
+            "below the critical level (50); make critical lower than warning",
+        ),
+        (
+            "below",
+            {"info": 100, "warning": 200, "critical": 10},
+            "`below`: the info level (100) can never fire, as any value below it is also "
+            "below the warning level (200); make warning lower than info",
+        ),
+        (
+            "below",
+            {"info": 300, "warning": 100, "critical": 150},
+            "`below`: the warning level (100) can never fire, as any value below it is also "
+            "below the critical level (150); make critical lower than warning",
+        ),
+        (
+            "above",
+            {"warning": 500, "critical": 100},
+            "`above`: the warning level (500) can never fire, as any value above it is also "
+            "above the critical level (100); make critical higher than warning",
+        ),
+        (
+            "above",
+            {"info": 900, "critical": 1000, "warning": 800},
+            "`above`: the info level (900) can never fire, as any value above it is also "
+            "above the warning level (800); make warning higher than info",
+        ),
+    ],
+)
+def test_inverted_levels_are_refused(side: str, levels: dict[str, int], message: str) -> None:
+    with pytest.raises(ValidationError) as exc:
+        rule(kind="balance", **{side: levels})
+    (error,) = exc.value.errors()
+    assert error["msg"] == f"Value error, {message}"
+
+
+@pytest.mark.parametrize(
+    ("side", "levels"),
+    [
+        ("below", {"warning": 100, "critical": 50}),
+        ("below", {"info": 500, "warning": 100, "critical": 50}),
+        ("below", {"info": 500, "critical": 50}),
+        ("above", {"warning": 500, "critical": 1000}),
+        ("above", {"info": 100, "warning": 500, "critical": 1000}),
+        ("above", {"critical": 1000}),
+    ],
+)
+def test_ordered_levels_are_accepted(side: str, levels: dict[str, int]) -> None:
+    assert rule(kind="balance", **{side: levels})
+
+
 def test_bad_name_is_refused() -> None:
     with pytest.raises(ValidationError, match="pattern"):
         RULE.validate_python({"name": "Low Credit", "kind": "audit"})

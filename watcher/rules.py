@@ -231,12 +231,30 @@ class BalanceRule(_MoneyRule):
                 raise ValueError("the threshold map needs at least one severity")
             if "severity" in self.model_fields_set:
                 raise ValueError("`severity` is not allowed when thresholds are given per severity")
+        problem = self._level_order_problem()
+        if problem:
+            raise ValueError(problem)
         least = self.least_severe_threshold
         if self.clear_above is not None and self.clear_above < least:
             raise ValueError(f"`clear_above` must be at least the threshold {least}")
         if self.clear_below is not None and self.clear_below > least:
             raise ValueError(f"`clear_below` must be at most the threshold {least}")
         return self
+
+    def _level_order_problem(self) -> str:
+        """Why a level can never fire, or "": with `below`, a more severe level must be
+        lower (with `above`, higher), else the less severe one is always outdone."""
+        side, word = ("below", "lower") if self.below is not None else ("above", "higher")
+        ordered = sorted(self.levels.items())
+        for index, (mild, mild_at) in enumerate(ordered):
+            for severe, severe_at in ordered[index + 1 :]:
+                if (severe_at >= mild_at) if side == "below" else (severe_at <= mild_at):
+                    return (
+                        f"`{side}`: the {mild.label} level ({mild_at}) can never fire, as any "
+                        f"value {side} it is also {side} the {severe.label} level "
+                        f"({severe_at}); make {severe.label} {word} than {mild.label}"
+                    )
+        return ""
 
     @property
     def levels(self) -> dict[Severity, Decimal]:
