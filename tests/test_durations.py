@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
+from conftest import cli_env, run_cli
 from pydantic import BaseModel, ValidationError
 
 from watcher.durations import Duration, duration_text, format_duration, parse_duration
@@ -23,10 +25,6 @@ from watcher.durations import Duration, duration_text, format_duration, parse_du
         (" 45s ", timedelta(seconds=45)),
         ("1d2h3m4s", timedelta(days=1, hours=2, minutes=3, seconds=4)),
         ("0.5s", timedelta(milliseconds=500)),
-        ("90", timedelta(seconds=90)),
-        (90, timedelta(seconds=90)),
-        (0, timedelta(0)),
-        (1.5, timedelta(seconds=1.5)),
         (timedelta(minutes=3), timedelta(minutes=3)),
     ],
 )
@@ -47,6 +45,12 @@ def test_parse_duration_accepts(text: str | int | float | timedelta, expected: t
         ("1.5m", "'1.5m' is not a duration"),
         ("5 minutes", "'5 minutes' is not a duration"),
         (-3, "negative"),
+        (90, '90: a duration needs a unit, e.g. "90s"'),
+        (0, '0: a duration needs a unit, e.g. "0s"'),
+        (1.5, '1.5: a duration needs a unit, e.g. "1.5s"'),
+        ("10", '10: a duration needs a unit, e.g. "10s"'),
+        (" 7 ", '7: a duration needs a unit, e.g. "7s"'),
+        ("2.5", '2.5: a duration needs a unit, e.g. "2.5s"'),
         (True, "True is not a duration"),
         (float("nan"), "is not a duration"),
         (timedelta(seconds=-1), "negative"),
@@ -112,7 +116,50 @@ def test_duration_field_error_is_clear() -> None:
     assert error["msg"] == "'5x' is not a duration; use e.g. 90s, 5m, 1h30m, 2d"
 
 
-def test_duration_json_schema_is_text_or_seconds() -> None:
+def test_duration_field_without_unit_shows_the_fix() -> None:
+    with pytest.raises(ValidationError) as caught:
+        _Model.model_validate({"wait": 7})
+    (error,) = caught.value.errors()
+    assert error["msg"] == '7: a duration needs a unit, e.g. "7s"'
+
+
+def test_duration_json_schema_is_text_with_a_unit() -> None:
     schema = _Model.model_json_schema()["properties"]["wait"]
-    types = {option["type"] for option in schema["anyOf"]}
-    assert types == {"string", "integer"}
+    assert schema["type"] == "string"
+    assert "anyOf" not in schema
+    assert "unit" in schema["description"]
+
+
+def test_cli_duration_without_unit_is_refused_with_the_fix(tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(f"rules: []\nstate: {{path: {tmp_path / 'state.db'}}}\n")
+    done = run_cli(
+        "--config", str(config), "silence", "add", "x", "--duration", "10", "--reason", "r"
+    )
+    assert done.returncode == 2, done.stderr
+    assert '10: a duration needs a unit, e.g. "10s"' in done.stderr
+    done = run_cli("--config", str(config), "topups", "--since", "7")
+    assert done.returncode == 2, done.stderr
+    assert '7: a duration needs a unit, e.g. "7s"' in done.stderr
+
+
+def test_environment_duration_without_unit_is_refused(tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text("rules: []\n")
+    done = run_cli(
+        "--config", str(config), "check", env=cli_env(WATCHER_NOTIFY__REPEAT_INTERVAL="600")
+    )
+    assert done.returncode == 1, done.stderr
+    assert '600: a duration needs a unit, e.g. "600s"' in done.stderr
+
+
+def test_rule_test_times_need_a_unit(tmp_path: Path) -> None:
+    (tmp_path / "rules.yaml").write_text("rules:\n  - {name: low, kind: balance, below: 10}\n")
+    spec = tmp_path / "low_test.yaml"
+    spec.write_text(
+        "rule_files: [rules.yaml]\ntests:\n  - name: t\n    balance: {available_credit: '5'}\n"
+        "    expect:\n      - {at: 0, alerts: []}\n"
+    )
+    done = run_cli("test", str(spec))
+    assert done.returncode == 1
+    assert '0: a duration needs a unit, e.g. "0s"' in done.stdout

@@ -1,11 +1,14 @@
 """Durations as operators write them: `90s`, `5m`, `1h30m`, `2d`.
 
-Pure: no I/O. `Duration` is the pydantic field type used by settings and rules; it
-accepts the text form (or a bare number of seconds) and serialises back to text.
+Pure: no I/O. `Duration` is the pydantic field type used by settings, rules and rule
+tests; it accepts the text form only and serialises back to text. A bare number (`7`,
+`"10"`) is refused with the fix (`7: a duration needs a unit, e.g. "7s"`): seconds are
+not assumed.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import timedelta
 from decimal import Decimal, InvalidOperation
@@ -20,32 +23,42 @@ _PATTERN = re.compile(
     r"(?:(?P<d>\d+)d)?\s*(?:(?P<h>\d+)h)?\s*(?:(?P<m>\d+)m)?\s*(?:(?P<s>\d+(?:\.\d{1,6})?)s)?"
 )
 _TEXT_PATTERN = r"^\s*(\d+d)?\s*(\d+h)?\s*(\d+m)?\s*(\d+(\.\d{1,6})?s)?\s*$"
+_BARE_NUMBER = re.compile(r"\d+(?:\.\d+)?")
 
 
 def parse_duration(text: str | int | float | timedelta) -> timedelta:
     """Parse a duration.
 
     In: `"90s"`, `"5m"`, `"1h30m"`, `"2d"`, `"1d12h"`, `"0s"` (units in the order d h m s,
-    each at most once, optional spaces between them), a bare integer or number of
-    seconds (`90`, `"90"`, `1.5`), or a `timedelta`.
+    each at most once, optional spaces between them), or a `timedelta`.
     Out: a non-negative `timedelta`.
-    Raises: `ValueError` naming the input and showing valid forms.
+    Raises: `ValueError` naming the input and showing valid forms; for a number without
+    a unit (`7`, `"10"`, `1.5`), showing it with one (`7: a duration needs a unit, e.g.
+    "7s"`).
     """
     if isinstance(text, timedelta):
         return _non_negative(text, text)
     if isinstance(text, bool):
         raise ValueError(f"{text!r} is not a duration; {_HINT}")
     if isinstance(text, int | float):
-        return _from_seconds(Decimal(str(text)), text)
+        if text < 0:
+            raise ValueError(f"{text!r} is negative; a duration is at least 0s")
+        if not math.isfinite(text):
+            raise ValueError(f"{text!r} is not a duration; {_HINT}")
+        raise ValueError(_needs_unit(str(text)))
     if not isinstance(text, str):
         raise ValueError(f"{text!r} is not a duration; {_HINT}")
     return _parse_text(text)
 
 
+def _needs_unit(number: str) -> str:
+    return f'{number}: a duration needs a unit, e.g. "{number}s"'
+
+
 def _parse_text(text: str) -> timedelta:
     stripped = text.strip()
-    if stripped.isdigit():
-        return timedelta(seconds=int(stripped))
+    if _BARE_NUMBER.fullmatch(stripped):
+        raise ValueError(_needs_unit(stripped))
     match = _PATTERN.fullmatch(stripped)
     if not stripped or match is None:
         raise ValueError(f"{text!r} is not a duration; {_HINT}")
@@ -134,13 +147,11 @@ Duration = Annotated[
     PlainSerializer(duration_text, return_type=str),
     WithJsonSchema(
         {
-            "anyOf": [
-                {"type": "string", "pattern": _TEXT_PATTERN},
-                {"type": "integer", "minimum": 0},
-            ],
-            "description": "a duration: 90s, 5m, 1h30m, 2d (a bare number means seconds)",
+            "type": "string",
+            "pattern": _TEXT_PATTERN,
+            "description": "a duration with a unit: 90s, 5m, 1h30m, 2d (a bare number is refused)",
             "examples": ["90s", "5m", "1h30m", "2d"],
         }
     ),
 ]
-"""A pydantic field type for durations: reads `"1h30m"` or seconds, dumps `"1h30m"`."""
+"""A pydantic field type for durations: reads `"1h30m"`, dumps `"1h30m"`."""
