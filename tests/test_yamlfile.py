@@ -1,4 +1,4 @@
-"""The one YAML loader (`watcher.yamlfile.load_yaml`): data as `yaml.safe_load` gives it,
+"""The one YAML loader (`watcher.yamlfile.load_yaml`): data as PyYAML's safe loader gives it,
 marks for every node, duplicate keys, and hostile nesting turned into a `file:line`
 error — for config files, rule files and `test` files, in `check`, `test` and a SIGHUP
 reload of the running daemon."""
@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 import signal
+import tempfile
 import time
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
@@ -15,9 +16,12 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import Receiver, run_cli, wait_for, write_config
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from notify_socket import Listener, listening
 from test_service import LOW_CREDIT, _start, _stop
 
+from watcher import yamlbuild
 from watcher.rulecheck import rule_warnings
 from watcher.ruleload import load_rules
 from watcher.sim import SimServer
@@ -217,8 +221,6 @@ def test_several_documents_are_one_error(tmp_path: Path) -> None:
 
 
 def test_the_c_parser_is_used_where_pyyaml_has_it() -> None:
-    from watcher import yamlbuild
-
     if yaml.__with_libyaml__:
         assert yamlbuild._Loader is yaml.CSafeLoader
     else:  # pragma: no cover - a PyYAML built without libyaml
@@ -237,3 +239,37 @@ def test_check_reads_each_rule_file_once(tmp_path: Path) -> None:
         f"{rules}:5:10: rules[0].for: 1m30s is not a multiple of poll.interval (1m): the "
         "condition is seen once per poll, so it takes effect as 2m"
     ]
+
+
+def test_a_value_its_tag_cannot_read_is_an_error_with_a_place(tmp_path: Path) -> None:
+    path = tmp_path / "bad-date.yaml"
+    path.write_text("poll:\n  since: 2026-13-45\n")
+    with pytest.raises(ConfigError) as caught:
+        load_yaml(path)
+    assert caught.value.errors == [
+        f"{path}:2:10: '2026-13-45' is not a valid timestamp: month must be in 1..12"
+    ]
+
+
+_PIECES = [*"ab1.0-: \n[]{},&*!<=?~#'\"x|>", "<<", "!!set ", "&a ", "*a", "\n  ", "- "]
+YAMLISH = st.lists(st.sampled_from(_PIECES), max_size=30).map("".join)
+
+
+@settings(max_examples=400, deadline=None)
+@given(text=YAMLISH)
+def test_same_data_as_the_safe_loader_or_an_error_with_a_place(text: str) -> None:
+    try:  # the same parser's own safe loader (libyaml and PyYAML differ on a few edges)
+        expected, readable = yaml.load(text, Loader=yamlbuild._Loader), True  # noqa: S506 (a SafeLoader)
+    except (yaml.YAMLError, ValueError, TypeError):
+        expected, readable = None, False
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "f.yaml"
+        path.write_text(text, encoding="utf-8")
+        try:
+            got = load_yaml(path).data
+        except ConfigError as exc:
+            assert all(line.startswith(f"{path}") for line in exc.errors)
+            assert not readable or all("duplicate key" in line for line in exc.errors), text
+            return
+    assert readable, text
+    assert got == expected or repr(got) == repr(expected), text

@@ -1,11 +1,11 @@
-"""One pass over a YAML text: the data `yaml.safe_load` gives, and a compact tree of marks.
+"""One pass over a YAML text: the data PyYAML's safe loader gives, and a table of marks.
 
 The parser's events come from libyaml's C parser when PyYAML was built with it
 (`yaml.CSafeLoader`), else from PyYAML's own; tags are resolved and scalars constructed
 by PyYAML's safe resolver and constructors, so values are typed exactly as
-`yaml.safe_load` types them (merge keys `<<` included). Composition is a loop over an
-explicit stack, never a recursion, and stops at `MAX_DEPTH` levels with an error at the
-collection that is one too deep: neither PyYAML's recursive composer (RecursionError)
+`yaml.load(text, Loader=yaml.CSafeLoader)` (else `yaml.safe_load`) types them, merge keys
+`<<` included. Composition is a loop over an explicit stack, never a recursion, and
+stops at `MAX_DEPTH` levels with an error at the collection that is one too deep: neither PyYAML's recursive composer (RecursionError)
 nor libyaml's (a crash of the process) ever sees hostile nesting.
 
 Marks are one flat table for the whole document instead of PyYAML's node tree (a node
@@ -176,12 +176,13 @@ Item = tuple[Any, int, str | None, str | None, Any]  # data, node, raw text, tag
 
 
 class _Builder:
-    def __init__(self, text: str) -> None:
+    def __init__(self, text: str | bytes) -> None:
         self.loader = _Loader(text)
         self.marks = Marks()
         self.anchors: dict[str, tuple[Any, int, Any]] = {}
         self.duplicates: list[Duplicate] = []
-        self.strings: dict[str, str] = {}  # one object per short text: keys repeat a lot
+        self.strings: dict[str, str] = {}  # one object per short quoted text
+        self.plain: dict[str, tuple[str, str, Any]] = {}  # text -> (text, tag, data)
 
     def document(self) -> Any:
         """The data of the single document of the stream (None when there is none)."""
@@ -254,17 +255,27 @@ class _Builder:
         return data, node, None, None, mark
 
     def scalar(self, event: Any, stack: list[_Frame]) -> Item:
-        value = event.value
-        if len(value) <= _INTERN_UP_TO:
-            value = self.strings.setdefault(value, value)
-        tag = event.tag
-        if tag is None or tag == "!":
-            tag = self.loader.resolve(ScalarNode, value, event.implicit)
-        data = value if tag in _KEY_TAGS else self.construct(tag, event)
+        value, tag = event.value, event.tag
+        untagged = tag is None or tag == "!"
+        implicit = event.implicit
+        if untagged and implicit[0] and len(value) <= _INTERN_UP_TO:
+            known = self.plain.get(value)  # short plain scalars repeat: keys, numbers, words
+            if known is None:
+                tag = self.loader.resolve(ScalarNode, value, implicit)
+                data = value if tag in _KEY_TAGS else self.construct(tag, event)
+                known = self.plain[value] = (value, tag, data)  # all immutable
+            value, tag, data = known
+        else:
+            if len(value) <= _INTERN_UP_TO:
+                value = self.strings.setdefault(value, value)
+            if untagged:
+                tag = self.loader.resolve(ScalarNode, value, implicit)
+            data = value if tag in _KEY_TAGS else self.construct(tag, event)
         is_key = bool(stack) and stack[-1].mapping and stack[-1].key is None
         kind = _MERGE_KEY if is_key and tag == _MERGE else _SCALAR
         node = self.marks.add(kind, _pos(event.start_mark), value)
-        self.anchor(event, data, node)
+        if event.anchor is not None:
+            self.anchor(event, data, node)
         return data, node, value, tag, event.start_mark
 
     def construct(self, tag: str, event: Any) -> Any:
@@ -418,11 +429,11 @@ def _hashable(key: Any) -> bool:
     return True
 
 
-def build(text: str) -> tuple[Any, Marks | None, list[Duplicate]]:
+def build(text: str | bytes) -> tuple[Any, Marks | None, list[Duplicate]]:
     """Parse `text` once.
 
-    In: the text of one YAML document (an empty text is no document).
-    Out: `(data, marks, duplicates)`: data as `yaml.safe_load` gives it, the marks of
+    In: the text of one YAML document, or its UTF-8 bytes (an empty text is no document).
+    Out: `(data, marks, duplicates)`: data as PyYAML's safe loader gives it, the marks of
     every node (None when there is no document), and keys given twice in one mapping,
     in file order.
     Raises: `yaml.MarkedYAMLError` (syntax, undefined alias, more than one document,

@@ -2,7 +2,7 @@
 
 `load_yaml` parses a file once: the parser's events (libyaml's C parser where PyYAML has
 it, else PyYAML's own) are composed without recursion into both the plain data (as
-`yaml.safe_load` would give it) and a compact tree of marks, which locates pydantic
+PyYAML's safe loader would give it) and a compact tree of marks, which locates pydantic
 errors (they carry a `loc` path but never a line). Nesting deeper than `MAX_DEPTH`, a
 key given twice in one mapping and a value that cannot be read are errors with a place.
 """
@@ -134,7 +134,7 @@ def load_yaml(path: Path) -> YamlDoc:
     return YamlDoc(data=data, root=root)
 
 
-def _python_error(text: str) -> yaml.MarkedYAMLError | None:
+def _python_error(text: bytes) -> yaml.MarkedYAMLError | None:
     """The same syntax error as PyYAML's own parser words it (the messages users know).
 
     Only on the error path; the pure-Python parser is not recursive, so any input is safe.
@@ -152,15 +152,19 @@ def _python_error(text: str) -> yaml.MarkedYAMLError | None:
     return None
 
 
-def _read(path: Path) -> str:
+def _read(path: Path) -> bytes:
+    """The file's bytes, once known to be UTF-8 (the parser reads the bytes themselves:
+    no second copy of a large file)."""
     try:
-        return path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
+        raw.decode("utf-8")
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such file") from None
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start})") from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    return raw
 
 
 def _syntax_error(path: Path, exc: yaml.MarkedYAMLError) -> str:
