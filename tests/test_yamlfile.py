@@ -273,3 +273,15 @@ def test_same_data_as_the_safe_loader_or_an_error_with_a_place(text: str) -> Non
             return
     assert readable, text
     assert got == expected or repr(got) == repr(expected), text
+
+
+def test_a_long_chain_of_merges_is_located_without_recursion(tmp_path: Path) -> None:
+    links = 3_000
+    lines = ["m0: &m0 {deep: 1}"]
+    lines += [f"m{i}: &m{i} {{<<: *m{i - 1}, k{i}: {i}}}" for i in range(1, links)]
+    lines.append(f"top: {{<<: *m{links - 1}}}")
+    path = tmp_path / "chain.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    doc = load_yaml(path)
+    assert doc.data["top"]["deep"] == 1
+    assert doc.locate(("top", "deep")) == (1, 16)

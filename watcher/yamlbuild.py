@@ -5,8 +5,9 @@ The parser's events come from libyaml's C parser when PyYAML was built with it
 by PyYAML's safe resolver and constructors, so values are typed exactly as
 `yaml.load(text, Loader=yaml.CSafeLoader)` (else `yaml.safe_load`) types them, merge keys
 `<<` included. Composition is a loop over an explicit stack, never a recursion, and
-stops at `MAX_DEPTH` levels with an error at the collection that is one too deep: neither PyYAML's recursive composer (RecursionError)
-nor libyaml's (a crash of the process) ever sees hostile nesting.
+stops at `MAX_DEPTH` levels with an error at the collection that is one too deep:
+neither PyYAML's recursive composer (RecursionError) nor libyaml's (a crash of the
+process) ever sees hostile nesting.
 
 Marks are one flat table for the whole document instead of PyYAML's node tree (a node
 object and two mark objects per scalar cost more than the data itself): per node, in
@@ -122,28 +123,30 @@ class Marks:
 
     def find(self, node: int, name: str) -> tuple[int, int] | None:
         """`(key node, value node)` of key `name` in a mapping node, as the data has it:
-        the last explicit key, else merged ones (later `<<:` first, each list in order)."""
-        node = self.target(node)
-        if self.kinds[node] != _MAPPING:
-            return None
-        kids = self.children(node)
-        merges = []
-        for index in range(len(kids) - 2, -1, -2):
-            key, value = kids[index], kids[index + 1]
-            if self.kinds[key] == _MERGE_KEY:
-                merges.append(self.target(value))
-            elif self.texts[key] == name and self.kinds[key] == _SCALAR:
-                return key, self.target(value)
-        for merged in merges:
-            sources = (
-                [self.target(k) for k in self.children(merged)]
-                if self.kinds[merged] == _SEQUENCE
-                else [merged]
-            )
-            for source in sources:
-                found = self.find(source, name)
-                if found is not None:
-                    return found
+        the last explicit key, else merged ones (later `<<:` first, each list in order).
+        Iterative: a long chain of merges cannot exhaust the stack."""
+        pending = [self.target(node)]
+        seen: set[int] = set()
+        while pending:
+            mapping = pending.pop()
+            if mapping in seen or self.kinds[mapping] != _MAPPING:
+                continue
+            seen.add(mapping)
+            kids = self.children(mapping)
+            merged: list[int] = []
+            for index in range(len(kids) - 2, -1, -2):
+                key, value = kids[index], kids[index + 1]
+                if self.kinds[key] == _MERGE_KEY:
+                    merged.append(self.target(value))
+                elif self.texts[key] == name and self.kinds[key] == _SCALAR:
+                    return key, self.target(value)
+            sources: list[int] = []
+            for source in merged:
+                if self.kinds[source] == _SEQUENCE:
+                    sources += [self.target(item) for item in self.children(source)]
+                else:
+                    sources.append(source)
+            pending += reversed(sources)  # the first source is looked at first
         return None
 
     def place(self, node: int) -> tuple[int, int]:
