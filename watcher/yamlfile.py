@@ -2,7 +2,7 @@
 
 `load_yaml` parses a file once: the parser's events (libyaml's C parser where PyYAML has
 it, else PyYAML's own) are composed without recursion into both the plain data (as
-PyYAML's safe loader would give it) and a compact tree of marks, which locates pydantic
+PyYAML's safe loader would give it) and a compact table of marks, which locates pydantic
 errors (they carry a `loc` path but never a line). Nesting deeper than `MAX_DEPTH`, a
 key given twice in one mapping and a value that cannot be read are errors with a place.
 """
