@@ -181,6 +181,9 @@ def main() -> int:
             wall, cpu, rss, code, tail = run_check(directory)
             worst_wall, worst_rss = max(worst_wall, wall), max(worst_rss, rss)
             print(f"{run:>3}  {wall:>7.2f}  {cpu:>7.2f}  {rss:>11.1f}  {code:>4}  {tail[:50]}")
+        own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(f"(this bench process peaked at {own:.1f} MB: a child's figure above that is")
+        print(" its own, not the RSS it inherited at fork)")
         verdict = "met" if worst_wall < 10 and worst_rss < 150 else "NOT met"
         print(f"target < 10 s and < 150 MB (peak RSS is the largest child so far): {verdict}")
     return 0
