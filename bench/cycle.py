@@ -222,7 +222,7 @@ def start_and_measure(config: Path, *, cycles: int, warmup: int, interval_s: flo
     """One `run` process: time to READY=1; with `cycles`, CPU per cycle and RSS."""
     with notify_socket() as notify:
         started = time.monotonic()
-        proc = subprocess.Popen(  # noqa: S603
+        proc = subprocess.Popen(
             command(config, "run"),
             env=child_env(notify.path),
             cwd=REPO,
@@ -255,7 +255,7 @@ def command_wall_s(config: Path, args: list[str], repeat: int = 3) -> float:
     times = []
     for _ in range(repeat):
         started = time.monotonic()
-        subprocess.run(  # noqa: S603
+        subprocess.run(
             command(config, *args),
             env=child_env(None),
             cwd=REPO,
