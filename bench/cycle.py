@@ -13,7 +13,7 @@ AF_UNIX/SOCK_DGRAM `NOTIFY_SOCKET` (as systemd gives it). Measures:
 - RSS: VmRSS (and the peak VmHWM) of the child after the last measured cycle;
 - wall time of the commands that need no notification (`check`, `status`, `schema`).
 
-    .venv/bin/python bench/cycle.py [--cycles 40] [--interval 1s] [--starts 3]
+    .venv/bin/python bench/cycle.py [--cycles 40] [--interval 1s] [--starts 3] [--exe PATH]
 
 Targets (issue 9): ≤ 5 ms CPU per cycle, ≤ 60 MiB RSS, ≤ 0.6 s exec → READY=1.
 """
@@ -174,18 +174,21 @@ def child_env(notify: str | None) -> dict[str, str]:
     return env
 
 
+EXE = [str(Path(sys.executable).parent / "account-watcher")]
+
+
 def command(config: Path, *args: str) -> list[str]:
-    return [str(Path(sys.executable).parent / "account-watcher"), "--config", str(config), *args]
+    return [*EXE, "--config", str(config), *args]
 
 
 # ---------------------------------------------------------------------------- /proc
 
 
-def cpu_ticks_s(pid: int) -> float:
-    """utime + stime of `pid` in seconds (clock-tick resolution)."""
+def cpu_ticks_s(pid: int) -> tuple[float, float]:
+    """(utime, stime) of `pid` in seconds (clock-tick resolution)."""
     text = Path(f"/proc/{pid}/stat").read_text()
     fields = text[text.rindex(")") + 2 :].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS  # fields 14 and 15 of stat(5)
+    return int(fields[11]) / TICKS, int(fields[12]) / TICKS  # fields 14 and 15 of stat(5)
 
 
 def cpu_sched_s(pid: int) -> float:
@@ -212,10 +215,17 @@ def memory_mib(pid: int) -> dict[str, float]:
 @dataclass
 class Run:
     ready_s: float
-    cpu_ms: float = 0.0
+    ready_cpu_s: float
+    user_ms: float = 0.0
+    sys_ms: float = 0.0
     sched_ms: float = 0.0
+    idle_ms_per_s: float = 0.0
     rss_mib: float = 0.0
     hwm_mib: float = 0.0
+
+    @property
+    def cpu_ms(self) -> float:
+        return self.user_ms + self.sys_ms
 
 
 def start_and_measure(config: Path, *, cycles: int, warmup: int, interval_s: float) -> Run:
@@ -231,16 +241,19 @@ def start_and_measure(config: Path, *, cycles: int, warmup: int, interval_s: flo
         )
         try:
             at, _ = notify.wait("READY", 1, timeout=30)
-            run = Run(ready_s=at - started)
+            run = Run(ready_s=at - started, ready_cpu_s=sum(cpu_ticks_s(proc.pid)))
             if cycles:
                 timeout = interval_s * 3 + 10
                 notify.wait("STATUS", 1 + warmup, timeout=timeout * (1 + warmup))
-                ticks, sched = cpu_ticks_s(proc.pid), cpu_sched_s(proc.pid)
-                notify.wait("STATUS", 1 + warmup + cycles, timeout=timeout * cycles)
-                run.cpu_ms = (cpu_ticks_s(proc.pid) - ticks) * 1000 / cycles
+                (user, system), sched = cpu_ticks_s(proc.pid), cpu_sched_s(proc.pid)
+                at, _ = notify.wait("STATUS", 1 + warmup + cycles, timeout=timeout * cycles)
+                user_end, system_end = cpu_ticks_s(proc.pid)
+                run.user_ms = (user_end - user) * 1000 / cycles
+                run.sys_ms = (system_end - system) * 1000 / cycles
                 run.sched_ms = (cpu_sched_s(proc.pid) - sched) * 1000 / cycles
                 memory = memory_mib(proc.pid)
                 run.rss_mib, run.hwm_mib = memory["VmRSS"], memory["VmHWM"]
+                run.idle_ms_per_s = idle_cpu(proc.pid, at, interval_s)
         finally:
             proc.send_signal(signal.SIGTERM)
             try:
@@ -249,6 +262,17 @@ def start_and_measure(config: Path, *, cycles: int, warmup: int, interval_s: flo
                 proc.kill()
                 proc.wait()
     return run
+
+
+def idle_cpu(pid: int, cycle_end: float, interval_s: float) -> float:
+    """CPU ms per second of `pid` between two cycles (from a cycle's end + 10% of the
+    interval to 80% of it: the loop, the metrics thread, nothing polled)."""
+    begin = cycle_end + interval_s * 0.1
+    end = cycle_end + interval_s * 0.8
+    time.sleep(max(0.0, begin - time.monotonic()))
+    first, since = cpu_sched_s(pid), time.monotonic()
+    time.sleep(max(0.0, end - time.monotonic()))
+    return (cpu_sched_s(pid) - first) * 1000 / (time.monotonic() - since)
 
 
 def command_wall_s(config: Path, args: list[str], repeat: int = 3) -> float:
@@ -281,7 +305,13 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=3, help="cycles skipped first")
     parser.add_argument("--interval", default="1s", help="poll.interval (with a unit)")
     parser.add_argument("--starts", type=int, default=3, help="starts timed to READY=1")
+    parser.add_argument(
+        "--exe",
+        help="the account-watcher to measure (default: this venv's one)",
+    )
     args = parser.parse_args()
+    if args.exe:
+        EXE[:] = [args.exe]
     interval_s = parse_seconds(args.interval)
     account = seeded_account()
     with (
@@ -306,18 +336,24 @@ def main() -> None:
             for name, argv in (("check", ["check"]), ("status", ["status"]), ("schema", ["schema"]))
         }
     ready = statistics.median(r.ready_s for r in runs)
+    ready_cpu = statistics.median(r.ready_cpu_s for r in runs)
     rows = [
         ("CPU per cycle (/proc/PID/stat)", f"{steady.cpu_ms:.2f} ms", f"≤ {TARGET_CPU_MS:g} ms"),
+        ("  of which user / system", f"{steady.user_ms:.2f} / {steady.sys_ms:.2f} ms", ""),
         ("CPU per cycle (schedstat, ns)", f"{steady.sched_ms:.2f} ms", f"≤ {TARGET_CPU_MS:g} ms"),
+        ("CPU between cycles, per second", f"{steady.idle_ms_per_s:.2f} ms", ""),
         ("RSS after the cycles (VmRSS)", f"{steady.rss_mib:.1f} MiB", f"≤ {TARGET_RSS_MIB:g} MiB"),
         ("peak RSS (VmHWM)", f"{steady.hwm_mib:.1f} MiB", ""),
         ("exec → READY=1 (median)", f"{ready:.3f} s", f"≤ {TARGET_READY_S:g} s"),
         ("exec → READY=1 (each start)", " ".join(f"{r.ready_s:.2f}" for r in runs), ""),
+        ("CPU used by READY=1 (median)", f"{ready_cpu:.3f} s", ""),
         *((f"`{name}` wall time (median of 3)", f"{s:.3f} s", "") for name, s in walls.items()),
     ]
+    load = os.getloadavg()[0]
     print(
         f"account-watcher run: 3 sources, interval {args.interval}, /metrics on, "
-        f"{args.cycles} cycles after {args.warmup} warm-up; {requests} API requests in all"
+        f"{args.cycles} cycles after {args.warmup} warm-up; {requests} API requests in all; "
+        f"load average {load:.1f} on {os.cpu_count()} CPUs"
     )
     width = max(len(r[0]) for r in rows)
     print(f"{'measure':{width}}  {'value':>18}  target")
