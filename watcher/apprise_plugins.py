@@ -97,15 +97,17 @@ def _declares(path: Path, schema: str) -> bool:
     """True when a plugin module (file, or package directory) assigns a `protocol` or
     `secure_protocol` literal that contains `schema`."""
     files = sorted(path.rglob("*.py")) if path.is_dir() else [path]
+    quoted = (f'"{schema}"'.encode(), f"'{schema}'".encode())
     for file in files:
         try:
-            text = file.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError):
+            data = file.read_bytes()
+        except OSError:
             continue
-        if schema not in text:
+        if not any(q in data for q in quoted):  # most files: no decoding, no regex
             continue
+        text = data.decode("utf-8", "replace")
         for assigned in _PROTOCOL.finditer(text):
             literals = {a or b for a, b in _LITERAL.findall(assigned.group(1))}
-            if schema in {s.lower() for s in literals}:
+            if schema in literals:
                 return True
     return False
