@@ -10,8 +10,17 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
-# Installs pinned versions (constraints.txt); the stamp re-runs it when they change.
-$(VENV)/.installed: pyproject.toml constraints.txt | $(BIN)/python
+# Pinned versions (constraints.txt). Two stamps, each re-run when the pins change: the
+# runtime dependencies only (`make demo`, `make check`), and with the test extras
+# (ruff, mypy, pytest, hypothesis...: `make test`, `make venv`).
+RUNTIME := $(VENV)/.installed-runtime
+TESTING := $(VENV)/.installed-test
+
+$(RUNTIME): pyproject.toml constraints.txt | $(BIN)/python
+	$(BIN)/pip install --quiet -c constraints.txt -e .
+	touch $@
+
+$(TESTING): $(RUNTIME) pyproject.toml constraints.txt
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[test]'
 	touch $@
 
@@ -19,27 +28,27 @@ $(PRISM): package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-venv: $(VENV)/.installed
+venv: $(TESTING)
 
-demo: $(VENV)/.installed
+demo: $(RUNTIME)
 	$(BIN)/account-watcher demo
 
-lint: $(VENV)/.installed
+lint: $(TESTING)
 	$(BIN)/ruff check watcher tests bench
 	$(BIN)/ruff format --check watcher tests bench
 
-typecheck: $(VENV)/.installed
+typecheck: $(TESTING)
 	$(BIN)/mypy
 
-check: $(VENV)/.installed
+check: $(RUNTIME)
 	$(BIN)/account-watcher --config config.yaml.example check
 	$(BIN)/account-watcher test rules/tests/*.yaml
 
 # The unit's exposure score (systemd-analyze security, at most 1.1) and verify.
-systemd-check: $(VENV)/.installed
+systemd-check: $(RUNTIME)
 	sh systemd/check-unit.sh systemd/account-watcher.service $(BIN)/account-watcher
 
-unit: $(VENV)/.installed $(PRISM)
+unit: $(TESTING) $(PRISM)
 	PRISM_BIN=$(CURDIR)/$(PRISM) $(BIN)/pytest -q
 
 test: lint typecheck check systemd-check unit

@@ -11,6 +11,7 @@ three poll intervals (or the daemon started less than three intervals ago), else
 
 from __future__ import annotations
 
+import contextlib
 import resource
 import socket
 import socketserver
@@ -44,6 +45,7 @@ HEALTHY_INTERVALS = 3
 BALANCE_FIELDS = ("balance", "available_credit", "credit_limit", "pending")
 DURATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 _STATUS_FILE = Path("/proc/self/status")
+POLL_INTERVAL_S = 5.0  # how often the idle server thread wakes up; stop() wakes it at once
 
 
 class Metrics:
@@ -262,7 +264,10 @@ class MetricsServer:
         httpd = _server_class(self.address[0])(self.address, _handler(self.metrics))
         self._httpd = httpd
         self._thread = threading.Thread(
-            target=httpd.serve_forever, kwargs={"poll_interval": 0.2}, name="metrics", daemon=True
+            target=httpd.serve_forever,
+            kwargs={"poll_interval": POLL_INTERVAL_S},
+            name="metrics",
+            daemon=True,
         )
         self._thread.start()
         log.info("metrics.listening", host=self.address[0], port=self.port)
@@ -271,10 +276,24 @@ class MetricsServer:
         httpd, thread = self._httpd, self._thread
         if httpd is None or thread is None:
             return
-        httpd.shutdown()
+        # shutdown() waits until serve_forever sees its flag, which it does when select()
+        # returns: a connection of our own makes that happen now, not at the next poll.
+        stopper = threading.Thread(target=httpd.shutdown, name="metrics-stop", daemon=True)
+        stopper.start()
+        while stopper.is_alive():
+            _wake(httpd.server_address[:2])
+            stopper.join(0.05)
         httpd.server_close()
         thread.join(timeout=5)
         self._httpd = self._thread = None
+
+
+def _wake(address: tuple[Any, ...]) -> None:
+    """Connect to our own listener once (and close): its select() returns."""
+    host, port = str(address[0]), int(address[1])
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)  # noqa: S104
+    with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.5):
+        pass
 
 
 class _Server(ThreadingHTTPServer):

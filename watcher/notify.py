@@ -12,16 +12,18 @@ import hashlib
 import logging
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-import apprise
 import structlog
 from pydantic import SecretStr
 
-from watcher import logs
+from watcher import apprise_plugins, logs
 from watcher.model import Severity
 from watcher.render import Message
+
+if TYPE_CHECKING:  # imported where a URL is first used: `status`, `schema`... need none
+    import apprise
 
 log = structlog.get_logger(__name__)
 
@@ -84,10 +86,12 @@ def quiet_apprise() -> Iterator[None]:
 def instantiate(url: str) -> Any:
     """apprise's plugin object for `url`, or None when apprise cannot use it."""
     with quiet_apprise():
-        return apprise.Apprise.instantiate(url)
+        return apprise_plugins.instantiate(url)
 
 
 def _sender(url: SecretStr) -> _Sender:
+    import apprise
+
     apobj = apprise.Apprise()
     service = instantiate(url.get_secret_value())
     if service is None or not apobj.add(service):
@@ -146,6 +150,8 @@ class Notifier:
 
         A URL no longer configured (after a reload) is a failed delivery.
         """
+        import apprise
+
         sender = self._senders.get((route, target_id))
         if sender is None:
             return Delivery(route, "(no longer configured)", False, "URL no longer configured")
@@ -182,6 +188,8 @@ def _why(result: Any) -> str:
 
 
 def _notify_type(message: Message) -> apprise.NotifyType:
+    import apprise
+
     from watcher.lifecycle import Reason
 
     if message.reason is Reason.RESOLVED:
