@@ -253,7 +253,8 @@ async def test_failed_delivery_pages_resume_at_a_page_with_a_fixed_upper_bound(
         pages = client.failed_delivery_pages(started_gte=SINCE, started_lte=until, first_page=2)
         seen = [(p.number, [d.id for d in p.items], p.last, p.total_pages) async for p in pages]
     assert seen == [(2, ["d-2"], False, 4), (3, ["d-3"], False, 4), (4, ["d-4"], True, 4)]
-    assert {api.params(i)["filter[started_at][lte]"] for i in range(3)} == {"2026-11-23T10:30:00Z"}
+    # the upper bound is rounded up: a delivery started at 10:30:00.000001 is in the range
+    assert {api.params(i)["filter[started_at][lte]"] for i in range(3)} == {"2026-11-23T10:30:01Z"}
     assert {api.params(i)["filter[started_at][gte]"] for i in range(3)} == {"2026-11-23T10:00:00Z"}
 
 

@@ -20,7 +20,7 @@ import random
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from importlib import metadata
 from types import TracebackType
@@ -502,11 +502,16 @@ def _utc(value: datetime) -> datetime:
     return value.astimezone(UTC)
 
 
-def _query_time(value: datetime) -> str:
-    """ISO 8601 UTC with `Z`, whole seconds (truncated, so the bound never moves later)."""
+def _query_time(value: datetime, *, upper: bool = False) -> str:
+    """ISO 8601 UTC with `Z`, whole seconds: a lower bound is truncated (it never moves
+    later), an `upper` bound rounded up (it never moves earlier), so that no item of the
+    range [lower, upper] is left out."""
     if value.tzinfo is None:
         raise ValueError("a naive datetime was given; pass an aware UTC datetime")
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    value = value.astimezone(UTC)
+    if upper and value.microsecond:
+        value = value.replace(microsecond=0) + timedelta(seconds=1)
+    return value.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _to_balance(body: _BalanceBody) -> Balance:
@@ -754,7 +759,7 @@ class TelnyxClient:
             "page[size]": str(MAX_PAGE_SIZE),
         }
         if started_lte is not None:
-            params["filter[started_at][lte]"] = _query_time(started_lte)
+            params["filter[started_at][lte]"] = _query_time(started_lte, upper=True)
         return self._pages(
             "/webhook_deliveries", params, _Page[_Delivery], _to_delivery, first_page, deadline
         )
