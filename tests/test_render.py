@@ -210,3 +210,23 @@ def test_source_down_message_gives_advice() -> None:
     assert message.title == "[CRITICAL] watcher-source-down firing — main [balance]"
     assert "Source balance is failing: the API rejected the key" in message.body
     assert "Check the API key" in message.body
+
+
+def test_a_transition_without_a_finding_falls_back_to_the_last_values() -> None:
+    """No finding this cycle (the source failed): the summary's facts are unknown, so
+    the default headline with the last values is used, never a half-filled template."""
+    rule = RULE.validate_python(
+        {
+            "name": "low-credit",
+            "kind": "balance",
+            "below": 50,
+            "summary": "{account}: credit {value} {currency} below {threshold}",
+        }
+    )
+    transition = Transition(
+        Reason.REPEAT, KEY, Severity.CRITICAL, T0 + timedelta(hours=4), firing_state(T0), None
+    )
+    assert render(transition, rule).body.splitlines() == [
+        "available_credit is 45.00 USD, below 50.00 USD.",
+        "Firing since 2026-11-23 10:00 UTC; account main.",
+    ]

@@ -117,3 +117,27 @@ def test_muted_route_gets_nothing_other_route_still_does(
     cli(config, "once")
     assert receiver.messages == []
     assert receiver2.titles == ["[WARNING] low-credit firing — main"]
+
+
+SUMMARY = (
+    "rules:\n  - {name: low-credit, kind: balance, below: 50, severity: critical,\n"
+    '     summary: "{account}: credit {value} {currency} below {threshold}"}\n'
+)
+
+
+def test_still_firing_after_a_silence_reads_like_a_repeat(
+    tmp_path: Path, sim: SimServer, receiver: Receiver
+) -> None:
+    """The message at the end of a silence has this cycle's values, filled as a repeat."""
+    config = write_config(tmp_path, sim.base_url, [receiver.url], SUMMARY)
+    cli(config, "silence", "add", "low-*", "--duration", "1h", "--reason", "topping up now")
+    sim.account.set_balance("10.00")
+    cli(config, "once")
+    sim.account.set_balance("8.00")
+    cli(config, "silence", "expire", "1")
+    cli(config, "once")
+    assert len(receiver.messages) == 1
+    body = str(receiver.messages[0]["message"]).splitlines()
+    assert body[0] == "main: credit 8.00 USD below 50.00"
+    assert body[1] == "Value: 8.00 USD; threshold: below 50.00 USD."
+    assert body[2].startswith("Firing since ") and body[2].endswith("; account main.")

@@ -104,7 +104,7 @@ def _headline(t: Transition, rule: Rule | None) -> str:
         if finding is None:  # the key is gone from the results: the condition no longer holds
             return f"Resolved after {format_duration(t.fired_for)}: the condition no longer holds."
         return f"Resolved after {format_duration(t.fired_for)}: now {value}."
-    if rule is not None and rule.summary:
+    if rule is not None and rule.summary and finding is not None:
         placeholders = {
             "rule": t.key.rule,
             "account": t.key.account,
@@ -143,14 +143,12 @@ def _details(t: Transition, rule: Rule | None) -> list[str]:
         if state is not None and state.threshold:
             lines.append(f"Last seen firing: {state.value} ({state.threshold}).")
         return lines
-    finding = t.finding
-    if finding is None:
-        return lines
-    if finding.events:
+    finding = t.finding  # None: not judged this cycle; the headline has the last values
+    if finding is not None and finding.events:
         lines += ["", *audit_lines(finding.events)]
-    elif finding.deliveries:
+    elif finding is not None and finding.deliveries:
         lines += ["", *webhook_lines(finding.deliveries)]
-    elif rule is not None and rule.summary:  # the default headline already says this
+    elif finding is not None and rule is not None and rule.summary:  # else the headline says it
         lines.append(f"Value: {finding.value}; threshold: {finding.threshold}.")
     if state is not None and state.fired_at is not None and t.reason is not Reason.EVENTS:
         lines.append(f"Firing since {when(state.fired_at)}; account {t.key.account}.")
