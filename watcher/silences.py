@@ -73,6 +73,18 @@ def still_firing(
     return out
 
 
+def unmatched_warning(rule_glob: str, rule_names: Collection[str]) -> str | None:
+    """A warning when the glob matches none of `rule_names` (the loaded config's rules
+    and the built-in ones), else None. Such a silence is still allowed: the rule may be
+    about to be added."""
+    if any(fnmatch.fnmatchcase(name, rule_glob) for name in rule_names):
+        return None
+    return (
+        f"{rule_glob!r} matches no rule of the loaded config ({', '.join(sorted(rule_names))}); "
+        "the silence is kept for rules added later"
+    )
+
+
 _COLUMNS = "id, rule_glob, account, reason, created_by, created_at, expires_at"
 
 
