@@ -18,7 +18,7 @@ from watcher.model import AlertKey, AlertState, Severity, SourceName
 from watcher.mute import MuteSpec, is_muted
 from watcher.notify import Delivery, Notifier, Route
 from watcher.outbox import Outbox, Policy, flush
-from watcher.render import Message, render
+from watcher.render import Message, count_of, render
 from watcher.rulecheck import validate
 from watcher.ruleload import LoadedRules, load_rules
 from watcher.rules import (
@@ -438,7 +438,7 @@ class Daemon:
 def summarize(report: CycleReport) -> list[str]:
     """Human summary of a cycle for `once` (stdout)."""
     lines = [
-        f"cycle at {report.at:%Y-%m-%d %H:%M:%S} UTC: {report.requests} API requests "
+        f"cycle at {report.at:%Y-%m-%d %H:%M:%S} UTC: {count_of(report.requests, 'API request')} "
         f"in {report.duration_s:.2f}s"
     ]
     for collected in report.collected:
@@ -453,16 +453,18 @@ def summarize(report: CycleReport) -> list[str]:
                 f"{b.currency}"
             )
         if snap.new_audit_events:
-            lines.append(f"    {len(snap.new_audit_events)} new audit events")
+            lines.append(f"    {count_of(len(snap.new_audit_events), 'new audit event')}")
         if snap.webhook_failures:
-            lines.append(
-                f"    {len(snap.webhook_failures)} failed webhook deliveries in the window"
+            failures = count_of(
+                len(snap.webhook_failures), "failed webhook delivery", "failed webhook deliveries"
             )
+            lines.append(f"    {failures} in the window")
     lines += alert_lines(report.alerts.values())
     delivered = sum(1 for d in report.deliveries if d.ok)
     failed = [d for d in report.deliveries if not d.ok]
     lines.append(
-        f"notifications: {len(report.messages)} new messages, {delivered} deliveries ok, "
+        f"notifications: {count_of(len(report.messages), 'new message')}, "
+        f"{count_of(delivered, 'delivery', 'deliveries')} ok, "
         f"{len(failed)} failed, {report.backlog} waiting for retry"
     )
     lines += [f"  failed: {d.route} {d.url} ({d.error})" for d in failed]

@@ -50,6 +50,11 @@ def fill(template: str, values: Mapping[str, str]) -> str:
     return _PLACEHOLDER.sub(lambda m: values.get(m.group(1), m.group(0)), template)
 
 
+def count_of(n: int, noun: str, plural: str | None = None) -> str:
+    """`1 message`, `2 messages`; `plural` for irregular nouns (`deliveries`)."""
+    return f"{n} {noun if n == 1 else plural or noun + 's'}"
+
+
 def when(at: datetime) -> str:
     return f"{at:%Y-%m-%d %H:%M} UTC"
 
@@ -91,8 +96,7 @@ def _title(t: Transition, where: str) -> str:
             return f"[RESOLVED] {rule} — {where} (fired {format_duration(t.fired_for)})"
         case Reason.EVENTS:
             count = len(t.finding.events) if t.finding else 0
-            noun = "audit event" if count == 1 else "audit events"
-            return f"[{sev}] {rule}: {count} {noun} — {where}"
+            return f"[{sev}] {rule}: {count_of(count, 'audit event')} — {where}"
     raise AssertionError(t.reason)  # pragma: no cover
 
 
