@@ -181,8 +181,10 @@ def guard_lines(guard: Guard) -> list[str]:
 def caps_lines(
     ledger: Ledger, settings: Settings, now: datetime, *, only: str | None = None
 ) -> list[str]:
-    """Per account: mode (paying / dry run), caps used, unknown entries to settle."""
+    """Per account: mode (paying / dry run / not paying while paused), caps used, unknown
+    entries to settle."""
     lines = []
+    paused = ledger.paused() is not None
     for account in settings.accounts:
         if only is not None and account.name != only:
             continue
@@ -190,6 +192,8 @@ def caps_lines(
         entries = ledger.entries(account=account.name, since=now - max(MONTH, caps.lookback))
         currency = _currency(entries)
         mode = "paying" if account.topup.enabled else "dry run (topup.enabled: false)"
+        if paused:  # the kill switch wins over both
+            mode = "not paying (top-ups PAUSED)"
         text = f"  {account.name}: {mode}; used {caps_text(caps, usage(entries, now), currency)}"
         unknown = sum(1 for e in entries if e.state is EntryState.UNKNOWN)
         if unknown:
