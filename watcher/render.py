@@ -162,6 +162,9 @@ def _details(t: Transition, rule: Rule | None) -> list[str]:
 # ---------------------------------------------------------------------------- audit
 
 
+_API_RECORD_TYPE = "audit_event"  # what the API puts on every entry: no resource type
+
+
 def _short(value: Any) -> str:
     text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
     return text if len(text) <= 60 else text[:57] + "..."
@@ -174,10 +177,9 @@ def _actor(event: AuditEvent) -> str:
 
 def audit_line(event: AuditEvent) -> str:
     """`2026-11-23 10:00 UTC account_owner (user u1) update messaging_profile r1: a "x" → "y"`."""
+    kind = event.record_type if event.record_type != _API_RECORD_TYPE else None
     resource = " ".join(
-        part
-        for part in (event.record_type, event.resource_id or event.alternate_resource_id)
-        if part
+        part for part in (kind, event.resource_id or event.alternate_resource_id) if part
     )
     changes = "; ".join(f"{c.field}: {_short(c.old)} → {_short(c.new)}" for c in event.changes[:5])
     more = f" (+{len(event.changes) - 5} more changes)" if len(event.changes) > 5 else ""
