@@ -332,3 +332,18 @@ def test_a_long_run_keeps_only_the_history_it_needs(tmp_path: Path) -> None:
     out, rc, rss = measured_test_run(tmp_path, spec)
     assert rc == 0, out
     assert rss < 200
+
+
+def test_too_many_webhook_deliveries_are_refused(tmp_path: Path) -> None:
+    items = "".join("      - {at: 0s, count: 10000}\n" for _ in range(200))
+    spec = (
+        "rule_files: [rules.yaml]\ntests:\n  - name: flood\n    webhook_deliveries:\n"
+        + items
+        + "    expect: [{at: 0s, alerts: []}]\n"
+    )
+    out, rc, rss = measured_test_run(tmp_path, spec)
+    assert rc == 1, out
+    assert (
+        "TMP/t.yaml:3:5: tests[0]: 2,000,000 webhook deliveries in all; at most 100,000 are allowed"
+    ) in out.splitlines()
+    assert rss < 200

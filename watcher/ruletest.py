@@ -311,9 +311,18 @@ class TestCase(_Strict):
     repeat_interval: Duration = timedelta(hours=4)
     send_resolved: bool = True
     balance: BalanceInput | None = None
-    audit_events: list[AuditInput] = Field(default_factory=list)
+    audit_events: list[AuditInput] = Field(default_factory=list, max_length=MAX_POINTS)
     webhook_deliveries: list[DeliveryInput] = Field(default_factory=list)
     expect: list[Expectation] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _bounded_deliveries(self) -> TestCase:
+        total = sum(item.count for item in self.webhook_deliveries)
+        if total > MAX_POINTS:
+            raise ValueError(
+                f"{total:,} webhook deliveries in all; at most {MAX_POINTS:,} are allowed"
+            )
+        return self
 
 
 class TestFile(_Strict):
