@@ -181,10 +181,11 @@ def guard_lines(guard: Guard) -> list[str]:
 def caps_lines(
     ledger: Ledger, settings: Settings, now: datetime, *, only: str | None = None
 ) -> list[str]:
-    """Per account: mode (paying / dry run / not paying while paused), caps used, unknown
-    entries to settle."""
+    """Per account: mode (paying / dry run / not paying while paused or the state is
+    lost), caps used, unknown entries to settle."""
     lines = []
-    paused = ledger.paused() is not None
+    guard = ledger.guard()
+    stopped = "PAUSED" if guard.pause else "REFUSED: state-lost" if guard.lost else None
     for account in settings.accounts:
         if only is not None and account.name != only:
             continue
@@ -192,8 +193,8 @@ def caps_lines(
         entries = ledger.entries(account=account.name, since=now - max(MONTH, caps.lookback))
         currency = _currency(entries)
         mode = "paying" if account.topup.enabled else "dry run (topup.enabled: false)"
-        if paused:  # the kill switch wins over both
-            mode = "not paying (top-ups PAUSED)"
+        if stopped is not None:  # the kill switch or a lost state wins over both
+            mode = f"not paying (top-ups {stopped})"
         text = f"  {account.name}: {mode}; used {caps_text(caps, usage(entries, now), currency)}"
         unknown = sum(1 for e in entries if e.state is EntryState.UNKNOWN)
         if unknown:
