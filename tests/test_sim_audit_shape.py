@@ -4,6 +4,7 @@ and in the demo's story alike (the spec's AuditLog example)."""
 from __future__ import annotations
 
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
@@ -31,7 +32,9 @@ def test_the_spec_says_audit_event() -> None:
 def test_simulated_and_demo_audit_events_have_record_type_audit_event() -> None:
     account = SimAccount(api_key="k")
     account.add_audit_event()
-    assert [e["record_type"] for e in served_events(account, "k")] == ["audit_event"]
+    now = account.now()
+    account.add_audit_backlog(2, start=now - timedelta(minutes=1), end=now)
+    assert [e["record_type"] for e in served_events(account, "k")] == ["audit_event"] * 3
 
     demo = SimAccount(api_key=DEMO_KEY)
     for _at, action in _script(demo, Story(), time.monotonic()):

@@ -394,7 +394,7 @@ class SimAccount:
         end: datetime,
         change_made_by: str = "account_owner",
         user_id: str | None = None,
-        record_type: str = "messaging_profile",
+        record_type: str = "audit_event",
     ) -> None:
         """Store `count` audit events created evenly over [start, end), visible at once.
 
