@@ -267,3 +267,40 @@ def test_invalid_forecast_rules(extra: dict[str, Any], message: str) -> None:
 
 def test_topup_is_accepted_on_forecast_rules() -> None:
     assert forecast_rule(topup=True, severity="critical").topup
+
+
+@pytest.mark.parametrize(
+    ("values", "floor", "text", "runs_out_in"),
+    [
+        # 100,000 USD/h with 300 USD left: 11 s away, not reached
+        (
+            [600300, 500300, 400300, 300300, 200300, 100300, 300],
+            "0",
+            "credit 300.00 USD runs out within a minute at 100000.00 USD/h",
+            "under 1m",
+        ),
+        (
+            [600300, 500300, 400300, 300300, 200300, 100300, 300],
+            "250.00",
+            "credit 300.00 USD reaches 250.00 USD within a minute at 100000.00 USD/h",
+            "under 1m",
+        ),
+        (
+            [600300, 500300, 400300, 300300, 200300, 100300, 300],
+            "300.00",
+            "credit 300.00 USD has reached the floor 300.00 USD (100000.00 USD/h)",
+            "0s",
+        ),
+        # 1 USD/h with 1,000 USD: never "within a minute"
+        ([1006, 1005, 1004, 1003, 1002, 1001, 1000], "999.99", None, "1m"),
+    ],
+)
+def test_has_reached_only_at_or_below_the_floor(
+    values: list[float], floor: str, text: str | None, runs_out_in: str
+) -> None:
+    rule = forecast_rule(floor=floor)
+    [finding] = judge(rule, snapshot(values)).findings
+    assert finding.severity is Severity.WARNING
+    if text is not None:
+        assert finding.value == text
+    assert finding.facts["runs_out_in"] == runs_out_in

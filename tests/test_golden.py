@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from pydantic import TypeAdapter
 
-from watcher.lifecycle import Reason, Transition
+from watcher.lifecycle import Reason, Transition, step
 from watcher.model import (
     AlertKey,
     AlertState,
@@ -26,7 +26,8 @@ from watcher.model import (
 )
 from watcher.outbox import route_message
 from watcher.render import Message, render
-from watcher.rules import SOURCE_DOWN_RULE, Finding, Rule
+from watcher.rules import SOURCE_DOWN_RULE, Finding, Rule, RuleResult
+from watcher.silences import Silence, still_firing
 
 GOLDEN = Path(__file__).parent / "golden"
 T0 = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
@@ -230,12 +231,71 @@ CASES: dict[str, tuple[Transition, Rule | None]] = {
 }
 
 
+SUMMED = RULE.validate_python(
+    {
+        "name": "low-credit",
+        "kind": "balance",
+        "below": 200,
+        "severity": "critical",
+        "summary": "{account}: credit {value} {currency} below {threshold}",
+        "description": "Add funds in the portal (Billing → Add funds).",
+    }
+)
+NOW = T0 + timedelta(hours=2)
+CURRENT = Finding(
+    KEY,
+    Severity.CRITICAL,
+    value="150.00 USD",
+    threshold="below 200.00 USD",
+    facts={
+        "field": "available_credit",
+        "value": "150.00",
+        "threshold": "200.00",
+        "currency": "USD",
+        "clear_at": "200.00",
+    },
+)
+
+
+def silence_ended() -> Transition:
+    """The "still firing" repeat of an alert whose silence just ended (as the daemon
+    builds it: the alerts after this cycle's step, and this cycle's findings)."""
+    stepped = step(
+        {KEY: state(Severity.CRITICAL)}, [result()], NOW, repeat_interval=timedelta(days=1)
+    )
+    ended = Silence(1, "low-*", None, "topping up", "ops", T0, NOW)
+    findings = {f.key: f for f in result().findings}
+    [transition] = still_firing(stepped.states, findings, [ended], [], NOW)
+    return transition
+
+
+def result() -> RuleResult:
+    return RuleResult("low-credit", "main", True, (CURRENT,))
+
+
+def repeat_due() -> Transition:
+    """The repeat the lifecycle itself emits when `repeat_interval` has passed."""
+    stepped = step(
+        {KEY: state(Severity.CRITICAL)}, [result()], NOW, repeat_interval=timedelta(hours=1)
+    )
+    [transition] = stepped.transitions
+    return transition
+
+
+def test_still_firing_after_a_silence_is_rendered_as_a_repeat() -> None:
+    ended, due = silence_ended(), repeat_due()
+    assert ended.reason is due.reason is Reason.REPEAT
+    assert render(ended, SUMMED) == render(due, SUMMED)
+    assert ended.state == due.state
+
+
 def as_text(message: Message) -> str:
     return f"{message.title}\n\n{message.body}\n"
 
 
 def rendered() -> dict[str, str]:
     out = {name: as_text(render(t, rule)) for name, (t, rule) in CASES.items()}
+    out["balance-silence-ended"] = as_text(render(silence_ended(), SUMMED))
     out["route-failing"] = as_text(route_message("ops", 3, failing=True))
     out["route-recovered"] = as_text(route_message("ops", 0, failing=False))
     return out

@@ -18,7 +18,7 @@ from watcher.model import (
     Severity,
     WebhookDelivery,
 )
-from watcher.render import fill, render
+from watcher.render import audit_line, fill, render
 from watcher.rules import SOURCE_DOWN_RULE, Finding, Rule
 
 T0 = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
@@ -210,3 +210,32 @@ def test_source_down_message_gives_advice() -> None:
     assert message.title == "[CRITICAL] watcher-source-down firing — main [balance]"
     assert "Source balance is failing: the API rejected the key" in message.body
     assert "Check the API key" in message.body
+
+
+def test_a_transition_without_a_finding_falls_back_to_the_last_values() -> None:
+    """No finding this cycle (the source failed): the summary's facts are unknown, so
+    the default headline with the last values is used, never a half-filled template."""
+    rule = RULE.validate_python(
+        {
+            "name": "low-credit",
+            "kind": "balance",
+            "below": 50,
+            "summary": "{account}: credit {value} {currency} below {threshold}",
+        }
+    )
+    transition = Transition(
+        Reason.REPEAT, KEY, Severity.CRITICAL, T0 + timedelta(hours=4), firing_state(T0), None
+    )
+    assert render(transition, rule).body.splitlines() == [
+        "available_credit is 45.00 USD, below 50.00 USD.",
+        "Firing since 2026-11-23 10:00 UTC; account main.",
+    ]
+
+
+def test_audit_line_does_not_show_the_api_record_type_as_a_resource() -> None:
+    """The API puts `record_type: audit_event` on every entry: it names no resource."""
+    event = audit_event(1, record_type="audit_event", resource_id="40017a1c")
+    assert audit_line(event) == (
+        "- 2026-11-23 10:01 UTC organization_member (user u1) update 40017a1c: "
+        "webhook_url: https://a → https://b"
+    )

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import io
+import subprocess
+import sys
 import textwrap
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from conftest import REPO, run_cli
+from conftest import REPO, cli_env, run_cli
 
 from watcher.ruletest import cmd_test, diff_lines, parse_series
 
@@ -246,3 +248,102 @@ def test_diff_lines_marks_both_sides() -> None:
     assert diff_lines(["a", "b"], ["b", "a"]) is None
     assert diff_lines(["a", "b", "b"], ["b", "c"]) == ["- a", "  b", "- b", "+ c"]
     assert diff_lines(["a"], []) == ["- a"]
+
+
+# ---------------------------------------------------------------------------- bounded input
+
+MEASURE = """\
+import resource, subprocess, sys
+limit = 1 << 30  # a safety net: without it an eager expansion would take the machine
+def cap() -> None:
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+child = subprocess.run(
+    [sys.executable, "-m", "watcher", "test", *sys.argv[1:]],
+    preexec_fn=cap, capture_output=True, text=True, timeout=120,
+)
+sys.stdout.write(child.stdout)
+sys.stderr.write(child.stderr)
+print(f"rc={child.returncode} maxrss_kib={resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}")
+"""
+
+
+def measured_test_run(tmp_path: Path, spec: str) -> tuple[str, int, int]:
+    """Run `account-watcher test` on `spec` in a child; out: (stdout, exit code, peak RSS MiB)."""
+    (tmp_path / "rules.yaml").write_text(textwrap.dedent(LOW))
+    (tmp_path / "t.yaml").write_text(textwrap.dedent(spec))
+    result = subprocess.run(
+        [sys.executable, "-c", MEASURE, str(tmp_path / "t.yaml")],
+        capture_output=True,
+        text=True,
+        env=cli_env(),
+        cwd=REPO,
+        timeout=150,
+        check=False,
+    )
+    *out, last = result.stdout.splitlines()
+    rc, rss = (int(part.split("=")[1]) for part in last.split())
+    return "\n".join(out).replace(str(tmp_path), "TMP"), rc, rss // 1024
+
+
+def test_a_huge_series_is_refused_before_it_is_expanded(tmp_path: Path) -> None:
+    spec = """\
+        rule_files: [rules.yaml]
+        tests:
+          - name: huge
+            balance: {available_credit: "50-1x100000000", pending: "_x100000000"}
+            expect: [{at: 0s, alerts: []}]
+    """
+    out, rc, rss = measured_test_run(tmp_path, spec)
+    assert rc == 1, out
+    assert (
+        "TMP/t.yaml:4:33: tests[0].balance.available_credit: the series has "
+        "100,000,001 values; at most 100,000 are allowed"
+    ) in out.splitlines()
+    assert "Traceback" not in out
+    assert rss < 200
+
+
+def test_many_long_series_stay_small(tmp_path: Path) -> None:
+    """The longest allowed series, in many cases: memory stays bounded (series are lazy)."""
+    case = """\
+  - name: long {n}
+    balance:
+      available_credit: "100000-1x99999"
+      balance: "0+1x99999"
+      credit_limit: "_x99999 5"
+      pending: "1+0x99999"
+    expect: [{{at: 0s, alerts: []}}]
+"""
+    spec = "rule_files: [rules.yaml]\ntests:\n" + "".join(case.format(n=n) for n in range(60))
+    out, rc, rss = measured_test_run(tmp_path, spec)
+    assert rc == 0, out
+    assert rss < 200
+
+
+def test_a_long_run_keeps_only_the_history_it_needs(tmp_path: Path) -> None:
+    spec = """\
+        rule_files: [rules.yaml]
+        evaluation_interval: 1s
+        tests:
+          - name: long
+            balance: {available_credit: "1000+0.01x99999"}
+            expect: [{at: 27h46m39s, alerts: []}]
+    """
+    out, rc, rss = measured_test_run(tmp_path, spec)
+    assert rc == 0, out
+    assert rss < 200
+
+
+def test_too_many_webhook_deliveries_are_refused(tmp_path: Path) -> None:
+    items = "".join("      - {at: 0s, count: 10000}\n" for _ in range(200))
+    spec = (
+        "rule_files: [rules.yaml]\ntests:\n  - name: flood\n    webhook_deliveries:\n"
+        + items
+        + "    expect: [{at: 0s, alerts: []}]\n"
+    )
+    out, rc, rss = measured_test_run(tmp_path, spec)
+    assert rc == 1, out
+    assert (
+        "TMP/t.yaml:3:5: tests[0]: 2,000,000 webhook deliveries in all; at most 100,000 are allowed"
+    ) in out.splitlines()
+    assert rss < 200

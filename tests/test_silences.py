@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 from conftest import Receiver, run_cli, write_config
@@ -76,6 +77,9 @@ def test_silence_for_other_account_does_not_apply(
     tmp_path: Path, sim: SimServer, receiver: Receiver
 ) -> None:
     config = write_config(tmp_path, sim.base_url, [receiver.url], LOW)
+    text = config.read_text()
+    other = f"  - name: other\n    api_key: env:TELNYX_API_KEY\n    base_url: {sim.base_url}\n"
+    config.write_text(text.replace("poll:\n", other + "poll:\n", 1))
     cli(config, "silence", "add", "*", "--account", "other", "--duration", "1h", "--reason", "r")
     sim.account.set_balance("10.00")
     cli(config, "once")
@@ -117,3 +121,67 @@ def test_muted_route_gets_nothing_other_route_still_does(
     cli(config, "once")
     assert receiver.messages == []
     assert receiver2.titles == ["[WARNING] low-credit firing — main"]
+
+
+SUMMARY = (
+    "rules:\n  - {name: low-credit, kind: balance, below: 50, severity: critical,\n"
+    '     summary: "{account}: credit {value} {currency} below {threshold}"}\n'
+)
+
+
+def test_still_firing_after_a_silence_reads_like_a_repeat(
+    tmp_path: Path, sim: SimServer, receiver: Receiver
+) -> None:
+    """The message at the end of a silence has this cycle's values, filled as a repeat."""
+    config = write_config(tmp_path, sim.base_url, [receiver.url], SUMMARY)
+    cli(config, "silence", "add", "low-*", "--duration", "1h", "--reason", "topping up now")
+    sim.account.set_balance("10.00")
+    cli(config, "once")
+    sim.account.set_balance("8.00")
+    cli(config, "silence", "expire", "1")
+    cli(config, "once")
+    assert len(receiver.messages) == 1
+    body = str(receiver.messages[0]["message"]).splitlines()
+    assert body[0] == "main: credit 8.00 USD below 50.00"
+    assert body[1] == "Value: 8.00 USD; threshold: below 50.00 USD."
+    assert body[2].startswith("Firing since ") and body[2].endswith("; account main.")
+
+
+def silence_add(config: Path, glob: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return run_cli(
+        "--config", str(config), "silence", "add", glob, "--duration", "1h", "--reason", "r", *args
+    )
+
+
+def test_silence_of_nothing_warns_and_unknown_account_is_refused(
+    tmp_path: Path, sim: SimServer, receiver: Receiver
+) -> None:
+    config = write_config(tmp_path, sim.base_url, [receiver.url], LOW)
+    result = silence_add(config, "no-such-*")
+    assert result.returncode == 0, result.stderr
+    assert "silence #1 added:" in result.stdout
+    assert result.stderr == (
+        "account-watcher: warning: 'no-such-*' matches no rule of the loaded config "
+        "(low-credit, watcher-source-down); the silence is kept for rules added later\n"
+    )
+    result = silence_add(config, "low-*")
+    assert (result.returncode, result.stderr) == (0, "")
+    result = silence_add(config, "watcher-*", "--account", "main")
+    assert (result.returncode, result.stderr) == (0, "")
+
+    result = silence_add(config, "*", "--account", "ghost")
+    assert result.returncode == 2
+    assert result.stderr == "account-watcher: no account 'ghost' in the config (accounts: main)\n"
+    assert "silences: 3" in cli(config, "silence", "list")
+
+
+def test_topups_of_an_unknown_account_is_refused(
+    tmp_path: Path, sim: SimServer, receiver: Receiver
+) -> None:
+    config = write_config(tmp_path, sim.base_url, [receiver.url], LOW)
+    cli(config, "once")
+    result = run_cli("--config", str(config), "topups", "--account", "ghost")
+    assert result.returncode == 2
+    assert result.stderr == ("account-watcher: no account 'ghost' in the config (accounts: main)\n")
+    assert result.stdout == ""
+    assert "top-ups since" in cli(config, "topups", "--account", "main")

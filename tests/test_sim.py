@@ -356,7 +356,7 @@ def test_audit_event_json_has_the_spec_fields(account: SimAccount, client: httpx
     assert event == served
     assert event["created_at"] == "2026-03-01T11:59:59.998500Z"
     assert (event["record_type"], event["change_type"], event["changes"]) == (
-        "messaging_profile",
+        "audit_event",
         "update",
         changes,
     )

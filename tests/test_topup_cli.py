@@ -67,8 +67,9 @@ def test_topups_lists_the_ledger_and_the_caps(
     assert lines[-1] == "top-ups: not paused"
     code, out, _ = cli(capsys, "--config", str(config), "topups", "--since", "30d")
     assert out.splitlines()[0].endswith(": 4")
-    code, out, _ = cli(capsys, "--config", str(config), "topups", "--account", "other")
-    assert out.splitlines()[0].endswith(": 0")
+    code, out, err = cli(capsys, "--config", str(config), "topups", "--account", "other")
+    assert (code, out) == (2, "")  # an unknown account is a usage error
+    assert "no account 'other' in the config (accounts: main)" in err
 
 
 def test_settle_records_who_when_why_and_a_failure_frees_the_cap(

@@ -36,6 +36,7 @@ from watcher.daemon import (
 from watcher.notify import NotifyError
 from watcher.rulecheck import validate
 from watcher.ruleload import load_rules
+from watcher.rules import SOURCE_DOWN_RULE
 from watcher.secrets import SecretError
 from watcher.service import ServiceNotifier, watchdog_period
 from watcher.settings import (
@@ -45,6 +46,7 @@ from watcher.settings import (
     load_settings,
     resolve_route_secrets,
 )
+from watcher.silences import unmatched_warning
 from watcher.store import Store, StoreError
 from watcher.yamlfile import ConfigError, load_yaml
 
@@ -404,14 +406,32 @@ def cmd_status(path: Path, out: TextIO) -> int:
 
 
 def cmd_silence(path: Path, args: argparse.Namespace) -> int:
-    """`silence add|list|expire` against the state database of the config."""
-    with _open_state(_settings(path)) as store:
+    """`silence add|list|expire` against the state database of the config.
+
+    `add` with an unknown `--account` is a usage error (exit 2); a glob that matches no
+    rule of the loaded config (or built-in rule) is warned on stderr and still added.
+    """
+    loaded = _settings(path)
+    if args.action == "add":
+        _check_silence_scope(loaded, args.rule_glob, args.account)
+    with _open_state(loaded) as store:
         try:
             return cli_notify.cmd_silence(args, store, sys.stdout)
         except ValueError as exc:
             raise Exit(EXIT_USAGE, str(exc)) from None
         except KeyError:
             raise Exit(EXIT_USAGE, f"no silence with id {args.id}") from None
+
+
+def _check_silence_scope(loaded: LoadedSettings, rule_glob: str, account: str | None) -> None:
+    try:
+        cli_topups.check_account(loaded.settings, account)
+    except ValueError as exc:
+        raise Exit(EXIT_USAGE, str(exc)) from None
+    names = {rule.name for rule in load_rules(loaded.settings.rules, loaded.config_dir).rules}
+    warning = unmatched_warning(rule_glob, names | {SOURCE_DOWN_RULE})
+    if warning is not None:
+        print(f"account-watcher: warning: {warning}", file=sys.stderr)
 
 
 async def cmd_notify_test(path: Path, route: str | None) -> int:

@@ -66,6 +66,7 @@ def cmd_topups(path: Path, args: argparse.Namespace, out: TextIO, err: TextIO | 
     try:
         settings, state_path = _state(path)
         logs.configure_logging(level="warning", fmt=settings.log.format)  # stderr, not stdout
+        check_account(settings, args.account)
         if args.topups_action is None and not _any_state(state_path):
             print(f"no state yet at {state_path}: the daemon has not run", file=out)
             return EXIT_OK
@@ -93,6 +94,13 @@ def _state(path: Path) -> tuple[Settings, Path]:
     loaded = load_settings(path, environ=os.environ)
     state_path = loaded.settings.state.resolve_state_path(os.environ, loaded.config_dir)
     return loaded.settings, state_path
+
+
+def check_account(settings: Settings, name: str | None) -> None:
+    """An `--account` must name a configured account. Raises ValueError (exit 2)."""
+    names = [account.name for account in settings.accounts]
+    if name is not None and name not in names:
+        raise ValueError(f"no account {name!r} in the config (accounts: {', '.join(names)})")
 
 
 def _run(ledger: Ledger, settings: Settings, args: argparse.Namespace, out: TextIO) -> int:
@@ -173,8 +181,11 @@ def guard_lines(guard: Guard) -> list[str]:
 def caps_lines(
     ledger: Ledger, settings: Settings, now: datetime, *, only: str | None = None
 ) -> list[str]:
-    """Per account: mode (paying / dry run), caps used, unknown entries to settle."""
+    """Per account: mode (paying / dry run / not paying while paused or the state is
+    lost), caps used, unknown entries to settle."""
     lines = []
+    guard = ledger.guard()
+    stopped = "PAUSED" if guard.pause else "REFUSED: state-lost" if guard.lost else None
     for account in settings.accounts:
         if only is not None and account.name != only:
             continue
@@ -182,6 +193,8 @@ def caps_lines(
         entries = ledger.entries(account=account.name, since=now - max(MONTH, caps.lookback))
         currency = _currency(entries)
         mode = "paying" if account.topup.enabled else "dry run (topup.enabled: false)"
+        if stopped is not None:  # the kill switch or a lost state wins over both
+            mode = f"not paying (top-ups {stopped})"
         text = f"  {account.name}: {mode}; used {caps_text(caps, usage(entries, now), currency)}"
         unknown = sum(1 for e in entries if e.state is EntryState.UNKNOWN)
         if unknown:

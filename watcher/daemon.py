@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -15,14 +14,15 @@ import structlog
 
 from watcher import logs
 from watcher.lifecycle import Reason, Transition, step
-from watcher.model import AlertKey, AlertState, Phase, Severity, SourceName
+from watcher.model import AlertKey, AlertState, Severity, SourceName
 from watcher.mute import MuteSpec, is_muted
 from watcher.notify import Delivery, Notifier, Route
 from watcher.outbox import Outbox, Policy, flush
-from watcher.render import Message, render
+from watcher.render import Message, count_of, render
 from watcher.rulecheck import validate
 from watcher.ruleload import LoadedRules, load_rules
 from watcher.rules import (
+    Finding,
     Rule,
     evaluate,
     longest_lookback,
@@ -31,7 +31,7 @@ from watcher.rules import (
     sources_needed,
 )
 from watcher.settings import LoadedSettings, ResolvedSecrets, load_settings, resolve_secrets
-from watcher.silences import Silence, Silences, silenced_by
+from watcher.silences import Silence, Silences, silenced_by, still_firing
 from watcher.sources import Collected, Needs, collect
 from watcher.store import Store
 from watcher.telnyx import TelnyxClient
@@ -149,6 +149,7 @@ class CycleReport:
     backlog: int = 0  # undelivered outbox targets after the flush
     gave_up: int = 0  # outbox targets dropped after notify.give_up_after in this cycle
     silences_ended: list[Silence] = field(default_factory=list)
+    findings: dict[AlertKey, Finding] = field(default_factory=dict)  # this cycle's, by key
     alerts: dict[AlertKey, AlertState] = field(default_factory=dict)
 
     @property
@@ -253,6 +254,7 @@ class Daemon:
         )
         report.transitions = stepped.transitions
         report.alerts = stepped.states
+        report.findings = {f.key: f for r in results if r.judged for f in r.findings}
         await self._act(report, now)  # 5
         self._commit(report, now, time.monotonic() - started)  # 6
         await self._deliver(report, now, flush_all=flush_all)  # 7
@@ -332,16 +334,12 @@ class Daemon:
         """A firing alert whose silence ended is notified once more ("still firing")."""
         report.silences_ended = self.silences.ended_unhandled(now)
         notified = {t.key for t in report.transitions}
-        out = []
-        for key, state in report.alerts.items():
-            if state.phase is not Phase.FIRING or silenced_by(key, active, now) is not None:
-                continue
-            if key in notified:  # this cycle already says something about it
-                continue
-            if any(s.matches(key) for s in report.silences_ended):
-                state = dataclasses.replace(state, last_notified_at=now)
-                report.alerts[key] = state
-                out.append(Transition(Reason.REPEAT, key, state.severity, now, state))
+        out = still_firing(
+            report.alerts, report.findings, report.silences_ended, active, now, notified=notified
+        )
+        for transition in out:
+            if transition.state is not None:
+                report.alerts[transition.key] = transition.state
         return out
 
     def _enqueue(self, report: CycleReport, now: datetime) -> None:
@@ -440,7 +438,7 @@ class Daemon:
 def summarize(report: CycleReport) -> list[str]:
     """Human summary of a cycle for `once` (stdout)."""
     lines = [
-        f"cycle at {report.at:%Y-%m-%d %H:%M:%S} UTC: {report.requests} API requests "
+        f"cycle at {report.at:%Y-%m-%d %H:%M:%S} UTC: {count_of(report.requests, 'API request')} "
         f"in {report.duration_s:.2f}s"
     ]
     for collected in report.collected:
@@ -455,16 +453,18 @@ def summarize(report: CycleReport) -> list[str]:
                 f"{b.currency}"
             )
         if snap.new_audit_events:
-            lines.append(f"    {len(snap.new_audit_events)} new audit events")
+            lines.append(f"    {count_of(len(snap.new_audit_events), 'new audit event')}")
         if snap.webhook_failures:
-            lines.append(
-                f"    {len(snap.webhook_failures)} failed webhook deliveries in the window"
+            failures = count_of(
+                len(snap.webhook_failures), "failed webhook delivery", "failed webhook deliveries"
             )
+            lines.append(f"    {failures} in the window")
     lines += alert_lines(report.alerts.values())
     delivered = sum(1 for d in report.deliveries if d.ok)
     failed = [d for d in report.deliveries if not d.ok]
     lines.append(
-        f"notifications: {len(report.messages)} new messages, {delivered} deliveries ok, "
+        f"notifications: {count_of(len(report.messages), 'new message')}, "
+        f"{count_of(delivered, 'delivery', 'deliveries')} ok, "
         f"{len(failed)} failed, {report.backlog} waiting for retry"
     )
     lines += [f"  failed: {d.route} {d.url} ({d.error})" for d in failed]

@@ -123,7 +123,6 @@ def _script(
             change_type="update",
             change_made_by="organization_member",
             user_id="0c3b9e6e-4a8b-4f0e-9d2a-5c8f1e7d3a21",
-            record_type="messaging_profile",
             resource_id="40017a1c-d4b1-4e6d-9c2f-6ab3b7e0e4d1",
             changes=[
                 {
@@ -136,7 +135,6 @@ def _script(
         account.add_audit_event(
             change_type="update",
             change_made_by="account_owner",
-            record_type="phone_number",
             alternate_resource_id="+14155550100",
             changes=[{"field": "tags", "from": [], "to": ["support"]}],
         )

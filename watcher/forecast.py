@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 
+from watcher.durations import format_duration
+
 # Projections further out than this are "never" (and would overflow a timedelta).
 HORIZON = timedelta(days=3650)
 _CENT = Decimal("0.01")
@@ -95,3 +97,22 @@ def runs_out_in(current: Decimal, floor: Decimal, burn: Burn) -> timedelta | Non
 def per_hour_text(burn: Burn) -> str:
     """The burn rate with two decimals, never negative: `'12.40'`."""
     return str(max(burn.per_hour, Decimal(0)).quantize(_CENT))
+
+
+def runs_out_text(current: Decimal, floor: Decimal, eta: timedelta | None) -> str:
+    """`eta` (rounded to minutes) for people: `never`, `0s` at or below the floor,
+    `under 1m` above it but less than half a minute away (never "0s" then), else e.g.
+    `6h 46m`."""
+    if eta is None:
+        return "never"
+    if eta == timedelta(0) and current > floor:
+        return "under 1m"
+    return format_duration(eta)
+
+
+def eta_phrase(current: Decimal, floor: Decimal, eta: timedelta) -> str:
+    """How soon the floor is reached, for a value above it: `within a minute` when
+    `eta` rounds to 0, else `in about 6h 46m`."""
+    if eta == timedelta(0) and current > floor:
+        return "within a minute"
+    return f"in about {format_duration(eta)}"

@@ -50,6 +50,11 @@ def fill(template: str, values: Mapping[str, str]) -> str:
     return _PLACEHOLDER.sub(lambda m: values.get(m.group(1), m.group(0)), template)
 
 
+def count_of(n: int, noun: str, plural: str | None = None) -> str:
+    """`1 message`, `2 messages`; `plural` for irregular nouns (`deliveries`)."""
+    return f"{n} {noun if n == 1 else plural or noun + 's'}"
+
+
 def when(at: datetime) -> str:
     return f"{at:%Y-%m-%d %H:%M} UTC"
 
@@ -91,8 +96,7 @@ def _title(t: Transition, where: str) -> str:
             return f"[RESOLVED] {rule} — {where} (fired {format_duration(t.fired_for)})"
         case Reason.EVENTS:
             count = len(t.finding.events) if t.finding else 0
-            noun = "audit event" if count == 1 else "audit events"
-            return f"[{sev}] {rule}: {count} {noun} — {where}"
+            return f"[{sev}] {rule}: {count_of(count, 'audit event')} — {where}"
     raise AssertionError(t.reason)  # pragma: no cover
 
 
@@ -104,7 +108,7 @@ def _headline(t: Transition, rule: Rule | None) -> str:
         if finding is None:  # the key is gone from the results: the condition no longer holds
             return f"Resolved after {format_duration(t.fired_for)}: the condition no longer holds."
         return f"Resolved after {format_duration(t.fired_for)}: now {value}."
-    if rule is not None and rule.summary:
+    if rule is not None and rule.summary and finding is not None:
         placeholders = {
             "rule": t.key.rule,
             "account": t.key.account,
@@ -143,14 +147,12 @@ def _details(t: Transition, rule: Rule | None) -> list[str]:
         if state is not None and state.threshold:
             lines.append(f"Last seen firing: {state.value} ({state.threshold}).")
         return lines
-    finding = t.finding
-    if finding is None:
-        return lines
-    if finding.events:
+    finding = t.finding  # None: not judged this cycle; the headline has the last values
+    if finding is not None and finding.events:
         lines += ["", *audit_lines(finding.events)]
-    elif finding.deliveries:
+    elif finding is not None and finding.deliveries:
         lines += ["", *webhook_lines(finding.deliveries)]
-    elif rule is not None and rule.summary:  # the default headline already says this
+    elif finding is not None and rule is not None and rule.summary:  # else the headline says it
         lines.append(f"Value: {finding.value}; threshold: {finding.threshold}.")
     if state is not None and state.fired_at is not None and t.reason is not Reason.EVENTS:
         lines.append(f"Firing since {when(state.fired_at)}; account {t.key.account}.")
@@ -158,6 +160,9 @@ def _details(t: Transition, rule: Rule | None) -> list[str]:
 
 
 # ---------------------------------------------------------------------------- audit
+
+
+_API_RECORD_TYPE = "audit_event"  # what the API puts on every entry: no resource type
 
 
 def _short(value: Any) -> str:
@@ -172,10 +177,9 @@ def _actor(event: AuditEvent) -> str:
 
 def audit_line(event: AuditEvent) -> str:
     """`2026-11-23 10:00 UTC account_owner (user u1) update messaging_profile r1: a "x" → "y"`."""
+    kind = event.record_type if event.record_type != _API_RECORD_TYPE else None
     resource = " ".join(
-        part
-        for part in (event.record_type, event.resource_id or event.alternate_resource_id)
-        if part
+        part for part in (kind, event.resource_id or event.alternate_resource_id) if part
     )
     changes = "; ".join(f"{c.field}: {_short(c.old)} → {_short(c.new)}" for c in event.changes[:5])
     more = f" (+{len(event.changes) - 5} more changes)" if len(event.changes) > 5 else ""

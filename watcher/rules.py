@@ -28,7 +28,7 @@ from pydantic import (
 )
 
 from watcher.durations import Duration, format_duration
-from watcher.forecast import fit_burn, per_hour_text, runs_out_in
+from watcher.forecast import eta_phrase, fit_burn, per_hour_text, runs_out_in, runs_out_text
 from watcher.model import (
     AccountSnapshot,
     AlertKey,
@@ -609,14 +609,14 @@ def _forecast(rule: ForecastRule, snap: AccountSnapshot, now: datetime) -> RuleR
     floor = "" if rule.floor == 0 else f" {money(rule.floor, currency)}"
     if eta is None:
         value = f"{word} {money(current, currency)} is not running out ({rate})"
-    elif eta == timedelta(0):
+    elif current <= rule.floor:
         value = f"{word} {money(current, currency)} has reached the floor{floor} ({rate})"
     elif floor:
-        value = f"{word} {money(current, currency)} reaches{floor} in about "
-        value += f"{format_duration(eta)} at {rate}"
+        value = f"{word} {money(current, currency)} reaches{floor} "
+        value += f"{eta_phrase(current, rule.floor, eta)} at {rate}"
     else:
-        value = f"{word} {money(current, currency)} runs out in about "
-        value += f"{format_duration(eta)} at {rate}"
+        value = f"{word} {money(current, currency)} runs out "
+        value += f"{eta_phrase(current, rule.floor, eta)} at {rate}"
     finding = Finding(
         key=AlertKey(rule.name, snap.account),
         severity=rule.level if holds else None,
@@ -628,7 +628,7 @@ def _forecast(rule: ForecastRule, snap: AccountSnapshot, now: datetime) -> RuleR
             "value": money(current),
             "currency": currency,
             "burn_rate": per_hour_text(burn),
-            "runs_out_in": "never" if eta is None else format_duration(eta),
+            "runs_out_in": runs_out_text(current, rule.floor, eta),
             "runs_out_at": "never" if eta is None else f"{now + eta:%Y-%m-%d %H:%M} UTC",
             "floor": money(rule.floor),
             "runs_out_within": format_duration(rule.runs_out_within),

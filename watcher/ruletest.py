@@ -24,13 +24,16 @@ tests:
 
 Series are space-separated values, one per evaluation (`_` or `x`: the balance
 request failed; `_xN`: N failed ones; `A+BxN` / `A-BxN`: N+1 values from A in steps of
-B, as in promtool). After the last value the series holds it.
+B, as in promtool). After the last value the series holds it. A series has at most
+`MAX_POINTS` (100,000) values, counted before anything is expanded, and runs are kept
+as runs, computed at each index; a case runs at most as many evaluations.
 """
 
 from __future__ import annotations
 
 import re
-from collections import Counter
+from bisect import bisect_right
+from collections import Counter, deque
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -41,9 +44,9 @@ from typing import Annotated, Any, Literal, TextIO
 from pydantic import (
     AwareDatetime,
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
+    PlainValidator,
     ValidationError,
     model_validator,
 )
@@ -81,44 +84,103 @@ _MISSING = {"_", "x"}
 _EXPAND = re.compile(r"(?P<a>-?\d+(?:\.\d+)?)(?P<op>[+-])(?P<b>\d+(?:\.\d+)?)x(?P<n>\d+)")
 _MISSING_RUN = re.compile(r"[_x]x(?P<n>\d+)")
 _NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
-_MAX_STEPS = 100_000
 
 
 # ---------------------------------------------------------------------------- series
 
 
-def parse_series(text: str | int | float | Sequence[Any]) -> tuple[Decimal | None, ...]:
+MAX_POINTS = 100_000
+"""The most values one series may hold, and the most evaluations one test case may run."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Run:
+    """`count` values from `first` in steps of `step`; `first` None: failed requests."""
+
+    first: Decimal | None
+    step: Decimal
+    count: int
+
+    def at(self, offset: int) -> Decimal | None:
+        return None if self.first is None else self.first + self.step * offset
+
+
+@dataclass(frozen=True, slots=True)
+class SeriesValues:
+    """A parsed series, kept as runs and computed on demand: `100-1x99999` is one run,
+    not 100,000 numbers in memory. Index past the end: the last value holds."""
+
+    runs: tuple[_Run, ...]
+    starts: tuple[int, ...]  # the index of each run's first value
+
+    def __len__(self) -> int:
+        return self.starts[-1] + self.runs[-1].count
+
+    def __iter__(self) -> Iterator[Decimal | None]:
+        for run in self.runs:
+            yield from (run.at(offset) for offset in range(run.count))
+
+    def at(self, index: int) -> Decimal | None:
+        index = min(index, len(self) - 1)
+        number = bisect_right(self.starts, index) - 1
+        return self.runs[number].at(index - self.starts[number])
+
+
+def parse_series(text: str | int | float | Sequence[Any]) -> SeriesValues:
     """Parse a series: `"120 100 _ 80"`, `"100-10x4"`, `"_x3"`, a number or a list.
 
     In: the text (or a number, or a list of numbers / `_`). Out: one value per
-    evaluation, None where the balance request failed.
-    Raises: `ValueError` naming the token that is not understood.
+    evaluation, None where the balance request failed, computed on demand.
+    Raises: `ValueError` naming the token that is not understood, or saying that the
+    series has more than `MAX_POINTS` values (checked before anything is expanded).
     """
     if isinstance(text, bool):
         raise ValueError(f"{text!r} is not a series of values")
     if isinstance(text, int | float):
-        return (Decimal(str(text)),)
+        return _from_runs([_Run(Decimal(str(text)), Decimal(0), 1)])
+    if not isinstance(text, str) and len(text) > MAX_POINTS:
+        raise _too_long(len(text))
     tokens = text.split() if isinstance(text, str) else [str(v) for v in text]
-    out: list[Decimal | None] = []
-    for token in tokens:
-        out += _token(token)
-    if not out:
+    runs = [_token(token) for token in tokens]
+    if not runs:
         raise ValueError("the series is empty")
-    return tuple(out)
+    total = sum(run.count for run in runs)
+    if total > MAX_POINTS:
+        raise _too_long(total)
+    return _from_runs(runs)
 
 
-def _token(token: str) -> list[Decimal | None]:
+def _from_runs(runs: list[_Run]) -> SeriesValues:
+    starts = [0]
+    for run in runs[:-1]:
+        starts.append(starts[-1] + run.count)
+    return SeriesValues(tuple(runs), tuple(starts))
+
+
+def _too_long(count: int | None) -> ValueError:
+    size = f"{count:,} values" if count is not None else "more values than that"
+    return ValueError(f"the series has {size}; at most {MAX_POINTS:,} are allowed")
+
+
+def _count(digits: str, extra: int) -> int:
+    """The number of values of `xN`; a number too long to matter is refused unread."""
+    if len(digits) > 15:
+        raise _too_long(None)
+    return int(digits) + extra
+
+
+def _token(token: str) -> _Run:
     if token in _MISSING:
-        return [None]
+        return _Run(None, Decimal(0), 1)
     if (run := _MISSING_RUN.fullmatch(token)) is not None:
-        return [None] * int(run["n"])
+        return _Run(None, Decimal(0), _count(run["n"], 0))
     if (expand := _EXPAND.fullmatch(token)) is not None:
         start, delta = Decimal(expand["a"]), Decimal(expand["b"])
         sign = 1 if expand["op"] == "+" else -1
-        return [start + sign * delta * i for i in range(int(expand["n"]) + 1)]
+        return _Run(start, sign * delta, _count(expand["n"], 1))
     if _NUMBER.fullmatch(token):
         try:
-            return [Decimal(token)]
+            return _Run(Decimal(token), Decimal(0), 1)
         except InvalidOperation:  # pragma: no cover - the pattern admits only numbers
             pass
     raise ValueError(
@@ -128,12 +190,12 @@ def _token(token: str) -> list[Decimal | None]:
 
 
 def _series(value: Any) -> Any:
-    if value is None or isinstance(value, tuple):
+    if value is None or isinstance(value, SeriesValues):
         return value
     return parse_series(value)
 
 
-Series = Annotated[tuple[Decimal | None, ...], BeforeValidator(_series)]
+Series = Annotated[SeriesValues, PlainValidator(_series)]
 
 
 # ---------------------------------------------------------------------------- test file
@@ -173,10 +235,8 @@ class BalanceInput(_Strict):
         return Balance(balance, available, limit, pending, self.currency)
 
 
-def _value(series: Sequence[Decimal | None] | None, index: int, default: Any) -> Any:
-    if series is None:
-        return default
-    return series[min(index, len(series) - 1)]
+def _value(series: SeriesValues | None, index: int, default: Any) -> Any:
+    return default if series is None else series.at(index)
 
 
 class ChangeInput(_Strict):
@@ -251,9 +311,18 @@ class TestCase(_Strict):
     repeat_interval: Duration = timedelta(hours=4)
     send_resolved: bool = True
     balance: BalanceInput | None = None
-    audit_events: list[AuditInput] = Field(default_factory=list)
+    audit_events: list[AuditInput] = Field(default_factory=list, max_length=MAX_POINTS)
     webhook_deliveries: list[DeliveryInput] = Field(default_factory=list)
     expect: list[Expectation] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _bounded_deliveries(self) -> TestCase:
+        total = sum(item.count for item in self.webhook_deliveries)
+        if total > MAX_POINTS:
+            raise ValueError(
+                f"{total:,} webhook deliveries in all; at most {MAX_POINTS:,} are allowed"
+            )
+        return self
 
 
 class TestFile(_Strict):
@@ -292,7 +361,7 @@ class Simulation:
     rules: list[Rule]
     interval: timedelta
     states: dict[AlertKey, AlertState] = field(default_factory=dict)
-    history: list[tuple[datetime, Balance]] = field(default_factory=list)
+    history: deque[tuple[datetime, Balance]] = field(default_factory=deque)
     failing_since: datetime | None = None
 
     def time(self, index: int) -> datetime:
@@ -308,7 +377,7 @@ class Simulation:
             stepped = step(self.states, results, now, repeat_interval=self.case.repeat_interval)
             self.states = stepped.states
             yield index, self.observe(stepped.transitions, rules_by_name)
-            if snap.balance is not None:
+            if snap.balance is not None and longest_lookback(self.rules):
                 self.history.append((now, snap.balance))
 
     def snapshot(self, index: int, now: datetime) -> AccountSnapshot:
@@ -324,13 +393,13 @@ class Simulation:
         else:
             self.failing_since = None
         lookback = longest_lookback(self.rules)
+        while self.history and self.history[0][0] < now - lookback:
+            self.history.popleft()  # only the samples a forecast can still look at
         previous = self.time(index - 1) if index else None
         return AccountSnapshot(
             account=self.case.account,
             balance=balance,
-            balance_history=tuple(
-                (at, b) for at, b in self.history if lookback and at >= now - lookback
-            ),
+            balance_history=tuple(self.history),
             new_audit_events=tuple(self.audit_events(previous, now)),
             webhook_failures=tuple(self.failures(now)),
             delivery_totals={w: self.total(now, w) for w in ratio_windows(self.rules)},
@@ -495,8 +564,10 @@ def run_case(case: TestCase, rules: list[Rule], interval: timedelta) -> list[str
                 f"  expect at {format_duration(expect.at)}: not a multiple of the "
                 f"interval {format_duration(interval)}"
             )
-        elif steps > _MAX_STEPS:
-            problems.append(f"  expect at {format_duration(expect.at)}: too many evaluations")
+        elif steps > MAX_POINTS:
+            problems.append(
+                f"  expect at {format_duration(expect.at)}: more than {MAX_POINTS:,} evaluations"
+            )
         else:
             due.setdefault(steps, []).append(expect)
     if problems or not due:

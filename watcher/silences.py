@@ -6,13 +6,16 @@ alert it covered still fires, the daemon notifies it once ("still firing").
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from watcher.model import AlertKey
+from watcher.lifecycle import Reason, Transition
+from watcher.model import AlertKey, AlertState, Phase
+from watcher.rules import Finding
 from watcher.store import Store, dt, ts
 
 
@@ -40,6 +43,46 @@ def silenced_by(key: AlertKey, silences: Iterable[Silence], now: datetime) -> Si
     """The active silence covering `key` that lasts longest, or None."""
     covering = [s for s in silences if s.active(now) and s.matches(key)]
     return max(covering, key=lambda s: s.expires_at, default=None)
+
+
+def still_firing(
+    alerts: Mapping[AlertKey, AlertState],
+    findings: Mapping[AlertKey, Finding],
+    ended: Sequence[Silence],
+    active: Sequence[Silence],
+    now: datetime,
+    *,
+    notified: Collection[AlertKey] = (),
+) -> list[Transition]:
+    """The "still firing" repeats owed when silences end. Pure.
+
+    In: the alerts after this cycle's lifecycle step, this cycle's findings, the
+    silences that just ended, those still active, `now`, and the keys this cycle
+    already notifies. Out: one `REPEAT` transition for each firing alert an ended
+    silence covered and no active one covers, carrying this cycle's finding, so it is
+    rendered exactly as a repeat that fell due would be; its state is marked notified.
+    """
+    out = []
+    for key, state in sorted(alerts.items()):
+        if state.phase is not Phase.FIRING or key in notified:
+            continue
+        if silenced_by(key, active, now) is not None or not any(s.matches(key) for s in ended):
+            continue
+        state = dataclasses.replace(state, last_notified_at=now)
+        out.append(Transition(Reason.REPEAT, key, state.severity, now, state, findings.get(key)))
+    return out
+
+
+def unmatched_warning(rule_glob: str, rule_names: Collection[str]) -> str | None:
+    """A warning when the glob matches none of `rule_names` (the loaded config's rules
+    and the built-in ones), else None. Such a silence is still allowed: the rule may be
+    about to be added."""
+    if any(fnmatch.fnmatchcase(name, rule_glob) for name in rule_names):
+        return None
+    return (
+        f"{rule_glob!r} matches no rule of the loaded config ({', '.join(sorted(rule_names))}); "
+        "the silence is kept for rules added later"
+    )
 
 
 _COLUMNS = "id, rule_glob, account, reason, created_by, created_at, expires_at"

@@ -356,7 +356,7 @@ class SimAccount:
         user_id: str | None = None,
         resource_id: str | None = None,
         alternate_resource_id: str | None = None,
-        record_type: str = "messaging_profile",
+        record_type: str = "audit_event",
         changes: list[dict[str, Any]] | None = None,
         id: str | None = None,
     ) -> JSON:
@@ -365,7 +365,7 @@ class SimAccount:
         - `created_at` defaults to the clock; `visible_at` (default `created_at`) delays
           listing until the clock reaches it, modelling eventual consistency.
         - `user_id` defaults to the account owner, `resource_id` to a new UUID, `id` too.
-        - `record_type` is the audited resource's type, as in the spec.
+        - `record_type` is what the API puts there: `audit_event` (the spec's example).
         """
         created = _as_utc(created_at) if created_at is not None else self.now()
         visible = _as_utc(visible_at) if visible_at is not None else created
@@ -394,7 +394,7 @@ class SimAccount:
         end: datetime,
         change_made_by: str = "account_owner",
         user_id: str | None = None,
-        record_type: str = "messaging_profile",
+        record_type: str = "audit_event",
     ) -> None:
         """Store `count` audit events created evenly over [start, end), visible at once.
 
