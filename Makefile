@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 PRISM := node_modules/.bin/prism
+# The suite runs in 3 processes: most slow tests wait on real child processes and servers.
+PYTEST_WORKERS ?= 3
 
 .PHONY: demo test lint typecheck check systemd-check unit venv clean
 
@@ -49,7 +51,7 @@ systemd-check: $(RUNTIME)
 	sh systemd/check-unit.sh systemd/account-watcher.service $(BIN)/account-watcher
 
 unit: $(TESTING) $(PRISM)
-	PRISM_BIN=$(CURDIR)/$(PRISM) $(BIN)/pytest -q
+	PRISM_BIN=$(CURDIR)/$(PRISM) $(BIN)/pytest -q -n $(PYTEST_WORKERS)
 
 test: lint typecheck check systemd-check unit
 
