@@ -448,22 +448,7 @@ class SimAccount:
             raise ValueError(f"status must be one of {DELIVERY_STATUSES}")
         started = _as_utc(started_at) if started_at is not None else self.now()
         attempt = _attempt(status, started, url, http_status, error_detail)
-        delivery: JSON = {
-            "id": id or str(uuid.uuid4()),
-            "record_type": "webhook_delivery",
-            "user_id": OWNER_USER_ID,
-            "status": status,
-            "started_at": iso(started),
-            "finished_at": attempt["finished_at"],
-            "webhook": {
-                "event_type": event_type,
-                "id": str(uuid.uuid4()),
-                "occurred_at": iso(started - timedelta(seconds=1)),
-                "payload": {},
-                "record_type": "event",
-            },
-            "attempts": [attempt],
-        }
+        delivery = _delivery(id or str(uuid.uuid4()), status, started, event_type, attempt)
         with self._lock:
             self._deliveries.append(_StoredDelivery(started, delivery))
             self._version += 1
@@ -493,22 +478,7 @@ class SimAccount:
         for i in range(count):
             started = first + step * i
             attempt = _attempt(status, started, url, http_status, None)
-            delivery: JSON = {
-                "id": str(uuid.uuid4()),
-                "record_type": "webhook_delivery",
-                "user_id": OWNER_USER_ID,
-                "status": status,
-                "started_at": iso(started),
-                "finished_at": attempt["finished_at"],
-                "webhook": {
-                    "event_type": event_type,
-                    "id": str(uuid.uuid4()),
-                    "occurred_at": iso(started - timedelta(seconds=1)),
-                    "payload": {},
-                    "record_type": "event",
-                },
-                "attempts": [attempt],
-            }
+            delivery = _delivery(str(uuid.uuid4()), status, started, event_type, attempt)
             deliveries.append(_StoredDelivery(started, delivery))
         with self._lock:
             self._deliveries.extend(deliveries)
@@ -631,6 +601,26 @@ class SimAccount:
             self._topups.append(amount)
             self._transactions.append(transaction)
         return copy.deepcopy(transaction)
+
+
+def _delivery(id: str, status: str, started: datetime, event_type: str, attempt: JSON) -> JSON:
+    """A `webhook_delivery` record as the API lists it, with its one attempt."""
+    return {
+        "id": id,
+        "record_type": "webhook_delivery",
+        "user_id": OWNER_USER_ID,
+        "status": status,
+        "started_at": iso(started),
+        "finished_at": attempt["finished_at"],
+        "webhook": {
+            "event_type": event_type,
+            "id": str(uuid.uuid4()),
+            "occurred_at": iso(started - timedelta(seconds=1)),
+            "payload": {},
+            "record_type": "event",
+        },
+        "attempts": [attempt],
+    }
 
 
 def _spread(count: int, start: datetime, end: datetime) -> timedelta:
