@@ -34,7 +34,7 @@ from watcher.settings import LoadedSettings, ResolvedSecrets, load_settings, res
 from watcher.silences import Silence, Silences, silenced_by, still_firing
 from watcher.sources import Collected, Needs, collect
 from watcher.store import Store
-from watcher.telnyx import TelnyxClient
+from watcher.telnyx import TelnyxClient, keepalive_expiry
 from watcher.topup import CycleView, TopupActor
 from watcher.yamlfile import ConfigError
 
@@ -111,6 +111,7 @@ def build_clients(
             api_key=runtime.secrets.api_keys[account.name],
             timeout=timeout,
             on_request=on_request,
+            keepalive=keepalive_expiry(runtime.interval),
         )
         for account in runtime.loaded.settings.accounts
     }
