@@ -85,7 +85,7 @@ def _doc(description: str, *examples: Any, **extra: Any) -> Any:
 class _Rule(BaseModel):
     """Keys common to every rule kind."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, defer_build=True)
     placeholders: ClassVar[Mapping[str, str]] = COMMON_PLACEHOLDERS
 
     name: Annotated[str, Field(pattern=r"^[a-z0-9_-]+$", max_length=100)] = _doc(

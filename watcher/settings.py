@@ -207,7 +207,7 @@ def _fast_poll_allowed(info: ValidationInfo) -> bool:
 
 
 def _strict_config() -> ConfigDict:
-    return ConfigDict(extra="forbid", frozen=True)
+    return ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 # --- sections ----------------------------------------------------------------------

@@ -299,7 +299,7 @@ OutT = TypeVar("OutT")
 
 
 class _Wire(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    model_config = ConfigDict(extra="ignore", frozen=True, defer_build=True)
 
 
 class _ErrorItem(_Wire):
