@@ -868,7 +868,9 @@ class TelnyxClient:
 
         Never retried: not by the retry loop (`_get`), not by the transport (the client's
         default transport has `retries=0`; do not give it a retrying one), not on a
-        redirect. In: the amount (positive, at most two decimals) and the time limit in
+        redirect. Sent on a new connection, closed after the answer (`_post_http`): no
+        connection is `failed` (nothing was sent), any failure once it is open is
+        `unknown`. In: the amount (positive, at most two decimals) and the time limit in
         seconds for the whole exchange. Out: a `TopupResult` (see `classify_topup`);
         network problems are results, not exceptions.
         Raises: ValueError for a bad amount (before anything is sent).
