@@ -126,3 +126,10 @@ def test_keepalive_expiry_spans_one_poll_interval_under_a_minute(
     interval: timedelta, expiry: float
 ) -> None:
     assert keepalive_expiry(interval) == expiry
+
+
+def test_a_key_that_cannot_be_sent_is_refused_when_the_client_is_built() -> None:
+    """The HTTP clients are built at the first request; the headers are still checked at
+    construction, as when the client was built there."""
+    with pytest.raises(UnicodeEncodeError):
+        TelnyxClient(base_url="http://127.0.0.1:9/v2", api_key=SecretStr("k\u00e9y-not-ascii"))

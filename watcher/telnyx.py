@@ -695,6 +695,7 @@ class TelnyxClient:
         self._get_client: httpx.AsyncClient | None = None
         self._post_client: httpx.AsyncClient | None = None
         self._base = str(httpx.URL(base_url)).rstrip("/")  # absolute request URLs: _attempt
+        self._default_headers = httpx.Headers(self._headers(api_key))  # checked here, as before
 
     @property
     def _http(self) -> httpx.AsyncClient:
@@ -717,7 +718,7 @@ class TelnyxClient:
     def _client(self, limits: httpx.Limits) -> httpx.AsyncClient:
         return httpx.AsyncClient(
             base_url=self.base_url,
-            headers=self._headers(self._api_key),
+            headers=self._default_headers,
             timeout=self.timeout,
             transport=self._transport,
             follow_redirects=False,
