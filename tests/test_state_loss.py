@@ -55,6 +55,12 @@ def in_doubt(tmp_path: Path, sim: SimServer, receiver: Receiver, state: Path) ->
     return config
 
 
+def remove(state: Path, *names: str) -> None:
+    """Delete these files beside `state` (those that exist)."""
+    for name in names:
+        state.with_name(name).unlink(missing_ok=True)
+
+
 def once(config: Path) -> tuple[int, str, str]:
     result = run_cli("--config", str(config), "once")
     return result.returncode, result.stdout, result.stderr
@@ -85,8 +91,7 @@ def test_a_lost_or_damaged_wal_after_sigkill_does_not_pay_again(
     config = in_doubt(tmp_path, sim, receiver, state)
     wal = state.with_name("state.db-wal")
     if damage == "delete":
-        wal.unlink(missing_ok=True)
-        state.with_name("state.db-shm").unlink(missing_ok=True)
+        remove(state, "state.db-wal", "state.db-shm")
     elif wal.exists():
         wal.write_bytes(b"\xff" * wal.stat().st_size)
     code, _, err = once(config)
@@ -100,8 +105,7 @@ def test_an_emptied_database_refuses_top_ups_as_state_lost(
 ) -> None:
     state = tmp_path / "state.db"
     config = in_doubt(tmp_path, sim, receiver, state)
-    for name in ("state.db-wal", "state.db-shm"):
-        state.with_name(name).unlink(missing_ok=True)
+    remove(state, "state.db-wal", "state.db-shm")
     state.write_bytes(b"")  # truncate -s 0
     code, _, err = once(config)
     assert code == 0, err
@@ -130,8 +134,7 @@ def test_an_unrelated_sqlite_file_in_its_place_is_an_error(
 ) -> None:
     state = tmp_path / "state.db"
     config = in_doubt(tmp_path, sim, receiver, state)
-    for name in ("state.db", "state.db-wal", "state.db-shm"):
-        state.with_name(name).unlink(missing_ok=True)
+    remove(state, "state.db", "state.db-wal", "state.db-shm")
     with sqlite3.connect(state) as other:
         other.execute("CREATE TABLE photos (id INTEGER PRIMARY KEY, name TEXT)")
     before = state.read_bytes()
@@ -170,8 +173,7 @@ def test_a_deleted_database_is_restored_from_the_journal_and_settled_from_it(
 ) -> None:
     state = tmp_path / "state.db"
     config = in_doubt(tmp_path, sim, receiver, state)
-    for name in ("state.db", "state.db-wal", "state.db-shm"):
-        state.with_name(name).unlink(missing_ok=True)
+    remove(state, "state.db", "state.db-wal", "state.db-shm")
     assert journal_path(state).exists()
     listed = run_cli("--config", str(config), "topups")
     assert listed.returncode == 0, listed.stderr
