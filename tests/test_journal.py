@@ -185,3 +185,18 @@ def _sending(entry_id: int) -> dict[str, object]:
         "episode": "ep",
         "balance_before": "40.00",
     }
+
+
+def test_a_finding_accepted_by_resume_does_not_mark_the_state_lost_again(tmp_path: Path) -> None:
+    with Store.open(tmp_path / "state.db") as store:
+        ledger = Ledger(store)
+        ledger.recover(NOW)
+        ledger.resume()
+        with ledger.journal.open("a") as file:
+            file.write("garbage\n")  # stays in the append-only journal for good
+        assert ledger.recover(NOW + H).lost is not None
+        ledger.resume()  # a human looked at it
+        assert ledger.recover(NOW + 2 * H).lost is None, "the same damage is not news"
+        with ledger.journal.open("a") as file:
+            file.write("more garbage\n")
+        assert ledger.recover(NOW + 3 * H).lost is not None, "new damage is"

@@ -131,7 +131,7 @@ class Guard:
     fresh_since: datetime | None = None
 
 
-LOST_KEY, FRESH_KEY = "state_lost", "fresh_since"
+LOST_KEY, FRESH_KEY, ACCEPTED_KEY = "state_lost", "fresh_since", "state_lost_accepted"
 NOTICE_KEYS = {LOST_KEY: "state_lost_notified", FRESH_KEY: "fresh_notified"}
 
 
@@ -420,6 +420,10 @@ class Ledger:
         with self.store.transaction():
             before = self.guard()
             self.store.execute("DELETE FROM topup_pause")
+            lost = self.store.meta(LOST_KEY)
+            if lost is not None:  # what a human has seen is not news at the next start
+                parts = self._accepted() | set(json.loads(lost).get("parts", []))
+                self.store.set_meta(ACCEPTED_KEY, json.dumps(sorted(parts)))
             for key in (LOST_KEY, FRESH_KEY):
                 self.store.set_meta(key, None)
         if before != Guard():
@@ -447,7 +451,8 @@ class Ledger:
 
         - Journal entries the database lacks are restored (a `sending` one as `unknown`,
           to be announced) and the state is marked lost: top-ups are refused until
-          `resume`. Damaged journal lines or entries that differ mark it lost too.
+          `resume`. Damaged journal lines or entries that differ mark it lost too,
+          unless a human already resumed from that very finding.
         - A database created by this open or an earlier one that nobody recovered yet,
           with no journal entries, starts the fresh-state wait (from `now`).
         - With `seed`, money entries of the database that the journal lacks (a state
@@ -458,14 +463,18 @@ class Ledger:
         rows = {e.id: e for e in self.entries()}
         missing = [j for j in read.entries.values() if j.id not in rows]
         differ = [j.id for j in read.entries.values() if j.id in rows and not _same(j, rows[j.id])]
-        found = _found(self.journal, read, missing, differ)
         with self.store.transaction():
+            parts = [
+                p for p in _found(self.journal, read, missing, differ) if p not in self._accepted()
+            ]
+            found = "; ".join(parts)
             for item in missing:
                 self._restore(item, now)
             created = self.store.meta("created_new") == "1"
             self.store.set_meta("created_new", None)
             if found and self.store.meta(LOST_KEY) is None:
-                self.store.set_meta(LOST_KEY, json.dumps({"at": ts(now), "found": found}))
+                lost = {"at": ts(now), "found": found, "parts": parts}
+                self.store.set_meta(LOST_KEY, json.dumps(lost))
                 self.store.set_meta(NOTICE_KEYS[LOST_KEY], None)
                 log.critical("state.lost", path=str(self.store.path), found=found)
             elif created and not read.entries:
@@ -482,6 +491,10 @@ class Ledger:
     def mark_noticed(self, key: str, now: datetime) -> None:
         """Record that the notice of `key` was handed to the outbox."""
         self.store.set_meta(NOTICE_KEYS[key], ts(now))
+
+    def _accepted(self) -> set[str]:
+        """Findings a human has already resumed from (damage stays in the journal)."""
+        return set(json.loads(self.store.meta(ACCEPTED_KEY) or "[]"))
 
     def _read_journal(self) -> Journal:
         try:
@@ -602,8 +615,10 @@ def _same(item: JournalEntry, entry: Entry) -> bool:
     )
 
 
-def _found(path: Any, read: Journal, missing: Sequence[JournalEntry], differ: list[int]) -> str:
-    """What a comparison of journal and database found, in words ("" when they agree)."""
+def _found(
+    path: Any, read: Journal, missing: Sequence[JournalEntry], differ: list[int]
+) -> list[str]:
+    """What a comparison of journal and database found, in words ([] when they agree)."""
     parts = []
     if missing:
         ids = ", ".join(f"#{item.id}" for item in missing)
@@ -618,4 +633,4 @@ def _found(path: Any, read: Journal, missing: Sequence[JournalEntry], differ: li
     if read.damaged:
         lines = ", ".join(str(n) for n in read.damaged[:5])
         parts.append(f"the ledger journal {path} has damaged lines ({lines})")
-    return "; ".join(parts)
+    return parts
