@@ -30,9 +30,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from watcher.durations import parse_duration
-from watcher.sim import Fault, SimAccount, SimServer
-from watcher.store import ts
+from watcher.core.durations import parse_duration
+from watcher.providers.telnyx.sim import Fault, SimAccount, SimServer
+from watcher.state.store import ts
 
 KEY = "bench-key-0123456789"
 REPO = Path(__file__).resolve().parent.parent

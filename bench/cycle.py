@@ -38,7 +38,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from watcher.sim import SimAccount, SimServer, free_port
+from watcher.providers.telnyx.sim import SimAccount, SimServer, free_port
 
 REPO = Path(__file__).resolve().parent.parent
 API_KEY = "bench-key-0123456789abcdef"

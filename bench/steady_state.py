@@ -19,12 +19,12 @@ from pathlib import Path
 
 from pydantic import TypeAdapter
 
-from watcher import logs
-from watcher.daemon import Daemon, build_clients, build_notifier, load_runtime
-from watcher.model import AccountSnapshot, AuditEvent
-from watcher.rules import Rule, evaluate
-from watcher.sim import SimAccount, SimServer
-from watcher.store import Store
+from watcher.core.model import AccountSnapshot, AuditEvent
+from watcher.core.rules import Rule, evaluate
+from watcher.providers.telnyx.sim import SimAccount, SimServer
+from watcher.service import logs
+from watcher.service.cycle import Daemon, build_clients, build_notifier, load_runtime
+from watcher.state.store import Store
 
 RULES = """\
 rules:

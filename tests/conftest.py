@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from aiosmtpd.controller import Controller
 
-from watcher.sim import SimAccount, SimServer, free_port
+from watcher.providers.telnyx.sim import SimAccount, SimServer, free_port
 
 API_KEY = "KEYtest0123456789abcdefSECRET"
 REPO = Path(__file__).resolve().parent.parent
@@ -205,8 +205,8 @@ def established_state(path: Path) -> Path:
     """
     from datetime import UTC, datetime
 
-    from watcher.ledger import Ledger
-    from watcher.store import Store
+    from watcher.state.ledger import Ledger
+    from watcher.state.store import Store
 
     with Store.open(path) as store:
         ledger = Ledger(store)

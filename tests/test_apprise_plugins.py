@@ -1,4 +1,4 @@
-"""watcher.apprise_plugins: the same plugin objects as apprise's own instantiate, without
+"""watcher.notify.apprise_plugins: the same plugin objects as apprise's own instantiate, without
 importing apprise's whole plugin set for the schemes a config names.
 
 Each side runs in a fresh interpreter: apprise's plugin set, once loaded, stays loaded.
@@ -33,7 +33,7 @@ import json, logging, sys
 logging.disable(logging.CRITICAL)
 mode, urls = sys.argv[1], json.loads(sys.argv[2])
 if mode == "ours":
-    from watcher.apprise_plugins import instantiate
+    from watcher.notify.apprise_plugins import instantiate
 else:
     import apprise
     instantiate = apprise.Apprise.instantiate

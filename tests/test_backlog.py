@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 from conftest import API_KEY, Receiver, cli_env, run_cli, write_config
 
-from watcher.sim import Fault, SimServer
-from watcher.sources import Resume, _read_pages
-from watcher.store import ts
-from watcher.telnyx import Page
+from watcher.providers.telnyx.client import Page
+from watcher.providers.telnyx.sim import Fault, SimServer
+from watcher.providers.telnyx.sources import Resume, _read_pages
+from watcher.state.store import ts
 
 PAGE_LATENCY = 0.25  # seconds per page: a 1 s budget reads a few pages, never all
 MAX_CYCLES = 10  # a cycle reads at least one page; the backlogs are 7 pages

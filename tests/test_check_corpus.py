@@ -23,9 +23,9 @@ from conftest import API_KEY
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from watcher.cli import cmd_check
-from watcher.rulecheck import reference_errors, rule_warnings
-from watcher.ruleload import load_rules
+from watcher.cli.main import cmd_check
+from watcher.config.rulecheck import reference_errors, rule_warnings
+from watcher.config.ruleload import load_rules
 
 CORPUS = Path(__file__).parent / "check_corpus"
 CASES = sorted(CORPUS.glob("*.yaml"))

@@ -26,11 +26,11 @@ from pathlib import Path
 import pytest
 from conftest import API_KEY, REPO, Receiver, cli_env, run_cli, wait_for
 
-from watcher.cli import cmd_check
-from watcher.ledger import EntryState, Ledger, NewEntry
-from watcher.settings import load_settings
-from watcher.sim import SimServer
-from watcher.store import Store
+from watcher.cli.main import cmd_check
+from watcher.config.settings import load_settings
+from watcher.providers.telnyx.sim import SimServer
+from watcher.state.ledger import EntryState, Ledger, NewEntry
+from watcher.state.store import Store
 
 RULES = "rules:\n  - {name: low, kind: balance, below: 10}\n"
 PASSWORD = "hunter2PW"

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from conftest import API_KEY, REPO, cli_env, run_cli, write_config
 
-from watcher.sim import SimServer
+from watcher.providers.telnyx.sim import SimServer
 
 GOOD_RULES = "rules:\n  - {name: low, kind: balance, below: 10}\n"
 
@@ -126,8 +126,10 @@ def test_usage_error_exits_2() -> None:
 
 def test_core_imports_no_io_library() -> None:
     code = (
-        "import sys; import watcher.model, watcher.rules, watcher.lifecycle, watcher.render; "
-        "bad = {'httpx', 'apprise', 'sqlite3', 'watcher.store', 'watcher.telnyx'} "
+        "import sys; import watcher.core.model, watcher.core.rules, "
+        "watcher.core.lifecycle, watcher.core.render; "
+        "bad = {'httpx', 'apprise', 'sqlite3', 'watcher.state.store', "
+        "'watcher.providers.telnyx.client'} "
         "& set(sys.modules); "
         "print(sorted(bad))"
     )

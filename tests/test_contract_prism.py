@@ -27,8 +27,8 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from watcher.model import AuditChange, AuditEvent, Balance, WebhookDelivery
-from watcher.telnyx import AutoRechargePrefs, TelnyxClient, TelnyxError, classify
+from watcher.core.model import AuditChange, AuditEvent, Balance, WebhookDelivery
+from watcher.providers.telnyx.client import AutoRechargePrefs, TelnyxClient, TelnyxError, classify
 
 pytestmark = pytest.mark.contract
 

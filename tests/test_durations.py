@@ -9,7 +9,7 @@ import pytest
 from conftest import cli_env, run_cli
 from pydantic import BaseModel, ValidationError
 
-from watcher.durations import Duration, duration_text, format_duration, parse_duration
+from watcher.core.durations import Duration, duration_text, format_duration, parse_duration
 
 
 @pytest.mark.parametrize(

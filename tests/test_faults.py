@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from conftest import API_KEY, Receiver, run_cli, write_config
 
-from watcher.sim import Fault, SimServer
+from watcher.providers.telnyx.sim import Fault, SimServer
 
 RULES = """\
 rules:

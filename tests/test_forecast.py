@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from pydantic import TypeAdapter, ValidationError
 
-from watcher.forecast import fit_burn, per_hour_text, runs_out_in, segments
-from watcher.model import AccountSnapshot, Balance, Severity, SourceName
-from watcher.rules import (
+from watcher.core.forecast import fit_burn, per_hour_text, runs_out_in, segments
+from watcher.core.model import AccountSnapshot, Balance, Severity, SourceName
+from watcher.core.rules import (
     ForecastRule,
     Rule,
     RuleResult,

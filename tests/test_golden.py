@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from pydantic import TypeAdapter
 
-from watcher.lifecycle import Reason, Transition, step
-from watcher.model import (
+from watcher.core.lifecycle import Reason, Transition, step
+from watcher.core.model import (
     AlertKey,
     AlertState,
     AuditChange,
@@ -24,10 +24,10 @@ from watcher.model import (
     Severity,
     WebhookDelivery,
 )
-from watcher.outbox import route_message
-from watcher.render import Message, render
-from watcher.rules import SOURCE_DOWN_RULE, Finding, Rule, RuleResult
-from watcher.silences import Silence, still_firing
+from watcher.core.render import Message, render
+from watcher.core.rules import SOURCE_DOWN_RULE, Finding, Rule, RuleResult
+from watcher.notify.outbox import route_message
+from watcher.state.silences import Silence, still_firing
 
 GOLDEN = Path(__file__).parent / "golden"
 T0 = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)

@@ -11,7 +11,7 @@ import pytest
 UNUSED = ("click", "pygments", "rich")  # httpx's own command line client pulls them in
 
 
-@pytest.mark.parametrize("module", ["watcher.telnyx", "watcher.cli"])
+@pytest.mark.parametrize("module", ["watcher.providers.telnyx.client", "watcher.cli.main"])
 def test_httpx_command_line_client_is_not_loaded(module: str) -> None:
     code = (
         f"import sys, {module}, httpx\n"

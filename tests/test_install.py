@@ -21,7 +21,7 @@ import yaml
 from conftest import API_KEY, REPO, Receiver, wait_for
 from notify_socket import Listener, listening
 
-from watcher.sim import SimServer
+from watcher.providers.telnyx.sim import SimServer
 
 UNIT = REPO / "systemd" / "account-watcher.service"
 README = REPO / "README.md"

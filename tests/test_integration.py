@@ -11,7 +11,7 @@ from pathlib import Path
 
 from conftest import API_KEY, REPO, Mailbox, Receiver, cli_env, run_cli, wait_for, write_config
 
-from watcher.sim import SimServer
+from watcher.providers.telnyx.sim import SimServer
 
 LOW_CREDIT = """\
 rules:

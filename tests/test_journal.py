@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from watcher import journal
-from watcher.ledger import EntryState, Guard, Ledger, NewEntry, StateLost
-from watcher.store import APPLICATION_ID, Store, StoreError
-from watcher.topup import Caps, Pay, Refusal, Refuse, TriggerKind, Wait, decide
+from watcher.service.topup import Caps, Pay, Refusal, Refuse, TriggerKind, Wait, decide
+from watcher.state import journal
+from watcher.state.ledger import EntryState, Guard, Ledger, NewEntry, StateLost
+from watcher.state.store import APPLICATION_ID, Store, StoreError
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 H = timedelta(hours=1)

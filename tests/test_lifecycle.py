@@ -6,9 +6,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from watcher.lifecycle import Reason, step
-from watcher.model import AlertKey, AlertState, AuditEvent, Phase, Severity
-from watcher.rules import Finding, RuleResult
+from watcher.core.lifecycle import Reason, step
+from watcher.core.model import AlertKey, AlertState, AuditEvent, Phase, Severity
+from watcher.core.rules import Finding, RuleResult
 
 T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 KEY = AlertKey("low-credit", "main")

@@ -12,7 +12,7 @@ from urllib.parse import quote
 import pytest
 import structlog
 
-from watcher.logs import (
+from watcher.service.logs import (
     configure_logging,
     register_secret,
     register_url_secrets,

@@ -15,11 +15,11 @@ import structlog
 from conftest import API_KEY, Receiver, cli_env, run_cli, write_config
 from pydantic import SecretStr
 
-from watcher.daemon import register_secrets
-from watcher.logs import configure_logging, reset_logging
-from watcher.settings import ResolvedSecrets
-from watcher.sim import Fault, SimServer
-from watcher.telnyx import TelnyxClient, TelnyxError
+from watcher.config.settings import ResolvedSecrets
+from watcher.providers.telnyx.client import TelnyxClient, TelnyxError
+from watcher.providers.telnyx.sim import Fault, SimServer
+from watcher.service.cycle import register_secrets
+from watcher.service.logs import configure_logging, reset_logging
 
 PASSWORD = "hunter2-PASSWORD-77"
 TOKEN = "Tok3nInThePathABCDEF"

@@ -16,9 +16,7 @@ from pathlib import Path
 import pytest
 from conftest import API_KEY, REPO, Receiver, cli_env, wait_for, write_config
 
-from watcher.daemon import CycleReport
-from watcher.metrics import Metrics, MetricsServer, resident_bytes
-from watcher.model import (
+from watcher.core.model import (
     AccountSnapshot,
     AlertKey,
     AlertState,
@@ -27,10 +25,12 @@ from watcher.model import (
     Severity,
     SourceName,
 )
-from watcher.notify import Delivery
-from watcher.sim import Fault, SimServer, free_port
-from watcher.sources import Collected
-from watcher.telnyx import TelnyxError
+from watcher.notify.delivery import Delivery
+from watcher.providers.telnyx.client import TelnyxError
+from watcher.providers.telnyx.sim import Fault, SimServer, free_port
+from watcher.providers.telnyx.sources import Collected
+from watcher.service.cycle import CycleReport
+from watcher.service.metrics import Metrics, MetricsServer, resident_bytes
 
 LOW_CREDIT = """\
 rules:

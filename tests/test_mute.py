@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from watcher.mute import AbsoluteWindow, WeeklyWindow, is_muted, parse_mute
+from watcher.core.mute import AbsoluteWindow, WeeklyWindow, is_muted, parse_mute
 
 
 def utc(text: str) -> datetime:

@@ -13,13 +13,13 @@ from conftest import REPO, Mailbox, Receiver, cli_env, run_cli, wait_for, write_
 from pydantic import SecretStr
 from structlog.testing import capture_logs
 
-from watcher.lifecycle import Reason
-from watcher.model import Severity
-from watcher.notify import Notifier, Route
-from watcher.outbox import Outbox, Policy, backoff, flush
-from watcher.render import Message
-from watcher.sim import SimServer
-from watcher.store import Store
+from watcher.core.lifecycle import Reason
+from watcher.core.model import Severity
+from watcher.core.render import Message
+from watcher.notify.delivery import Notifier, Route
+from watcher.notify.outbox import Outbox, Policy, backoff, flush
+from watcher.providers.telnyx.sim import SimServer
+from watcher.state.store import Store
 
 LOW = "rules:\n  - {name: low-credit, kind: balance, below: 50, severity: critical}\n"
 FIRING = "[CRITICAL] low-credit firing — main"

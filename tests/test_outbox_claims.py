@@ -28,12 +28,12 @@ import pytest
 from conftest import REPO, Receiver, cli_env, run_cli, wait_for, write_config
 from pydantic import SecretStr
 
-from watcher.lifecycle import Reason
-from watcher.model import Severity
-from watcher.notify import Notifier, Route, Target, url_id
-from watcher.outbox import Item, Outbox, Policy, claim_ttl, flush
-from watcher.render import Message
-from watcher.store import Store
+from watcher.core.lifecycle import Reason
+from watcher.core.model import Severity
+from watcher.core.render import Message
+from watcher.notify.delivery import Notifier, Route, Target, url_id
+from watcher.notify.outbox import Item, Outbox, Policy, claim_ttl, flush
+from watcher.state.store import Store
 
 LOW = "rules:\n  - {name: low-credit, kind: balance, below: 50, severity: critical}\n"
 FIRING = "[CRITICAL] low-credit firing — main"

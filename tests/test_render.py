@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from pydantic import TypeAdapter
 
-from watcher.lifecycle import Reason, Transition
-from watcher.model import (
+from watcher.core.lifecycle import Reason, Transition
+from watcher.core.model import (
     AlertKey,
     AlertState,
     AuditChange,
@@ -18,8 +18,8 @@ from watcher.model import (
     Severity,
     WebhookDelivery,
 )
-from watcher.render import audit_line, fill, render
-from watcher.rules import SOURCE_DOWN_RULE, Finding, Rule
+from watcher.core.render import audit_line, fill, render
+from watcher.core.rules import SOURCE_DOWN_RULE, Finding, Rule
 
 T0 = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
 RULE = TypeAdapter(Rule)

@@ -12,8 +12,12 @@ import pytest
 from conftest import Receiver, run_cli, write_config
 from pydantic import TypeAdapter, ValidationError
 
-from watcher.lifecycle import Reason, Transition
-from watcher.model import (
+from watcher.config.rulecheck import rule_warnings
+from watcher.config.ruleload import load_rules
+from watcher.config.settings import load_settings
+from watcher.config.yamlfile import ConfigError
+from watcher.core.lifecycle import Reason, Transition
+from watcher.core.model import (
     AccountSnapshot,
     AlertKey,
     AlertState,
@@ -22,10 +26,8 @@ from watcher.model import (
     Phase,
     WebhookDelivery,
 )
-from watcher.render import render
-from watcher.rulecheck import rule_warnings
-from watcher.ruleload import load_rules
-from watcher.rules import (
+from watcher.core.render import render
+from watcher.core.rules import (
     AuditRule,
     BalanceRule,
     ForecastRule,
@@ -33,10 +35,8 @@ from watcher.rules import (
     WebhookFailuresRule,
     evaluate,
 )
-from watcher.settings import load_settings
-from watcher.sim import SimServer
-from watcher.store import Store
-from watcher.yamlfile import ConfigError
+from watcher.providers.telnyx.sim import SimServer
+from watcher.state.store import Store
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 RULE: TypeAdapter[Rule] = TypeAdapter(Rule)

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from pydantic import TypeAdapter, ValidationError
 
-from watcher.model import (
+from watcher.core.model import (
     AccountSnapshot,
     AlertKey,
     AuditChange,
@@ -20,7 +20,7 @@ from watcher.model import (
     SourceName,
     WebhookDelivery,
 )
-from watcher.rules import (
+from watcher.core.rules import (
     SOURCE_DOWN_RULE,
     Rule,
     RuleFile,

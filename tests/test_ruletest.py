@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from conftest import REPO, cli_env, run_cli
 
-from watcher.ruletest import cmd_test, diff_lines, parse_series
+from watcher.cli.ruletest import cmd_test, diff_lines, parse_series
 
 D = Decimal
 

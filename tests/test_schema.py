@@ -12,8 +12,8 @@ import pytest
 import yaml
 from conftest import REPO, run_cli
 
-from watcher.rules import AuditRule, BalanceRule, ForecastRule, WebhookFailuresRule
-from watcher.schema import DRAFT, SCHEMA_ID, rule_file_schema, schema_text
+from watcher.config.schema import DRAFT, SCHEMA_ID, rule_file_schema, schema_text
+from watcher.core.rules import AuditRule, BalanceRule, ForecastRule, WebhookFailuresRule
 
 RULES_DIR = REPO / "rules"
 RULE_FILES = sorted(RULES_DIR.glob("*.yaml"))

@@ -25,12 +25,17 @@ from conftest import API_KEY, REPO, Receiver, cli_env, run_cli, wait_for, write_
 from notify_socket import Datagram, Listener, listening
 from structlog.testing import capture_logs
 
-from watcher.daemon import CycleReport, Daemon, build_clients, build_notifier, load_runtime
-from watcher.metrics import Metrics, MetricsServer
-from watcher.service import ServiceNotifier, monotonic_usec, watchdog_period, watchdog_timeout
-from watcher.sim import Fault, SimServer
-from watcher.store import Store
-from watcher.supervisor import MAX_CRASHED_CYCLES, status_line
+from watcher.providers.telnyx.sim import Fault, SimServer
+from watcher.service.cycle import CycleReport, Daemon, build_clients, build_notifier, load_runtime
+from watcher.service.metrics import Metrics, MetricsServer
+from watcher.service.sdnotify import (
+    ServiceNotifier,
+    monotonic_usec,
+    watchdog_period,
+    watchdog_timeout,
+)
+from watcher.service.supervisor import MAX_CRASHED_CYCLES, status_line
+from watcher.state.store import Store
 
 LOW_CREDIT = """\
 rules:

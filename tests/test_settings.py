@@ -12,8 +12,8 @@ from typing import Annotated, Literal
 import pytest
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
-from watcher.secrets import SecretError, SecretRef, parse_ref, resolve
-from watcher.settings import (
+from watcher.config.secrets import SecretError, SecretRef, parse_ref, resolve
+from watcher.config.settings import (
     LITERAL_KEY_MESSAGE,
     LoadedSettings,
     Settings,
@@ -23,7 +23,7 @@ from watcher.settings import (
     load_settings,
     resolve_secrets,
 )
-from watcher.yamlfile import ConfigError, format_validation_errors, load_yaml
+from watcher.config.yamlfile import ConfigError, format_validation_errors, load_yaml
 
 REPO = Path(__file__).resolve().parent.parent
 KEY = "KEY0123456789abcdefTOPSECRET"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from conftest import Receiver, run_cli, write_config
 
-from watcher.sim import SimServer
+from watcher.providers.telnyx.sim import SimServer
 
 LOW = "rules:\n  - {name: low-credit, kind: balance, below: 50, severity: critical}\n"
 

@@ -18,7 +18,7 @@ import httpx
 import pytest
 import yaml
 
-from watcher.sim import Fault, SimAccount, SimServer, free_port, iso
+from watcher.providers.telnyx.sim import Fault, SimAccount, SimServer, free_port, iso
 
 KEY = "test-key"
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)

@@ -10,8 +10,8 @@ from pathlib import Path
 import httpx
 import yaml
 
-from watcher.demo import DEMO_KEY, Story, _script
-from watcher.sim import SimAccount, SimServer
+from watcher.cli.demo import DEMO_KEY, Story, _script
+from watcher.providers.telnyx.sim import SimAccount, SimServer
 
 LOCAL_SPEC = Path(__file__).parent / "data" / "telnyx-account.openapi.yaml"
 

@@ -7,10 +7,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from watcher.lifecycle import Reason, Transition
-from watcher.model import AccountSnapshot, AlertKey, Severity, SourceError, SourceName
-from watcher.render import render
-from watcher.rules import KEY_REJECTED_GROUP, SOURCE_DOWN_RULE, Finding, evaluate
+from watcher.core.lifecycle import Reason, Transition
+from watcher.core.model import AccountSnapshot, AlertKey, Severity, SourceError, SourceName
+from watcher.core.render import render
+from watcher.core.rules import KEY_REJECTED_GROUP, SOURCE_DOWN_RULE, Finding, evaluate
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 M = timedelta(minutes=1)

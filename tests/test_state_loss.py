@@ -19,11 +19,11 @@ import pytest
 from conftest import Receiver, cli_env, run_cli, wait_for
 from topup_support import ledger_states, posts, start, topup_caps, write_topup_config
 
-from watcher.journal import journal_path
-from watcher.ledger import EntryState, Ledger
-from watcher.sim import Fault, SimServer
-from watcher.store import Store
-from watcher.topup import CRASH_ENV, CRASH_EXIT
+from watcher.providers.telnyx.sim import Fault, SimServer
+from watcher.service.topup import CRASH_ENV, CRASH_EXIT
+from watcher.state.journal import journal_path
+from watcher.state.ledger import EntryState, Ledger
+from watcher.state.store import Store
 
 CAPS = topup_caps(max_per_day="300.00")  # 100.00 at most once an hour
 POLL = "{interval: 10s, timeout: 5s}"

@@ -9,10 +9,10 @@ from pathlib import Path
 from conftest import run_cli
 from topup_support import write_topup_config
 
-from watcher import journal
-from watcher.ledger import EntryState, Ledger, NewEntry
-from watcher.sim import SimServer
-from watcher.store import Store
+from watcher.providers.telnyx.sim import SimServer
+from watcher.state import journal
+from watcher.state.ledger import EntryState, Ledger, NewEntry
+from watcher.state.store import Store
 
 
 def out(config: Path, *args: str) -> str:

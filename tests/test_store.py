@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from watcher.model import (
+from watcher.core.model import (
     AlertKey,
     AlertState,
     AuditEvent,
@@ -21,7 +21,7 @@ from watcher.model import (
     SourceName,
     WebhookDelivery,
 )
-from watcher.store import SCHEMA_VERSION, CycleInfo, SourceHealth, Store, StoreError
+from watcher.state.store import SCHEMA_VERSION, CycleInfo, SourceHealth, Store, StoreError
 
 T0 = datetime(2026, 11, 2, 10, 0, tzinfo=UTC)
 

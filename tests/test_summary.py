@@ -7,12 +7,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from watcher.daemon import CycleReport, summarize
-from watcher.lifecycle import Reason
-from watcher.model import AccountSnapshot, AuditEvent, Severity, WebhookDelivery
-from watcher.notify import Delivery
-from watcher.render import Message, count_of
-from watcher.sources import Collected
+from watcher.core.lifecycle import Reason
+from watcher.core.model import AccountSnapshot, AuditEvent, Severity, WebhookDelivery
+from watcher.core.render import Message, count_of
+from watcher.notify.delivery import Delivery
+from watcher.providers.telnyx.sources import Collected
+from watcher.service.cycle import CycleReport, summarize
 
 T0 = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
 

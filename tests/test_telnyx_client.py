@@ -1,4 +1,4 @@
-"""Unit tests of watcher.telnyx against httpx.MockTransport fakes (no network, no patches).
+"""Unit tests of the Telnyx client against httpx.MockTransport fakes (no network, no patches).
 
 Backoff waits go to a recording `sleep`, so retry tests never really sleep; the only real
 wait is the 50 ms total-timeout test.
@@ -20,8 +20,8 @@ import pytest
 import structlog
 from pydantic import SecretStr
 
-from watcher.model import AuditChange, AuditEvent, Balance, WebhookDelivery
-from watcher.telnyx import (
+from watcher.core.model import AuditChange, AuditEvent, Balance, WebhookDelivery
+from watcher.providers.telnyx.client import (
     BACKOFF_INITIAL,
     BACKOFF_JITTER,
     AutoRechargePrefs,

@@ -18,7 +18,7 @@ from decimal import Decimal
 import pytest
 from pydantic import SecretStr
 
-from watcher.telnyx import TelnyxClient, TopupOutcome, keepalive_expiry
+from watcher.providers.telnyx.client import TelnyxClient, TopupOutcome, keepalive_expiry
 
 KEY = "KEY0123456789connectionsSECRET"
 BALANCE = {

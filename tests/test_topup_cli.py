@@ -1,5 +1,5 @@
 """`topups` (list, settle, pause, resume), the top-up lines of `status`, and the top-up
-checks of `check`: the CLI in-process (`watcher.cli.main`), the state in `tmp_path`."""
+checks of `check`: the CLI in-process (`watcher.cli.main.main`), the state in `tmp_path`."""
 
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ import pytest
 from conftest import Receiver, run_cli, write_config
 from topup_support import RULES, TOPUP, write_topup_config
 
-from watcher import logs
-from watcher.cli import main
-from watcher.ledger import EntryState, Ledger, NewEntry
-from watcher.sim import SimServer
-from watcher.store import Store
+from watcher.cli.main import main
+from watcher.providers.telnyx.sim import SimServer
+from watcher.service import logs
+from watcher.state.ledger import EntryState, Ledger, NewEntry
+from watcher.state.store import Store
 
 NOW = datetime.now(UTC)
 ENABLED = '{enabled: true, amount: "100.00"}'

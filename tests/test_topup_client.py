@@ -11,8 +11,13 @@ import pytest
 from conftest import API_KEY
 from pydantic import SecretStr
 
-from watcher.sim import Fault, SimServer, error_body, free_port
-from watcher.telnyx import TelnyxClient, TopupOutcome, classify_topup, topup_amount_text
+from watcher.providers.telnyx.client import (
+    TelnyxClient,
+    TopupOutcome,
+    classify_topup,
+    topup_amount_text,
+)
+from watcher.providers.telnyx.sim import Fault, SimServer, error_body, free_port
 
 TOPUP = "/payment/stored_payment_transactions"
 OK_BODY = {"data": {"id": "de06811a-2e43-4561-af5a-7d0a26e20aaa", "amount_cents": 10000}}

@@ -17,7 +17,7 @@ import pytest
 from pydantic import SecretStr
 from test_contract_prism import KEY, RecordingTransport, prism_url
 
-from watcher.telnyx import TelnyxClient, TopupOutcome, classify_topup
+from watcher.providers.telnyx.client import TelnyxClient, TopupOutcome, classify_topup
 
 __all__ = ["prism_url"]  # the module-scoped fixture, shared
 

@@ -26,9 +26,9 @@ from topup_support import (
     write_topup_config,
 )
 
-from watcher.ledger import EntryState
-from watcher.sim import Fault, SimServer
-from watcher.topup import CRASH_ENV, CRASH_EXIT
+from watcher.providers.telnyx.sim import Fault, SimServer
+from watcher.service.topup import CRASH_ENV, CRASH_EXIT
+from watcher.state.ledger import EntryState
 
 CAPS = topup_caps(max_per_day="100.00")
 POLL = "{interval: 10s, timeout: 5s}"

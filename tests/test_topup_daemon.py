@@ -24,10 +24,10 @@ from topup_support import (
     write_topup_config,
 )
 
-from watcher.daemon import Daemon, build_clients, build_notifier, load_runtime
-from watcher.ledger import EntryState, Ledger, VerifyState
-from watcher.sim import Fault, SimServer, error_body
-from watcher.store import Store
+from watcher.providers.telnyx.sim import Fault, SimServer, error_body
+from watcher.service.cycle import Daemon, build_clients, build_notifier, load_runtime
+from watcher.state.ledger import EntryState, Ledger, VerifyState
+from watcher.state.store import Store
 
 START = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
 

@@ -9,21 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from watcher.ledger import (
-    Entry,
-    EntryState,
-    Guard,
-    Ledger,
-    LedgerError,
-    NewEntry,
-    Pause,
-    VerifyState,
-)
-from watcher.lifecycle import Reason, Transition
-from watcher.model import AccountSnapshot, AlertKey, AlertState, Balance, Phase, Severity
-from watcher.rules import AuditRule, BalanceRule
-from watcher.store import Store
-from watcher.topup import (
+from watcher.core.lifecycle import Reason, Transition
+from watcher.core.model import AccountSnapshot, AlertKey, AlertState, Balance, Phase, Severity
+from watcher.core.rules import AuditRule, BalanceRule
+from watcher.service.topup import (
     Caps,
     Pay,
     Refusal,
@@ -35,6 +24,17 @@ from watcher.topup import (
     render_entry,
     usage,
 )
+from watcher.state.ledger import (
+    Entry,
+    EntryState,
+    Guard,
+    Ledger,
+    LedgerError,
+    NewEntry,
+    Pause,
+    VerifyState,
+)
+from watcher.state.store import Store
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 CAPS = Caps(Decimal("100.00"), Decimal("300.00"), timedelta(hours=1), Decimal("500.00"))

@@ -23,13 +23,13 @@ from conftest import established_state
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from watcher.ledger import COUNTED, EntryState, Ledger
-from watcher.model import AccountSnapshot, Balance
-from watcher.rules import BalanceRule
-from watcher.settings import TopupConfig
-from watcher.store import Store
-from watcher.telnyx import TopupOutcome, TopupResult
-from watcher.topup import CRASH_POINTS, TopupActor, Trigger, TriggerKind
+from watcher.config.settings import TopupConfig
+from watcher.core.model import AccountSnapshot, Balance
+from watcher.core.rules import BalanceRule
+from watcher.providers.telnyx.client import TopupOutcome, TopupResult
+from watcher.service.topup import CRASH_POINTS, TopupActor, Trigger, TriggerKind
+from watcher.state.ledger import COUNTED, EntryState, Ledger
+from watcher.state.store import Store
 
 START = datetime(2026, 11, 1, tzinfo=UTC)
 RULE = BalanceRule.model_validate(

@@ -1,4 +1,4 @@
-"""The state lock (`<state>.lock`, watcher/statelock.py): only the process that holds it
+"""The state lock (`<state>.lock`, watcher/state/lock.py): only the process that holds it
 reconciles `sending` top-ups and pays. `run` needs it; `once` without it runs with
 top-ups off. Real processes against the loopback simulator; the lock is held by the
 test process or by a real `run`.
@@ -27,10 +27,10 @@ from topup_support import (
     write_topup_config,
 )
 
-from watcher.ledger import EntryState, Ledger, NewEntry
-from watcher.sim import Fault, SimServer
-from watcher.statelock import Lock, acquire, lock_path
-from watcher.store import Store
+from watcher.providers.telnyx.sim import Fault, SimServer
+from watcher.state.ledger import EntryState, Ledger, NewEntry
+from watcher.state.lock import Lock, acquire, lock_path
+from watcher.state.store import Store
 
 SKIPPED = "top-ups skipped: another account-watcher owns the state"
 CAPS = topup_caps(max_per_day="300.00")
@@ -58,7 +58,7 @@ def test_the_lock_file_lives_beside_the_db_and_admits_one_holder(tmp_path: Path)
 def test_a_killed_holder_frees_the_lock(tmp_path: Path) -> None:
     state = tmp_path / "state.db"
     code = (
-        "import sys; from pathlib import Path; from watcher.statelock import acquire; "
+        "import sys; from pathlib import Path; from watcher.state.lock import acquire; "
         f"lock = acquire(Path({str(state)!r})); print(lock is not None, flush=True); "
         "sys.stdin.read()"
     )

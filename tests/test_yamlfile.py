@@ -1,4 +1,4 @@
-"""The one YAML loader (`watcher.yamlfile.load_yaml`): data as PyYAML's safe loader gives it,
+"""The one YAML loader (`watcher.config.yamlfile.load_yaml`): data as PyYAML's safe loader gives it,
 marks for every node, duplicate keys, and hostile nesting turned into a `file:line`
 error — for config files, rule files and `test` files, in `check`, `test` and a SIGHUP
 reload of the running daemon."""
@@ -21,11 +21,11 @@ from hypothesis import strategies as st
 from notify_socket import Listener, listening
 from test_service import LOW_CREDIT, _start, _stop
 
-from watcher import yamlbuild
-from watcher.rulecheck import rule_warnings
-from watcher.ruleload import load_rules
-from watcher.sim import SimServer
-from watcher.yamlfile import MAX_DEPTH, ConfigError, load_yaml
+from watcher.config import yamlbuild
+from watcher.config.rulecheck import rule_warnings
+from watcher.config.ruleload import load_rules
+from watcher.config.yamlfile import MAX_DEPTH, ConfigError, load_yaml
+from watcher.providers.telnyx.sim import SimServer
 
 DEEP = 5_000
 

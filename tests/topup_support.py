@@ -11,9 +11,9 @@ from pathlib import Path
 
 from conftest import REPO, cli_env, established_state
 
-from watcher.ledger import EntryState, Ledger
-from watcher.sim import SimServer
-from watcher.store import Store
+from watcher.providers.telnyx.sim import SimServer
+from watcher.state.ledger import EntryState, Ledger
+from watcher.state.store import Store
 
 TOPUP = "/payment/stored_payment_transactions"
 PAID = "[INFO] top-up paid 100.00 USD — main"

@@ -1,4 +1,4 @@
-from watcher.cli import main
+from watcher.cli.main import main
 
 if __name__ == "__main__":
     main()

@@ -1,0 +1,480 @@
+"""Command line: `account-watcher [--config PATH] COMMAND` (DESIGN §7).
+
+Exit codes: 0 ok; 1 `check` found problems; 2 usage error, missing config file, invalid
+config or unresolvable secret (`run`/`once`); 3 runtime failure (state unusable).
+Errors are one sentence on stderr; results go to stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import gc
+import os
+import signal
+import sys
+import traceback
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn, TextIO
+
+import structlog
+
+from watcher.cli import notify as cli_notify
+from watcher.cli import topups as cli_topups
+from watcher.config.rulecheck import validate
+from watcher.config.ruleload import load_rules
+from watcher.config.secrets import SecretError
+from watcher.config.settings import (
+    LoadedSettings,
+    check_secrets,
+    default_config_path,
+    load_settings,
+    resolve_route_secrets,
+)
+from watcher.config.yamlfile import ConfigError, load_yaml
+from watcher.core.rules import SOURCE_DOWN_RULE
+from watcher.notify.delivery import NotifyError
+from watcher.service import logs
+from watcher.service.cycle import (
+    Daemon,
+    Runtime,
+    alert_lines,
+    build_clients,
+    build_notifier,
+    load_runtime,
+    register_secrets,
+    summarize,
+)
+from watcher.service.sdnotify import ServiceNotifier, watchdog_period
+from watcher.state import lock as statelock
+from watcher.state.silences import unmatched_warning
+from watcher.state.store import Store, StoreError
+
+if TYPE_CHECKING:
+    from watcher.service.metrics import Metrics
+
+log = structlog.get_logger(__name__)
+
+EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_RUNTIME = 0, 1, 2, 3
+
+
+class Exit(Exception):
+    """Ends the command with a code and an optional one-sentence message."""
+
+    def __init__(self, code: int, message: str = "") -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="account-watcher",
+        description="Keeps a Telnyx account healthy: polls, evaluates rules, alerts.",
+    )
+    parser.add_argument(
+        "--config",
+        type=Path,
+        help="config file (default: $WATCHER_CONFIG, else /etc/account-watcher/config.yaml)",
+    )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub.add_parser("run", help="the daemon loop (systemd runs this)")
+    once = sub.add_parser("once", help="one poll-evaluate-act cycle, then a summary")
+    once.add_argument("--dry-run", action="store_true", help="never pay (top-ups)")
+    sub.add_parser("check", help="validate config and every rule file")
+    sub.add_parser("status", help="alerts, last poll per source, last cycle")
+    sub.add_parser("schema", help="print the JSON Schema of rule files (for editors)")
+    rule_test = sub.add_parser("test", help="run rule unit tests (like promtool test rules)")
+    rule_test.add_argument("files", nargs="+", type=Path, metavar="FILE", help="test files")
+    demo = sub.add_parser("demo", help="run against a built-in simulated account")
+    cli_notify.add_parsers(sub)
+    cli_topups.add_parser(sub)
+    demo.add_argument("--speed", type=float, default=1.0, help=argparse.SUPPRESS)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> NoReturn:
+    """Entry point of the console script and `python -m watcher`."""
+    args = _parser().parse_args(argv)
+    # Until a command configures logging from the config: warnings only, on stderr, so
+    # that results on stdout stay clean.
+    logs.configure_logging(level="debug" if args.debug else "warning", fmt="auto")
+    try:
+        code = _dispatch(args)
+    except Exit as exc:
+        if str(exc):
+            print(f"account-watcher: {exc}", file=sys.stderr)
+        code = exc.code
+    except KeyboardInterrupt:
+        code = EXIT_OK
+    except Exception as exc:  # last resort: one sentence, traceback only with --debug
+        if args.debug:
+            traceback.print_exc()
+        message = logs.scrub(f"{type(exc).__name__}: {exc}")
+        print(f"account-watcher: unexpected error: {message}", file=sys.stderr)
+        code = EXIT_RUNTIME
+    sys.exit(code)
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "demo":
+        from watcher.cli.demo import run_demo
+
+        return run_demo(speed=args.speed)
+    if args.command == "schema":  # needs no config
+        from watcher.config.schema import schema_text
+
+        sys.stdout.write(schema_text())
+        return EXIT_OK
+    if args.command == "test":  # needs no config
+        from watcher.cli.ruletest import cmd_test
+
+        return cmd_test(args.files, sys.stdout)
+    path = args.config or default_config_path(os.environ)
+    if not path.exists():
+        raise Exit(EXIT_USAGE, f"config file {path} does not exist (use --config PATH)")
+    match args.command:
+        case "check":
+            return cmd_check(path, sys.stdout, sys.stderr)
+        case "status":
+            return cmd_status(path, sys.stdout)
+        case "once":
+            return asyncio.run(cmd_once(path, dry_run=args.dry_run))
+        case "silence":
+            return cmd_silence(path, args)
+        case "notify-test":
+            return asyncio.run(cmd_notify_test(path, args.route))
+        case "run":
+            return asyncio.run(cmd_run(path))
+        case "topups":
+            return cli_topups.cmd_topups(path, args, sys.stdout)
+    raise Exit(EXIT_USAGE, f"unknown command {args.command}")  # pragma: no cover
+
+
+# ---------------------------------------------------------------------------- check
+
+
+def cmd_check(path: Path, out: TextIO, err: TextIO) -> int:
+    """Validate config and rules; every problem printed at once."""
+    try:
+        loaded = load_settings(path, environ=os.environ)
+    except ConfigError as exc:
+        # Every problem at once: the rule files are still checked on their own.
+        for line in exc.errors + _rule_file_errors(path):
+            print(line, file=err)
+        return EXIT_INVALID
+    found = load_rules(loaded.settings.rules, loaded.config_dir)
+    errors, warnings = validate(loaded, found, datetime.now(UTC), for_check=True)
+    urls = cli_notify.url_problems(loaded, os.environ)
+    errors += urls.errors
+    warnings += check_secrets(
+        loaded.settings, environ=os.environ, config_dir=loaded.config_dir, routes=False
+    )
+    warnings += urls.warnings
+    for line in warnings:
+        print(f"warning: {line}", file=err)
+    for line in errors:
+        print(line, file=err)
+    if errors:
+        return EXIT_INVALID
+    print(
+        f"ok: {path}: {len(loaded.settings.accounts)} account(s), "
+        f"{len(found.files)} rule file(s), {len(found.rules)} rule(s)",
+        file=out,
+    )
+    return EXIT_OK
+
+
+def _rule_file_errors(path: Path) -> list[str]:
+    """Errors of the rule files an invalid config names (its `rules:` globs if readable,
+    else the default)."""
+    try:
+        data = load_yaml(path).data
+    except ConfigError:
+        data = None
+    patterns = data.get("rules") if isinstance(data, dict) else None
+    if not (isinstance(patterns, list) and all(isinstance(p, str) for p in patterns)):
+        patterns = ["rules/*.yaml"]
+    return load_rules(patterns, path.parent).errors
+
+
+# ---------------------------------------------------------------------------- run / once
+
+
+def _load(path: Path) -> Runtime:
+    """Config, rules and secrets for `run`, `once` and each reload; a notification URL
+    apprise cannot use is a `ConfigError` naming its route and reference."""
+    runtime = load_runtime(path, os.environ)
+    _usable_urls(runtime.loaded)
+    return runtime
+
+
+def _usable_urls(loaded: LoadedSettings) -> None:
+    errors = cli_notify.url_problems(loaded, os.environ).errors
+    if errors:
+        raise ConfigError(errors)
+
+
+def _runtime(path: Path) -> Runtime:
+    try:
+        return _load(path)
+    except ConfigError as exc:
+        raise _invalid_config(path, exc) from None
+    except SecretError as exc:
+        raise Exit(EXIT_USAGE, str(exc)) from None
+
+
+def _configure_logs(runtime: Runtime) -> None:
+    log_config = runtime.loaded.settings.log
+    logs.configure_logging(level=log_config.level, fmt=log_config.format)
+    register_secrets(runtime.secrets)
+
+
+def _state_path(loaded: LoadedSettings) -> Path:
+    return loaded.settings.state.resolve_state_path(os.environ, loaded.config_dir)
+
+
+def _open_state(loaded: LoadedSettings) -> Store:
+    """The configured state database; an unusable one ends the command with exit 3."""
+    try:
+        return Store.open(_state_path(loaded))
+    except StoreError as exc:
+        raise Exit(EXIT_RUNTIME, str(exc)) from None
+
+
+def _open_store(runtime: Runtime) -> Store:
+    return _open_state(runtime.loaded)
+
+
+def _lock_state(runtime: Runtime) -> tuple[Path, statelock.Lock | None]:
+    """The state path and its lock (None when another process holds it); exit 3 if the
+    lock file cannot be opened."""
+    path = _state_path(runtime.loaded)
+    try:
+        return path, statelock.acquire(path)
+    except OSError as exc:
+        raise Exit(EXIT_RUNTIME, f"cannot lock the state {path}: {exc.strerror or exc}") from None
+
+
+def _daemon(
+    runtime: Runtime,
+    store: Store,
+    metrics: Metrics | None = None,
+    *,
+    dry_run: bool = False,
+    owns_state: bool = True,
+) -> Daemon:
+    try:
+        notifier = build_notifier(runtime)
+    except NotifyError as exc:
+        raise Exit(EXIT_USAGE, str(exc)) from None
+    on_request = None if metrics is None else metrics.count_request
+    clients = build_clients(runtime, on_request=on_request)
+    return Daemon(
+        runtime,
+        store,
+        notifier=notifier,
+        clients=clients,
+        metrics=metrics,
+        dry_run=dry_run,
+        owns_state=owns_state,
+    )
+
+
+async def cmd_once(path: Path, *, dry_run: bool) -> int:
+    """One cycle, then the summary on stdout. Exit 0 even when a source failed.
+
+    Top-ups only with the state lock: while another process (`run`) holds it, the cycle
+    runs with top-ups off (no reconcile, no POST) and the summary says so.
+    """
+    runtime = _runtime(path)
+    _configure_logs(runtime)
+    _, lock = _lock_state(runtime)
+    with lock or contextlib.nullcontext(), _open_store(runtime) as store:
+        daemon = _daemon(runtime, store, dry_run=dry_run, owns_state=lock is not None)
+        try:
+            report = await daemon.cycle(flush_all=True)
+        finally:
+            await daemon.aclose()
+    lines = summarize(report) + daemon.topups.not_owner_lines()
+    if dry_run:
+        lines.append("dry run: no money was moved")
+    print("\n".join(lines))
+    return EXIT_OK
+
+
+async def cmd_run(path: Path) -> int:
+    """The daemon loop until SIGTERM/SIGINT; the cycle in flight finishes, exit 0.
+
+    Speaks systemd's notify protocol when $NOTIFY_SOCKET is set; SIGHUP reloads config
+    and rules between cycles (an invalid set is logged and the running one kept).
+    """
+    runtime = _runtime(path)
+    _configure_logs(runtime)
+    stop, reload = asyncio.Event(), asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, reload.set)
+    state, lock = _lock_state(runtime)  # the only process that may pay: held until exit
+    if lock is None:
+        raise Exit(EXIT_RUNTIME, f"another account-watcher (run) is using {state}; stop it first")
+    service = ServiceNotifier()
+    with lock, _open_store(runtime) as store, contextlib.ExitStack() as stack:
+        metrics = _start_metrics(runtime, stack)
+        daemon = _daemon(runtime, store, metrics)
+        log.info(
+            "daemon.started",
+            config=str(path),
+            rules=len(runtime.rules),
+            accounts=len(daemon.clients),
+        )
+        # What start-up built (modules, models, config) lives as long as the process:
+        # out of the collector's sight, every later full collection is cheaper.
+        gc.freeze()
+        try:
+            await daemon.run(
+                stop,
+                reload=reload,
+                loader=lambda: _load(path),
+                service=service,
+                watchdog=watchdog_period(),
+            )
+        finally:
+            await daemon.aclose()
+    service.close()
+    log.info("daemon.stopped")
+    return EXIT_OK
+
+
+def _start_metrics(runtime: Runtime, stack: contextlib.ExitStack) -> Metrics | None:
+    """Serve `/metrics` and `/healthz` on `metrics.listen` (if set) until `stack` closes."""
+    address = runtime.loaded.settings.metrics.address()
+    if address is None:
+        return None
+    from watcher.service.metrics import Metrics, MetricsServer  # prometheus_client only when used
+
+    metrics = Metrics(interval=runtime.interval.total_seconds())
+    server = MetricsServer(metrics, address)
+    try:
+        server.start()
+    except OSError as exc:
+        listen = runtime.loaded.settings.metrics.listen
+        raise Exit(EXIT_RUNTIME, f"cannot serve metrics on {listen}: {exc.strerror}") from None
+    stack.callback(server.stop)
+    return metrics
+
+
+# ---------------------------------------------------------------------------- status
+
+
+def cmd_status(path: Path, out: TextIO) -> int:
+    """Alerts, last poll per source and the last cycle, from the state database."""
+    loaded = _settings(path)
+    state_path = _state_path(loaded)
+    if not state_path.exists():
+        print(f"no state yet at {state_path}: the daemon has not run", file=out)
+        return EXIT_OK
+    with _open_state(loaded) as store:
+        cycle = store.last_cycle()
+        lines = [f"state: {state_path}"]
+        if cycle is None:
+            lines.append("last cycle: never")
+        else:
+            lines.append(
+                f"last cycle: {cycle.at:%Y-%m-%d %H:%M:%S} UTC, {cycle.duration_s:.2f}s, "
+                f"{cycle.errors} source error(s)"
+            )
+        lines.append("sources:")
+        for h in store.source_health():
+            ok = f"{h.last_ok:%Y-%m-%d %H:%M:%S} UTC" if h.last_ok else "never"
+            state = (
+                f"FAILING since {h.failing_since:%Y-%m-%d %H:%M:%S} UTC: {h.last_error}"
+                if h.failing_since
+                else "ok"
+            )
+            lines.append(f"  {h.account}/{h.source}: last ok {ok}; {state}")
+        alerts = store.load_alerts()
+        lines += alert_lines(alerts.values())
+        lines += cli_notify.status_lines(store, cli_notify.now_utc(), alerts.values())
+        lines += cli_topups.status_lines(store, loaded.settings, cli_notify.now_utc())
+    print("\n".join(lines), file=out)
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------------------- silence
+
+
+def cmd_silence(path: Path, args: argparse.Namespace) -> int:
+    """`silence add|list|expire` against the state database of the config.
+
+    `add` with an unknown `--account` is a usage error (exit 2); a glob that matches no
+    rule of the loaded config (or built-in rule) is warned on stderr and still added.
+    """
+    loaded = _settings(path)
+    if args.action == "add":
+        _check_silence_scope(loaded, args.rule_glob, args.account)
+    with _open_state(loaded) as store:
+        try:
+            return cli_notify.cmd_silence(args, store, sys.stdout)
+        except ValueError as exc:
+            raise Exit(EXIT_USAGE, str(exc)) from None
+        except KeyError:
+            raise Exit(EXIT_USAGE, f"no silence with id {args.id}") from None
+
+
+def _check_silence_scope(loaded: LoadedSettings, rule_glob: str, account: str | None) -> None:
+    try:
+        cli_topups.check_account(loaded.settings, account)
+    except ValueError as exc:
+        raise Exit(EXIT_USAGE, str(exc)) from None
+    names = {rule.name for rule in load_rules(loaded.settings.rules, loaded.config_dir).rules}
+    warning = unmatched_warning(rule_glob, names | {SOURCE_DOWN_RULE})
+    if warning is not None:
+        print(f"account-watcher: warning: {warning}", file=sys.stderr)
+
+
+async def cmd_notify_test(path: Path, route: str | None) -> int:
+    """Send a test message to every URL (or one route's); exit 1 if any failed."""
+    loaded = _settings(path)
+    try:
+        secrets = resolve_route_secrets(
+            loaded.settings, environ=os.environ, config_dir=loaded.config_dir
+        )
+    except SecretError as exc:
+        raise Exit(EXIT_USAGE, str(exc)) from None
+    try:
+        _usable_urls(loaded)
+    except ConfigError as exc:
+        raise _invalid_config(path, exc) from None
+    runtime = Runtime(loaded, [], secrets)
+    _configure_logs(runtime)
+    routes = list(runtime.loaded.settings.notify.routes)
+    if not routes:
+        raise Exit(EXIT_INVALID, f"no notification route is configured in {path}")
+    if route is not None:
+        if route not in routes:
+            raise Exit(EXIT_USAGE, f"route {route!r} is not defined (routes: {', '.join(routes)})")
+        routes = [route]
+    try:
+        notifier = build_notifier(runtime)
+    except NotifyError as exc:
+        raise Exit(EXIT_USAGE, str(exc)) from None
+    return await cli_notify.notify_test(notifier, routes, sys.stdout)
+
+
+def _settings(path: Path) -> LoadedSettings:
+    try:
+        return load_settings(path, environ=os.environ)
+    except ConfigError as exc:
+        raise _invalid_config(path, exc) from None
+
+
+def _invalid_config(path: Path, exc: ConfigError) -> Exit:
+    """Every problem on stderr, one a line; the command then ends with exit 2."""
+    for line in exc.errors:
+        print(line, file=sys.stderr)
+    return Exit(EXIT_USAGE, f"invalid configuration in {path}")

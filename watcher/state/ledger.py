@@ -1,0 +1,636 @@
+"""The top-up ledger: every top-up attempt, dry run and refusal, in the state database.
+
+An edge module over the `Store` seam (`query` / `execute` / `transaction`); its tables
+are the last migration of `store.MIGRATIONS` (`topups`, `topup_pause`).
+
+States of an entry (DESIGN §6):
+- `sending`: written durably, in its own committed transaction, BEFORE the POST. An
+  entry still `sending` at start-up belongs to a process that died mid-payment: it
+  becomes `unknown`.
+- `unknown`: the POST may or may not have charged the card (timeout, lost connection,
+  crash). Counts toward the caps until a human settles it; never retried.
+- `succeeded` (with the transaction id) / `failed` (with the API's error).
+- `dry_run` / `refused`: nothing was sent; kept for the record and the notification.
+
+`sending`, `unknown` and `succeeded` count toward the caps (`COUNTED`); those plus
+`failed` are real POSTs, which `min_interval` is measured from (`POSTED`).
+
+`announce` marks an entry whose notification has not been handed to the outbox yet: the
+executor renders every such entry each cycle and clears the mark in the cycle's commit
+transaction, so an outcome is notified even when the process died right after it.
+
+Durability beyond the database (see watcher/state/journal.py): every money write (`sending`,
+its outcome, a settlement) is also appended to the ledger journal beside the state, and
+the database's write-ahead log is checkpointed after it, so that a copy of the main
+database file alone holds the entry before any POST. `recover` compares the journal with
+the database at start-up: entries the database lost are restored from the journal and
+top-ups are refused (`state-lost`) until a human has looked (`topups resume`); a state
+created fresh, with no journal, makes real top-ups wait one `min_interval`.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, TypeVar
+
+import structlog
+
+from watcher.state import journal
+from watcher.state.journal import Journal, JournalEntry, JournalError
+from watcher.state.store import Store, StoreError, dt, ts
+
+log = structlog.get_logger(__name__)
+
+T = TypeVar("T")
+
+
+class EntryState(enum.StrEnum):
+    """Where one ledger entry stands."""
+
+    SENDING = "sending"
+    UNKNOWN = "unknown"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    DRY_RUN = "dry_run"
+    REFUSED = "refused"
+
+
+COUNTED = frozenset({EntryState.SENDING, EntryState.UNKNOWN, EntryState.SUCCEEDED})
+"""States whose amounts count toward `max_per_day` / `max_per_month`."""
+
+POSTED = COUNTED | {EntryState.FAILED}
+"""States of entries whose POST was (or may have been) sent: `min_interval` counts from them."""
+
+
+class VerifyState(enum.StrEnum):
+    """Whether a succeeded top-up showed up in the balance (`None`: not checked)."""
+
+    PENDING = "pending"
+    OK = "ok"
+    MISSING = "missing"
+
+
+class LedgerError(Exception):
+    """A ledger operation that cannot be done (unknown id, wrong state); one sentence."""
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One row of the ledger. Money is Decimal, times are aware UTC datetimes."""
+
+    id: int
+    account: str
+    amount: Decimal
+    currency: str
+    state: EntryState
+    created_at: datetime
+    rule: str
+    reason: str
+    posted_at: datetime | None = None
+    finished_at: datetime | None = None
+    transaction_id: str | None = None
+    error: str | None = None
+    episode: str | None = None
+    balance_before: Decimal | None = None
+    verify_state: VerifyState | None = None
+    announce: bool = False
+    settled_by: str | None = None
+    settled_at: datetime | None = None
+    settle_reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Pause:
+    """The kill switch: while set, no top-up (not even a dry run) is made."""
+
+    paused_at: datetime
+    paused_by: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class StateLost:
+    """The database lost ledger entries that the journal has: top-ups are refused."""
+
+    at: datetime
+    found: str
+
+
+@dataclass(frozen=True, slots=True)
+class Guard:
+    """What stops every real top-up, beside the caps: the kill switch, a lost state, and
+    the wait after a state created fresh (`fresh_since`)."""
+
+    pause: Pause | None = None
+    lost: StateLost | None = None
+    fresh_since: datetime | None = None
+
+
+LOST_KEY, FRESH_KEY, ACCEPTED_KEY = "state_lost", "fresh_since", "state_lost_accepted"
+NOTICE_KEYS = {LOST_KEY: "state_lost_notified", FRESH_KEY: "fresh_notified"}
+
+
+_SELECT = (
+    "SELECT id, account, amount, currency, state, created_at, rule, reason, posted_at, "
+    "finished_at, transaction_id, error, episode, balance_before, verify_state, announce, "
+    "settled_by, settled_at, settle_reason FROM topups "
+)
+
+
+def _opt_dt(text: str | None) -> datetime | None:
+    return None if text is None else dt(text)
+
+
+def _opt_dec(text: str | None) -> Decimal | None:
+    return None if text is None else Decimal(text)
+
+
+def _entry(row: Sequence[Any]) -> Entry:
+    return Entry(
+        id=row[0],
+        account=row[1],
+        amount=Decimal(row[2]),
+        currency=row[3],
+        state=EntryState(row[4]),
+        created_at=dt(row[5]),
+        rule=row[6],
+        reason=row[7],
+        posted_at=_opt_dt(row[8]),
+        finished_at=_opt_dt(row[9]),
+        transaction_id=row[10],
+        error=row[11],
+        episode=row[12],
+        balance_before=_opt_dec(row[13]),
+        verify_state=None if row[14] is None else VerifyState(row[14]),
+        announce=bool(row[15]),
+        settled_by=row[16],
+        settled_at=_opt_dt(row[17]),
+        settle_reason=row[18],
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class NewEntry:
+    """What `Ledger.add` / `Ledger.begin_if` write (the id and state come from the ledger)."""
+
+    account: str
+    amount: Decimal
+    currency: str
+    rule: str
+    reason: str
+    episode: str | None = None
+    balance_before: Decimal | None = None
+
+
+class Ledger:
+    """The top-up ledger in `store`. Every write is its own committed transaction unless
+    the caller holds one open (then it joins it)."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.journal = journal.journal_path(store.path)
+
+    # -- reading ---------------------------------------------------------------------
+
+    def get(self, entry_id: int) -> Entry | None:
+        """The entry with `entry_id`, or None."""
+        rows = self.store.query(_SELECT + "WHERE id = ?", (entry_id,))
+        return _entry(rows[0]) if rows else None
+
+    def entries(self, *, account: str | None = None, since: datetime | None = None) -> list[Entry]:
+        """Entries (of `account`, created at/after `since`, when given), oldest first."""
+        sql = _SELECT + "WHERE 1 = 1"
+        params: list[Any] = []
+        if account is not None:
+            sql += " AND account = ?"
+            params.append(account)
+        if since is not None:
+            sql += " AND created_at >= ?"
+            params.append(ts(since))
+        rows = self.store.query(sql + " ORDER BY created_at, id", params)
+        return [_entry(row) for row in rows]
+
+    def to_announce(self) -> list[Entry]:
+        """Entries whose notification is still owed, oldest first."""
+        rows = self.store.query(_SELECT + "WHERE announce = 1 ORDER BY created_at, id")
+        return [_entry(row) for row in rows]
+
+    def awaiting_verification(self) -> list[Entry]:
+        """Succeeded entries whose effect on the balance is not confirmed yet."""
+        rows = self.store.query(
+            _SELECT + "WHERE state = 'succeeded' AND verify_state = 'pending' "
+            "ORDER BY created_at, id"
+        )
+        return [_entry(row) for row in rows]
+
+    def refusal_noted(self, account: str, rule: str, episode: str) -> bool:
+        """True when a refusal was already recorded for this firing episode of `rule`."""
+        rows = self.store.query(
+            "SELECT 1 FROM topups WHERE state = 'refused' AND account = ? AND rule = ? "
+            "AND episode = ? LIMIT 1",
+            (account, rule, episode),
+        )
+        return bool(rows)
+
+    def paused(self) -> Pause | None:
+        """The kill switch, when set."""
+        rows = self.store.query("SELECT paused_at, paused_by, reason FROM topup_pause")
+        if not rows:
+            return None
+        at, by, reason = rows[0]
+        return Pause(paused_at=dt(at), paused_by=by, reason=reason)
+
+    # -- writing ---------------------------------------------------------------------
+
+    def add(
+        self, new: NewEntry, state: EntryState, now: datetime, *, announce: bool = True
+    ) -> Entry:
+        """Record an entry in `state` created at `now` (dry runs, refusals). Out: the entry."""
+        cursor_id = self._insert(new, state, now, announce=announce)
+        return self._must_get(cursor_id)
+
+    def begin_if(
+        self,
+        decide: Callable[[list[Entry], Guard], T],
+        pay: Callable[[T], bool],
+        new: NewEntry,
+        *,
+        account: str,
+        since: datetime,
+        now: datetime,
+    ) -> tuple[T, Entry | None]:
+        """Decide on fresh ledger data and, when `pay(decision)`, write a `sending` entry.
+
+        The read, the decision and the insert are one `BEGIN IMMEDIATE` transaction, so
+        two processes sharing the database cannot both pass the cap checks. The entry is
+        appended to the journal before that transaction commits (durably:
+        synchronous=FULL), and the WAL is checkpointed after it, so the main database
+        file alone holds it; call it outside any transaction.
+        In: `decide(entries of account since `since`, guard)`, the predicate, the entry.
+        Out: the decision and the committed `sending` entry (None when not paying).
+        Raises StoreError when the entry cannot be made durable: then it is recorded as
+        `failed` (when it could be written at all) and nothing may be sent.
+        """
+        with self.store.transaction():
+            entries = self.entries(account=account, since=since)
+            decision = decide(entries, self.guard())
+            if not pay(decision):
+                return decision, None
+            entry_id = self._insert(new, EntryState.SENDING, now, announce=False, posted=now)
+            self._journal(journal.sending_record(self._must_get(entry_id)))
+        try:
+            self.store.checkpoint()
+        except StoreError as exc:
+            self.finish(entry_id, EntryState.FAILED, now, error=f"not sent: {exc}")
+            raise
+        return decision, self._must_get(entry_id)
+
+    def finish(
+        self,
+        entry_id: int,
+        state: EntryState,
+        now: datetime,
+        *,
+        transaction_id: str | None = None,
+        error: str | None = None,
+    ) -> Entry:
+        """Record the outcome of the POST of a `sending` (or reconciled `unknown`) entry.
+
+        A succeeded entry starts balance verification when it knows the balance before.
+        The entry is marked to be announced. Raises LedgerError when it was settled or
+        is not in flight.
+        """
+        verify = VerifyState.PENDING.value if state is EntryState.SUCCEEDED else None
+        finish = {"op": "finish", "id": entry_id, "state": state.value, "at": now.isoformat()}
+        self._journal(finish | {"transaction_id": transaction_id, "error": error})
+        changed = self.store.execute(
+            "UPDATE topups SET state = ?, finished_at = ?, transaction_id = ?, error = ?, "
+            "verify_state = CASE WHEN balance_before IS NULL THEN NULL ELSE ? END, "
+            "announce = 1 WHERE id = ? AND state IN ('sending', 'unknown') "
+            "AND settled_by IS NULL",
+            (state.value, ts(now), transaction_id, error, verify, entry_id),
+        )
+        if not changed:
+            raise LedgerError(f"top-up #{entry_id} is not in flight; its outcome was not recorded")
+        self._checkpoint()
+        return self._must_get(entry_id)
+
+    def reconcile(self, now: datetime) -> list[Entry]:
+        """At start-up: every `sending` entry becomes `unknown` and is to be announced.
+
+        Out: the entries changed.
+        """
+        with self.store.transaction():
+            rows = self.store.query("SELECT id FROM topups WHERE state = 'sending'")
+            ids = [row[0] for row in rows]
+            for entry_id in ids:
+                self.store.execute(
+                    "UPDATE topups SET state = 'unknown', finished_at = ?, announce = 1, "
+                    "error = COALESCE(error, ?) WHERE id = ?",
+                    (ts(now), "the process stopped before the outcome was recorded", entry_id),
+                )
+        changed = [self._must_get(entry_id) for entry_id in ids]
+        for entry in changed:
+            log.warning(
+                "topup.reconciled_unknown",
+                entry=entry.id,
+                account=entry.account,
+                amount=str(entry.amount),
+            )
+        return changed
+
+    def mark_announced(self, entry_ids: Sequence[int]) -> None:
+        """Clear the announce mark (inside the transaction that enqueues the messages)."""
+        self.store.executemany(
+            "UPDATE topups SET announce = 0 WHERE id = ?", [(i,) for i in entry_ids]
+        )
+
+    def set_verify(self, entry_id: int, state: VerifyState, *, note: str | None = None) -> None:
+        """Record the verification result; `MISSING` (with `note`: what the balance did,
+        kept in `error`) is to be announced."""
+        missing = state is VerifyState.MISSING
+        self.store.execute(
+            "UPDATE topups SET verify_state = ?, error = COALESCE(?, error), "
+            "announce = CASE WHEN ? THEN 1 ELSE announce END WHERE id = ?",
+            (state.value, note, int(missing), entry_id),
+        )
+
+    def settle(
+        self, entry_id: int, state: EntryState, *, by: str, reason: str, now: datetime
+    ) -> Entry:
+        """A human's verdict on an `unknown` entry: `succeeded` or `failed` (frees the cap).
+
+        Raises LedgerError for an unknown id, an entry that is not `unknown`, a state
+        other than succeeded/failed, or an empty reason.
+        """
+        if state not in (EntryState.SUCCEEDED, EntryState.FAILED):
+            raise LedgerError("an entry can only be settled as succeeded or failed")
+        if not reason.strip():
+            raise LedgerError("give a reason (what you checked) with --reason")
+        with self.store.transaction():
+            entry = self.get(entry_id)
+            if entry is None:
+                raise LedgerError(f"there is no top-up #{entry_id}")
+            if entry.state is not EntryState.UNKNOWN:
+                raise LedgerError(
+                    f"top-up #{entry_id} is {entry.state.value}; only unknown entries are settled"
+                )
+            self._journal(
+                {
+                    "op": "settle",
+                    "id": entry_id,
+                    "state": state.value,
+                    "by": by,
+                    "at": now.isoformat(),
+                    "reason": reason.strip(),
+                }
+            )
+            self.store.execute(
+                "UPDATE topups SET state = ?, settled_by = ?, settled_at = ?, "
+                "settle_reason = ?, verify_state = NULL, announce = 0 WHERE id = ?",
+                (state.value, by, ts(now), reason.strip(), entry_id),
+            )
+        self._checkpoint()
+        settled = self._must_get(entry_id)
+        log.info("topup.settled", entry=entry_id, state=state.value, by=by)
+        return settled
+
+    def pause(self, *, by: str, reason: str, now: datetime) -> Pause:
+        """Set the kill switch (replacing an earlier pause). Raises LedgerError for no reason."""
+        if not reason.strip():
+            raise LedgerError("give a reason with --reason")
+        self.store.execute(
+            "INSERT OR REPLACE INTO topup_pause (id, paused_at, paused_by, reason) "
+            "VALUES (1, ?, ?, ?)",
+            (ts(now), by, reason.strip()),
+        )
+        log.warning("topup.paused", by=by)
+        return Pause(paused_at=now, paused_by=by, reason=reason.strip())
+
+    def resume(self) -> Guard:
+        """Clear the kill switch, a lost state's refusal and a fresh state's wait.
+
+        Out: the guard that was lifted (all None: nothing stopped top-ups).
+        """
+        with self.store.transaction():
+            before = self.guard()
+            self.store.execute("DELETE FROM topup_pause")
+            lost = self.store.meta(LOST_KEY)
+            if lost is not None:  # what a human has seen is not news at the next start
+                parts = self._accepted() | set(json.loads(lost).get("parts", []))
+                self.store.set_meta(ACCEPTED_KEY, json.dumps(sorted(parts)))
+            for key in (LOST_KEY, FRESH_KEY):
+                self.store.set_meta(key, None)
+        if before != Guard():
+            log.warning(
+                "topup.resumed",
+                paused_by=before.pause.paused_by if before.pause else None,
+                state_lost=before.lost is not None,
+                fresh_wait=before.fresh_since is not None,
+            )
+        return before
+
+    # -- the journal and a lost state ----------------------------------------------------
+
+    def guard(self) -> Guard:
+        """The kill switch, a lost state and a fresh state's wait, as stored now."""
+        lost_text, fresh = self.store.meta(LOST_KEY), self.store.meta(FRESH_KEY)
+        lost = None
+        if lost_text is not None:
+            data = json.loads(lost_text)
+            lost = StateLost(at=dt(data["at"]), found=str(data["found"]))
+        return Guard(self.paused(), lost, None if fresh is None else dt(fresh))
+
+    def recover(self, now: datetime, *, seed: bool = True) -> Guard:
+        """Compare the journal with the database (at start-up, and in `topups`).
+
+        - Journal entries the database lacks are restored (a `sending` one as `unknown`,
+          to be announced) and the state is marked lost: top-ups are refused until
+          `resume`. Damaged journal lines or entries that differ mark it lost too,
+          unless a human already resumed from that very finding.
+        - A database created by this open or an earlier one that nobody recovered yet,
+          with no journal entries, starts the fresh-state wait (from `now`).
+        - With `seed`, money entries of the database that the journal lacks (a state
+          from before the journal) are appended to it.
+        Out: the guard now in force. Raises StoreError when the journal is unreadable.
+        """
+        read = self._read_journal()
+        rows = {e.id: e for e in self.entries()}
+        missing = [j for j in read.entries.values() if j.id not in rows]
+        differ = [j.id for j in read.entries.values() if j.id in rows and not _same(j, rows[j.id])]
+        with self.store.transaction():
+            parts = [
+                p for p in _found(self.journal, read, missing, differ) if p not in self._accepted()
+            ]
+            found = "; ".join(parts)
+            for item in missing:
+                self._restore(item, now)
+            created = self.store.meta("created_new") == "1"
+            self.store.set_meta("created_new", None)
+            if found and self.store.meta(LOST_KEY) is None:
+                lost = {"at": ts(now), "found": found, "parts": parts}
+                self.store.set_meta(LOST_KEY, json.dumps(lost))
+                self.store.set_meta(NOTICE_KEYS[LOST_KEY], None)
+                log.critical("state.lost", path=str(self.store.path), found=found)
+            elif created and not read.entries:
+                self.store.set_meta(FRESH_KEY, ts(now))
+                log.warning("state.created_fresh", path=str(self.store.path))
+        if seed:
+            self._seed(read, rows)
+        return self.guard()
+
+    def notice_due(self, key: str) -> bool:
+        """True when the lost-state (`LOST_KEY`) or fresh-state notice is still owed."""
+        return self.store.meta(key) is not None and self.store.meta(NOTICE_KEYS[key]) is None
+
+    def mark_noticed(self, key: str, now: datetime) -> None:
+        """Record that the notice of `key` was handed to the outbox."""
+        self.store.set_meta(NOTICE_KEYS[key], ts(now))
+
+    def _accepted(self) -> set[str]:
+        """Findings a human has already resumed from (damage stays in the journal)."""
+        return set(json.loads(self.store.meta(ACCEPTED_KEY) or "[]"))
+
+    def _read_journal(self) -> Journal:
+        try:
+            return journal.read(self.journal)
+        except JournalError as exc:
+            raise StoreError(str(exc)) from exc
+
+    def _journal(self, record: dict[str, Any]) -> None:
+        try:
+            journal.append(self.journal, record)
+        except JournalError as exc:
+            raise StoreError(str(exc)) from exc
+
+    def _checkpoint(self) -> None:
+        try:
+            self.store.checkpoint()
+        except StoreError as exc:
+            log.warning("ledger.checkpoint_failed", error=str(exc))
+
+    def _restore(self, item: JournalEntry, now: datetime) -> None:
+        in_doubt = item.state in (EntryState.SENDING, EntryState.UNKNOWN)
+        state = EntryState.UNKNOWN if in_doubt else EntryState(item.state)
+        error = item.error
+        if item.state == EntryState.SENDING:
+            error = "restored from the ledger journal: the outcome was never recorded"
+        self.store.execute(
+            "INSERT INTO topups (id, account, amount, currency, state, created_at, posted_at, "
+            "finished_at, transaction_id, error, rule, reason, episode, balance_before, "
+            "announce, settled_by, settled_at, settle_reason) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                item.id,
+                item.account,
+                str(item.amount),
+                item.currency,
+                state.value,
+                ts(item.created_at),
+                ts(item.created_at),
+                ts(item.finished_at or now),
+                item.transaction_id,
+                error,
+                item.rule,
+                item.reason,
+                item.episode,
+                None if item.balance_before is None else str(item.balance_before),
+                int(in_doubt),
+                item.settled_by,
+                None if item.settled_at is None else ts(item.settled_at),
+                item.settle_reason,
+            ),
+        )
+        log.warning("topup.restored_from_journal", entry=item.id, state=state.value)
+
+    def _seed(self, read: Journal, rows: dict[int, Entry]) -> None:
+        for entry in rows.values():
+            if entry.id in read.entries or entry.state not in POSTED:
+                continue
+            self._journal(journal.sending_record(entry))
+            if entry.state is not EntryState.SENDING:
+                at = entry.finished_at or entry.created_at
+                self._journal(
+                    {
+                        "op": "finish",
+                        "id": entry.id,
+                        "state": entry.state.value,
+                        "at": at.isoformat(),
+                        "transaction_id": entry.transaction_id,
+                        "error": entry.error,
+                    }
+                )
+
+    # -- helpers ---------------------------------------------------------------------
+
+    def _insert(
+        self,
+        new: NewEntry,
+        state: EntryState,
+        now: datetime,
+        *,
+        announce: bool,
+        posted: datetime | None = None,
+    ) -> int:
+        with self.store.transaction():
+            self.store.execute(
+                "INSERT INTO topups (account, amount, currency, state, created_at, posted_at, "
+                "rule, reason, episode, balance_before, announce) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    new.account,
+                    str(new.amount),
+                    new.currency,
+                    state.value,
+                    ts(now),
+                    None if posted is None else ts(posted),
+                    new.rule,
+                    new.reason,
+                    new.episode,
+                    None if new.balance_before is None else str(new.balance_before),
+                    int(announce),
+                ),
+            )
+            rows = self.store.query("SELECT last_insert_rowid()")
+        entry_id: int = rows[0][0]
+        return entry_id
+
+    def _must_get(self, entry_id: int) -> Entry:
+        entry = self.get(entry_id)
+        if entry is None:  # pragma: no cover - written a moment ago
+            raise LedgerError(f"top-up #{entry_id} vanished")
+        return entry
+
+
+def _same(item: JournalEntry, entry: Entry) -> bool:
+    return (item.account, item.amount, item.created_at) == (
+        entry.account,
+        entry.amount,
+        entry.created_at,
+    )
+
+
+def _found(
+    path: Any, read: Journal, missing: Sequence[JournalEntry], differ: list[int]
+) -> list[str]:
+    """What a comparison of journal and database found, in words ([] when they agree)."""
+    parts = []
+    if missing:
+        ids = ", ".join(f"#{item.id}" for item in missing)
+        doubt = sum(1 for item in missing if item.state in ("sending", "unknown"))
+        parts.append(
+            f"{len(missing)} top-up(s) in the ledger journal {path} were missing from the "
+            f"state database ({ids}; {doubt} in doubt) and were restored from the journal"
+        )
+    if differ:
+        ids = ", ".join(f"#{i}" for i in differ)
+        parts.append(f"top-up(s) {ids} differ between the journal {path} and the database")
+    if read.damaged:
+        lines = ", ".join(str(n) for n in read.damaged[:5])
+        parts.append(f"the ledger journal {path} has damaged lines ({lines})")
+    return parts
