@@ -137,8 +137,9 @@ class Fault:
     ) -> Fault:
         """Answer with HTTP `code`; `body` is JSON (a dict) or raw text, None = provider's.
 
-        With `headers=None`, a 429 carries `RateLimit(after_s, reset)` headers; given
-        headers are sent as they are and replace those defaults entirely.
+        With `headers=None`, a 429 carries `RateLimit(after_s, reset)` headers (the epoch
+        forms count from the account clock at arrival); given headers are sent as they
+        are and replace those defaults entirely.
         """
         limit = RateLimit(after_s, reset) if code == 429 and headers is None else None
         text = json.dumps(body) if isinstance(body, dict) else body

@@ -162,7 +162,7 @@ def post_settings(account: VonageSimAccount, request: RecordedRequest) -> Respon
 # --- api.nexmo.com ------------------------------------------------------------------------
 
 
-def _own_key(account: VonageSimAccount, request: RecordedRequest, key: str) -> None:
+def _own_key(account: VonageSimAccount, key: str) -> None:
     if key != account.api_key:
         raise ApiError(404, f"API key '{key}' does not exist, or you do not have access")
 
@@ -178,7 +178,7 @@ def _secret_json(key: str, secret: Secret) -> JSON:
 
 def list_secrets(account: VonageSimAccount, request: RecordedRequest, key: str) -> Response:
     """`GET /accounts/{api_key}/secrets`: HAL `_embedded.secrets[]{id, created_at}`."""
-    _own_key(account, request, key)
+    _own_key(account, key)
     items = [_secret_json(key, s) for s in account.secrets()]
     links = {"self": {"href": f"/accounts/{key}/secrets"}}
     return _respond(200, {"_links": links, "_embedded": {"secrets": items}})
@@ -188,7 +188,7 @@ def get_secret(
     account: VonageSimAccount, request: RecordedRequest, key: str, secret_id: str
 ) -> Response:
     """`GET /accounts/{api_key}/secrets/{secret_id}`: one secret, or 404."""
-    _own_key(account, request, key)
+    _own_key(account, key)
     for secret in account.secrets():
         if secret.id == secret_id:
             return _respond(200, _secret_json(key, secret))
@@ -223,7 +223,7 @@ def _primary_json(account: VonageSimAccount) -> JSON:
 
 def list_subaccounts(account: VonageSimAccount, request: RecordedRequest, key: str) -> Response:
     """`GET /accounts/{api_key}/subaccounts`: totals, the primary and the subaccounts."""
-    _own_key(account, request, key)
+    _own_key(account, key)
     if not account.subaccounts_enabled:
         detail = f"Account {key} is not provisioned to access Subaccount Provisioning API"
         raise ApiError(403, detail)
