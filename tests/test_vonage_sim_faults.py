@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -235,3 +237,17 @@ def test_server_lifecycle(account: VonageSimAccount) -> None:
         with pytest.raises(RuntimeError):
             sim.start()
     sim.stop()  # a no-op when stopped
+
+
+def test_the_simulator_loads_only_the_standard_library_and_simkit() -> None:
+    code = (
+        "import sys, watcher.providers.vonage.sim\n"
+        "print(' '.join(sorted(m for m in sys.modules if m.startswith('watcher'))))\n"
+        "print(' '.join(m for m in ('httpx', 'yaml', 'pydantic') if m in sys.modules))\n"
+    )
+    command = [sys.executable, "-c", code]
+    result = subprocess.run(command, capture_output=True, text=True, check=True)
+    ours, third_party = result.stdout.split("\n")[:2]
+    allowed = ("watcher.providers.simkit", "watcher.providers.vonage")
+    assert all(m in ("watcher", "watcher.providers") or m.startswith(allowed) for m in ours.split())
+    assert third_party == ""
