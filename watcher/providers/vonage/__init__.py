@@ -1,0 +1,1 @@
+"""Vonage: the account API client and its loopback simulator."""
