@@ -30,16 +30,23 @@ created fresh, with no journal, makes real top-ups wait one `min_interval`.
 
 from __future__ import annotations
 
-import enum
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, TypeVar
 
 import structlog
 
+from watcher.core.ledger_types import COUNTED as COUNTED
+from watcher.core.ledger_types import POSTED as POSTED
+from watcher.core.ledger_types import Entry as Entry
+from watcher.core.ledger_types import EntryState as EntryState
+from watcher.core.ledger_types import Guard as Guard
+from watcher.core.ledger_types import NewEntry as NewEntry
+from watcher.core.ledger_types import Pause as Pause
+from watcher.core.ledger_types import StateLost as StateLost
+from watcher.core.ledger_types import VerifyState as VerifyState
 from watcher.state import journal
 from watcher.state.journal import Journal, JournalEntry, JournalError
 from watcher.state.store import Store, StoreError, dt, ts
@@ -49,86 +56,8 @@ log = structlog.get_logger(__name__)
 T = TypeVar("T")
 
 
-class EntryState(enum.StrEnum):
-    """Where one ledger entry stands."""
-
-    SENDING = "sending"
-    UNKNOWN = "unknown"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    DRY_RUN = "dry_run"
-    REFUSED = "refused"
-
-
-COUNTED = frozenset({EntryState.SENDING, EntryState.UNKNOWN, EntryState.SUCCEEDED})
-"""States whose amounts count toward `max_per_day` / `max_per_month`."""
-
-POSTED = COUNTED | {EntryState.FAILED}
-"""States of entries whose POST was (or may have been) sent: `min_interval` counts from them."""
-
-
-class VerifyState(enum.StrEnum):
-    """Whether a succeeded top-up showed up in the balance (`None`: not checked)."""
-
-    PENDING = "pending"
-    OK = "ok"
-    MISSING = "missing"
-
-
 class LedgerError(Exception):
     """A ledger operation that cannot be done (unknown id, wrong state); one sentence."""
-
-
-@dataclass(frozen=True, slots=True)
-class Entry:
-    """One row of the ledger. Money is Decimal, times are aware UTC datetimes."""
-
-    id: int
-    account: str
-    amount: Decimal
-    currency: str
-    state: EntryState
-    created_at: datetime
-    rule: str
-    reason: str
-    posted_at: datetime | None = None
-    finished_at: datetime | None = None
-    transaction_id: str | None = None
-    error: str | None = None
-    episode: str | None = None
-    balance_before: Decimal | None = None
-    verify_state: VerifyState | None = None
-    announce: bool = False
-    settled_by: str | None = None
-    settled_at: datetime | None = None
-    settle_reason: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Pause:
-    """The kill switch: while set, no top-up (not even a dry run) is made."""
-
-    paused_at: datetime
-    paused_by: str
-    reason: str
-
-
-@dataclass(frozen=True, slots=True)
-class StateLost:
-    """The database lost ledger entries that the journal has: top-ups are refused."""
-
-    at: datetime
-    found: str
-
-
-@dataclass(frozen=True, slots=True)
-class Guard:
-    """What stops every real top-up, beside the caps: the kill switch, a lost state, and
-    the wait after a state created fresh (`fresh_since`)."""
-
-    pause: Pause | None = None
-    lost: StateLost | None = None
-    fresh_since: datetime | None = None
 
 
 LOST_KEY, FRESH_KEY, ACCEPTED_KEY = "state_lost", "fresh_since", "state_lost_accepted"
@@ -172,19 +101,6 @@ def _entry(row: Sequence[Any]) -> Entry:
         settled_at=_opt_dt(row[17]),
         settle_reason=row[18],
     )
-
-
-@dataclass(frozen=True, slots=True)
-class NewEntry:
-    """What `Ledger.add` / `Ledger.begin_if` write (the id and state come from the ledger)."""
-
-    account: str
-    amount: Decimal
-    currency: str
-    rule: str
-    reason: str
-    episode: str | None = None
-    balance_before: Decimal | None = None
 
 
 class Ledger:
