@@ -10,17 +10,15 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import Any, Protocol
 
 import structlog
 
 from watcher.core.ledger_types import POSTED, Entry, EntryState, Guard
 from watcher.state import journal
 from watcher.state.journal import Journal, JournalEntry
-from watcher.state.store import ts
-
-if TYPE_CHECKING:
-    from watcher.state.ledger import Ledger
+from watcher.state.store import Store, ts
 
 log = structlog.get_logger(__name__)
 
@@ -28,6 +26,19 @@ LOST_KEY, FRESH_KEY, ACCEPTED_KEY = "state_lost", "fresh_since", "state_lost_acc
 NOTICE_KEYS = {LOST_KEY: "state_lost_notified", FRESH_KEY: "fresh_notified"}
 """Meta keys: a lost state, a fresh state's wait, the findings a human resumed from, and
 whether each notice was handed to the outbox."""
+
+
+class Ledger(Protocol):
+    """What the recovery needs of `watcher.state.ledger.Ledger` (no import: no cycle)."""
+
+    store: Store
+    journal: Path
+
+    def entries(self) -> list[Entry]: ...
+    def accepted(self) -> set[str]: ...
+    def read_journal(self) -> Journal: ...
+    def append_journal(self, record: dict[str, Any]) -> None: ...
+    def guard(self) -> Guard: ...
 
 
 def recover(ledger: Ledger, now: datetime, *, seed: bool = True) -> Guard:
