@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from watcher.service.topup import Caps, Pay, Refusal, Refuse, TriggerKind, Wait, decide
+from watcher.core.topup import Caps, Pay, Refusal, Refuse, TriggerKind, Wait, decide
 from watcher.state import journal
 from watcher.state.ledger import EntryState, Guard, Ledger, NewEntry, StateLost
 from watcher.state.store import APPLICATION_ID, Store, StoreError

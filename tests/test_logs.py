@@ -12,13 +12,8 @@ from urllib.parse import quote
 import pytest
 import structlog
 
-from watcher.service.logs import (
-    configure_logging,
-    register_secret,
-    register_url_secrets,
-    reset_logging,
-    scrub,
-)
+from watcher.core.redact import register_secret, register_url_secrets, scrub
+from watcher.service.logs import configure_logging, reset_logging
 
 KEY = "KEYlogs0123456789abcdefSECRET"
 KEY_WITH_SPECIALS = 'p@ss/wo"rd+99'

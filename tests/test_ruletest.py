@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 from conftest import REPO, cli_env, run_cli
 
-from watcher.cli.ruletest import cmd_test, diff_lines, parse_series
+from watcher.cli.ruletest import cmd_test, diff_lines
+from watcher.cli.ruletest_input import parse_series
 
 D = Decimal
 

@@ -12,7 +12,7 @@ import pytest
 from watcher.core.lifecycle import Reason, Transition
 from watcher.core.model import AccountSnapshot, AlertKey, AlertState, Balance, Phase, Severity
 from watcher.core.rules import AuditRule, BalanceRule
-from watcher.service.topup import (
+from watcher.core.topup import (
     Caps,
     Pay,
     Refusal,
@@ -21,9 +21,9 @@ from watcher.service.topup import (
     Wait,
     decide,
     find_triggers,
-    render_entry,
     usage,
 )
+from watcher.core.topup_text import render_entry
 from watcher.state.ledger import (
     Entry,
     EntryState,

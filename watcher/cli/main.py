@@ -36,6 +36,7 @@ from watcher.config.settings import (
 )
 from watcher.config.yamlfile import ConfigError, load_yaml
 from watcher.core.rules import SOURCE_DOWN_RULE
+from watcher.core.silences import unmatched_warning
 from watcher.notify.delivery import NotifyError
 from watcher.service import logs
 from watcher.service.cycle import (
@@ -50,7 +51,6 @@ from watcher.service.cycle import (
 )
 from watcher.service.sdnotify import ServiceNotifier, watchdog_period
 from watcher.state import lock as statelock
-from watcher.state.silences import unmatched_warning
 from watcher.state.store import Store, StoreError
 
 if TYPE_CHECKING:

@@ -20,10 +20,11 @@ from watcher.core.durations import format_duration, parse_duration
 from watcher.core.lifecycle import Reason
 from watcher.core.model import AlertState, Severity
 from watcher.core.render import Message, when
+from watcher.core.silences import Silence, silenced_by
 from watcher.notify.delivery import Notifier, instantiate, shown_url
 from watcher.notify.outbox import Outbox
 from watcher.service import logs
-from watcher.state.silences import Silence, Silences, silenced_by
+from watcher.state.silences import Silences
 from watcher.state.store import Store
 
 MAX_LISTED = 20

@@ -25,8 +25,9 @@ from watcher.config.yamlfile import ConfigError
 from watcher.core.durations import parse_duration
 from watcher.core.render import when
 from watcher.core.rules import money
+from watcher.core.topup import MONTH, Caps, usage
+from watcher.core.topup_text import caps_text
 from watcher.service import logs
-from watcher.service.topup import MONTH, Caps, caps_text, usage
 from watcher.state.journal import journal_path
 from watcher.state.ledger import Entry, EntryState, Guard, Ledger, LedgerError, Pause
 from watcher.state.store import Store, StoreError

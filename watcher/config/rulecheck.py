@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Collection, Iterator
 from datetime import datetime, timedelta
 
+from watcher.config import topupcheck
 from watcher.config.routecheck import delivery_problems
 from watcher.config.ruleload import LoadedRules
 from watcher.config.settings import LoadedSettings
@@ -24,7 +25,6 @@ from watcher.config.yamlfile import YamlDoc, format_loc
 from watcher.core.durations import duration_text
 from watcher.core.mute import AbsoluteWindow, parse_mute
 from watcher.core.rules import AuditRule, ForecastRule, Rule, WebhookFailuresRule
-from watcher.service import topup
 
 Place = tuple[str, YamlDoc, int]  # path, document, index of the rule in `rules:`
 
@@ -175,8 +175,8 @@ def validate(
     not resolved here.
     """
     settings = loaded.settings
-    errors = topup.clarify_rule_errors(found.errors)
-    topup_errors, topup_warnings = topup.check_rules(
+    errors = topupcheck.clarify_rule_errors(found.errors)
+    topup_errors, topup_warnings = topupcheck.check_rules(
         found.rules, found.locations, settings.accounts
     )
     errors += topup_errors

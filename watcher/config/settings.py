@@ -50,7 +50,7 @@ from watcher.config.yamlfile import ConfigError, YamlDoc, error_message, format_
 from watcher.config.yamlfile import load_yaml as load_yaml
 from watcher.core.durations import Duration, duration_text, parse_duration
 from watcher.core.mute import MuteSpec
-from watcher.service.logs import register_secret, register_url_secrets
+from watcher.core.redact import register_secret, register_url_secrets
 
 __all__ = [
     "AccountConfig",

@@ -18,10 +18,10 @@ from urllib.parse import urlsplit
 import structlog
 from pydantic import SecretStr
 
+from watcher.core import redact
 from watcher.core.model import Severity
 from watcher.core.render import Message
 from watcher.notify import apprise_plugins
-from watcher.service import logs
 
 if TYPE_CHECKING:  # imported where a URL is first used: `status`, `schema`... need none
     import apprise
@@ -165,7 +165,7 @@ class Notifier:
                 timeout=self.timeout,
             )
             ok = result.status == apprise.AppriseResultStatus.SUCCESS
-            error = "" if ok else logs.scrub(_why(result))
+            error = "" if ok else redact.scrub(_why(result))
         except Exception as exc:  # a broken plugin must not break the cycle
             ok, error = False, type(exc).__name__
         if ok:

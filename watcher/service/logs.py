@@ -2,30 +2,26 @@
 
 JSON lines when not on a TTY (systemd), a readable console on a TTY. Tracebacks never
 carry frame locals. Every rendered line passes `scrub_secrets`, which replaces each
-value given to `register_secret` / `register_url_secrets` with `***`.
+value given to `register_secret` / `register_url_secrets` (the registry of
+watcher/core/redact.py, re-exported here) with `***`.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import re
 import sys
-import threading
-from collections.abc import Iterator
 from typing import Any, TextIO
-from urllib.parse import parse_qsl, quote, quote_plus, unquote, urlsplit
 
 import structlog
 from structlog.types import Processor
 
-MASK = "***"
-MIN_SECRET_LENGTH = 6
-_URL_TOKEN_LENGTH = 8
-_SECRET_QUERY_KEYS = frozenset(
-    {"token", "key", "apikey", "api_key", "secret", "password", "pass", "pw", "webhook"}
-)
+from watcher.core.redact import MASK as MASK
+from watcher.core.redact import MIN_SECRET_LENGTH as MIN_SECRET_LENGTH
+from watcher.core.redact import register_secret as register_secret
+from watcher.core.redact import register_url_secrets as register_url_secrets
+from watcher.core.redact import scrub as scrub
+
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING}
 _LEVELS |= {"error": logging.ERROR, "critical": logging.CRITICAL}
 _QUIET_LOGGERS = ("httpx", "httpcore")
@@ -36,69 +32,6 @@ _SYSLOG_PRIORITY = {
     logging.ERROR: 3,
     logging.CRITICAL: 2,
 }
-
-_secrets: set[str] = set()
-_pattern: re.Pattern[str] | None = None
-_lock = threading.Lock()
-
-
-def register_secret(value: str) -> None:
-    """Mask `value` (and its URL-quoted and JSON-escaped forms) in every log line from now on.
-
-    In: a secret such as an API key. Values shorter than 6 characters are ignored (masking
-    them would garble ordinary words). Out: nothing.
-    """
-    if len(value) < MIN_SECRET_LENGTH:
-        return
-    variants = {value, quote(value, safe=""), quote_plus(value), _json_escaped(value)}
-    variants |= {unquote(value)}
-    global _pattern
-    with _lock:
-        _secrets.update(v for v in variants if len(v) >= MIN_SECRET_LENGTH)
-        ordered = sorted(_secrets, key=len, reverse=True)
-        _pattern = re.compile("|".join(re.escape(v) for v in ordered))
-
-
-def register_url_secrets(url: str) -> None:
-    """Mask a notification URL and the credentials inside it in every log line.
-
-    In: an apprise URL such as `slack://T000/B000/XXXX` or
-    `mailtos://user:pw@host?to=a@b`. Registers the whole URL, the password of its
-    user-info, every path segment (and a dot-less host part, where apprise puts tokens)
-    of at least 8 characters, and values of token-like query parameters.
-    """
-    register_secret(url)
-    for token in _url_tokens(url):
-        register_secret(token)
-
-
-def _url_tokens(url: str) -> Iterator[str]:
-    try:
-        parts = urlsplit(url)
-        password = parts.password
-        host = parts.netloc.rpartition("@")[2].partition(":")[0]  # as written, not lowercased
-    except ValueError:
-        return
-    if password:
-        yield unquote(password)
-    if len(host) >= _URL_TOKEN_LENGTH and "." not in host and host != "localhost":
-        yield host
-    for segment in parts.path.split("/"):
-        if len(segment) >= _URL_TOKEN_LENGTH:
-            yield unquote(segment)
-    for key, value in parse_qsl(parts.query):
-        if key.lower() in _SECRET_QUERY_KEYS:
-            yield value
-
-
-def _json_escaped(value: str) -> str:
-    return json.dumps(value, ensure_ascii=False)[1:-1]
-
-
-def scrub(text: str) -> str:
-    """`text` with every registered secret replaced by `***`."""
-    pattern = _pattern
-    return pattern.sub(MASK, text) if pattern is not None else text
 
 
 def scrub_secrets(_logger: Any, _method: str, rendered: Any) -> Any:

@@ -30,18 +30,28 @@ created fresh, with no journal, makes real top-ups wait one `min_interval`.
 
 from __future__ import annotations
 
-import enum
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, TypeVar
 
 import structlog
 
-from watcher.state import journal
-from watcher.state.journal import Journal, JournalEntry, JournalError
+from watcher.core.ledger_types import COUNTED as COUNTED
+from watcher.core.ledger_types import POSTED as POSTED
+from watcher.core.ledger_types import Entry as Entry
+from watcher.core.ledger_types import EntryState as EntryState
+from watcher.core.ledger_types import Guard as Guard
+from watcher.core.ledger_types import NewEntry as NewEntry
+from watcher.core.ledger_types import Pause as Pause
+from watcher.core.ledger_types import StateLost as StateLost
+from watcher.core.ledger_types import VerifyState as VerifyState
+from watcher.state import journal, ledger_recovery
+from watcher.state.journal import Journal, JournalError
+from watcher.state.ledger_recovery import ACCEPTED_KEY, NOTICE_KEYS
+from watcher.state.ledger_recovery import FRESH_KEY as FRESH_KEY
+from watcher.state.ledger_recovery import LOST_KEY as LOST_KEY
 from watcher.state.store import Store, StoreError, dt, ts
 
 log = structlog.get_logger(__name__)
@@ -49,90 +59,8 @@ log = structlog.get_logger(__name__)
 T = TypeVar("T")
 
 
-class EntryState(enum.StrEnum):
-    """Where one ledger entry stands."""
-
-    SENDING = "sending"
-    UNKNOWN = "unknown"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    DRY_RUN = "dry_run"
-    REFUSED = "refused"
-
-
-COUNTED = frozenset({EntryState.SENDING, EntryState.UNKNOWN, EntryState.SUCCEEDED})
-"""States whose amounts count toward `max_per_day` / `max_per_month`."""
-
-POSTED = COUNTED | {EntryState.FAILED}
-"""States of entries whose POST was (or may have been) sent: `min_interval` counts from them."""
-
-
-class VerifyState(enum.StrEnum):
-    """Whether a succeeded top-up showed up in the balance (`None`: not checked)."""
-
-    PENDING = "pending"
-    OK = "ok"
-    MISSING = "missing"
-
-
 class LedgerError(Exception):
     """A ledger operation that cannot be done (unknown id, wrong state); one sentence."""
-
-
-@dataclass(frozen=True, slots=True)
-class Entry:
-    """One row of the ledger. Money is Decimal, times are aware UTC datetimes."""
-
-    id: int
-    account: str
-    amount: Decimal
-    currency: str
-    state: EntryState
-    created_at: datetime
-    rule: str
-    reason: str
-    posted_at: datetime | None = None
-    finished_at: datetime | None = None
-    transaction_id: str | None = None
-    error: str | None = None
-    episode: str | None = None
-    balance_before: Decimal | None = None
-    verify_state: VerifyState | None = None
-    announce: bool = False
-    settled_by: str | None = None
-    settled_at: datetime | None = None
-    settle_reason: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Pause:
-    """The kill switch: while set, no top-up (not even a dry run) is made."""
-
-    paused_at: datetime
-    paused_by: str
-    reason: str
-
-
-@dataclass(frozen=True, slots=True)
-class StateLost:
-    """The database lost ledger entries that the journal has: top-ups are refused."""
-
-    at: datetime
-    found: str
-
-
-@dataclass(frozen=True, slots=True)
-class Guard:
-    """What stops every real top-up, beside the caps: the kill switch, a lost state, and
-    the wait after a state created fresh (`fresh_since`)."""
-
-    pause: Pause | None = None
-    lost: StateLost | None = None
-    fresh_since: datetime | None = None
-
-
-LOST_KEY, FRESH_KEY, ACCEPTED_KEY = "state_lost", "fresh_since", "state_lost_accepted"
-NOTICE_KEYS = {LOST_KEY: "state_lost_notified", FRESH_KEY: "fresh_notified"}
 
 
 _SELECT = (
@@ -172,19 +100,6 @@ def _entry(row: Sequence[Any]) -> Entry:
         settled_at=_opt_dt(row[17]),
         settle_reason=row[18],
     )
-
-
-@dataclass(frozen=True, slots=True)
-class NewEntry:
-    """What `Ledger.add` / `Ledger.begin_if` write (the id and state come from the ledger)."""
-
-    account: str
-    amount: Decimal
-    currency: str
-    rule: str
-    reason: str
-    episode: str | None = None
-    balance_before: Decimal | None = None
 
 
 class Ledger:
@@ -282,7 +197,7 @@ class Ledger:
             if not pay(decision):
                 return decision, None
             entry_id = self._insert(new, EntryState.SENDING, now, announce=False, posted=now)
-            self._journal(journal.sending_record(self._must_get(entry_id)))
+            self.append_journal(journal.sending_record(self._must_get(entry_id)))
         try:
             self.store.checkpoint()
         except StoreError as exc:
@@ -307,7 +222,7 @@ class Ledger:
         """
         verify = VerifyState.PENDING.value if state is EntryState.SUCCEEDED else None
         finish = {"op": "finish", "id": entry_id, "state": state.value, "at": now.isoformat()}
-        self._journal(finish | {"transaction_id": transaction_id, "error": error})
+        self.append_journal(finish | {"transaction_id": transaction_id, "error": error})
         changed = self.store.execute(
             "UPDATE topups SET state = ?, finished_at = ?, transaction_id = ?, error = ?, "
             "verify_state = CASE WHEN balance_before IS NULL THEN NULL ELSE ? END, "
@@ -380,7 +295,7 @@ class Ledger:
                 raise LedgerError(
                     f"top-up #{entry_id} is {entry.state.value}; only unknown entries are settled"
                 )
-            self._journal(
+            self.append_journal(
                 {
                     "op": "settle",
                     "id": entry_id,
@@ -422,7 +337,7 @@ class Ledger:
             self.store.execute("DELETE FROM topup_pause")
             lost = self.store.meta(LOST_KEY)
             if lost is not None:  # what a human has seen is not news at the next start
-                parts = self._accepted() | set(json.loads(lost).get("parts", []))
+                parts = self.accepted() | set(json.loads(lost).get("parts", []))
                 self.store.set_meta(ACCEPTED_KEY, json.dumps(sorted(parts)))
             for key in (LOST_KEY, FRESH_KEY):
                 self.store.set_meta(key, None)
@@ -447,42 +362,9 @@ class Ledger:
         return Guard(self.paused(), lost, None if fresh is None else dt(fresh))
 
     def recover(self, now: datetime, *, seed: bool = True) -> Guard:
-        """Compare the journal with the database (at start-up, and in `topups`).
-
-        - Journal entries the database lacks are restored (a `sending` one as `unknown`,
-          to be announced) and the state is marked lost: top-ups are refused until
-          `resume`. Damaged journal lines or entries that differ mark it lost too,
-          unless a human already resumed from that very finding.
-        - A database created by this open or an earlier one that nobody recovered yet,
-          with no journal entries, starts the fresh-state wait (from `now`).
-        - With `seed`, money entries of the database that the journal lacks (a state
-          from before the journal) are appended to it.
-        Out: the guard now in force. Raises StoreError when the journal is unreadable.
-        """
-        read = self._read_journal()
-        rows = {e.id: e for e in self.entries()}
-        missing = [j for j in read.entries.values() if j.id not in rows]
-        differ = [j.id for j in read.entries.values() if j.id in rows and not _same(j, rows[j.id])]
-        with self.store.transaction():
-            parts = [
-                p for p in _found(self.journal, read, missing, differ) if p not in self._accepted()
-            ]
-            found = "; ".join(parts)
-            for item in missing:
-                self._restore(item, now)
-            created = self.store.meta("created_new") == "1"
-            self.store.set_meta("created_new", None)
-            if found and self.store.meta(LOST_KEY) is None:
-                lost = {"at": ts(now), "found": found, "parts": parts}
-                self.store.set_meta(LOST_KEY, json.dumps(lost))
-                self.store.set_meta(NOTICE_KEYS[LOST_KEY], None)
-                log.critical("state.lost", path=str(self.store.path), found=found)
-            elif created and not read.entries:
-                self.store.set_meta(FRESH_KEY, ts(now))
-                log.warning("state.created_fresh", path=str(self.store.path))
-        if seed:
-            self._seed(read, rows)
-        return self.guard()
+        """Compare the journal with the database (at start-up, and in `topups`); see
+        `watcher.state.ledger_recovery.recover`. Out: the guard now in force."""
+        return ledger_recovery.recover(self, now, seed=seed)
 
     def notice_due(self, key: str) -> bool:
         """True when the lost-state (`LOST_KEY`) or fresh-state notice is still owed."""
@@ -492,17 +374,17 @@ class Ledger:
         """Record that the notice of `key` was handed to the outbox."""
         self.store.set_meta(NOTICE_KEYS[key], ts(now))
 
-    def _accepted(self) -> set[str]:
+    def accepted(self) -> set[str]:
         """Findings a human has already resumed from (damage stays in the journal)."""
         return set(json.loads(self.store.meta(ACCEPTED_KEY) or "[]"))
 
-    def _read_journal(self) -> Journal:
+    def read_journal(self) -> Journal:
         try:
             return journal.read(self.journal)
         except JournalError as exc:
             raise StoreError(str(exc)) from exc
 
-    def _journal(self, record: dict[str, Any]) -> None:
+    def append_journal(self, record: dict[str, Any]) -> None:
         try:
             journal.append(self.journal, record)
         except JournalError as exc:
@@ -513,58 +395,6 @@ class Ledger:
             self.store.checkpoint()
         except StoreError as exc:
             log.warning("ledger.checkpoint_failed", error=str(exc))
-
-    def _restore(self, item: JournalEntry, now: datetime) -> None:
-        in_doubt = item.state in (EntryState.SENDING, EntryState.UNKNOWN)
-        state = EntryState.UNKNOWN if in_doubt else EntryState(item.state)
-        error = item.error
-        if item.state == EntryState.SENDING:
-            error = "restored from the ledger journal: the outcome was never recorded"
-        self.store.execute(
-            "INSERT INTO topups (id, account, amount, currency, state, created_at, posted_at, "
-            "finished_at, transaction_id, error, rule, reason, episode, balance_before, "
-            "announce, settled_by, settled_at, settle_reason) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                item.id,
-                item.account,
-                str(item.amount),
-                item.currency,
-                state.value,
-                ts(item.created_at),
-                ts(item.created_at),
-                ts(item.finished_at or now),
-                item.transaction_id,
-                error,
-                item.rule,
-                item.reason,
-                item.episode,
-                None if item.balance_before is None else str(item.balance_before),
-                int(in_doubt),
-                item.settled_by,
-                None if item.settled_at is None else ts(item.settled_at),
-                item.settle_reason,
-            ),
-        )
-        log.warning("topup.restored_from_journal", entry=item.id, state=state.value)
-
-    def _seed(self, read: Journal, rows: dict[int, Entry]) -> None:
-        for entry in rows.values():
-            if entry.id in read.entries or entry.state not in POSTED:
-                continue
-            self._journal(journal.sending_record(entry))
-            if entry.state is not EntryState.SENDING:
-                at = entry.finished_at or entry.created_at
-                self._journal(
-                    {
-                        "op": "finish",
-                        "id": entry.id,
-                        "state": entry.state.value,
-                        "at": at.isoformat(),
-                        "transaction_id": entry.transaction_id,
-                        "error": entry.error,
-                    }
-                )
 
     # -- helpers ---------------------------------------------------------------------
 
@@ -605,32 +435,3 @@ class Ledger:
         if entry is None:  # pragma: no cover - written a moment ago
             raise LedgerError(f"top-up #{entry_id} vanished")
         return entry
-
-
-def _same(item: JournalEntry, entry: Entry) -> bool:
-    return (item.account, item.amount, item.created_at) == (
-        entry.account,
-        entry.amount,
-        entry.created_at,
-    )
-
-
-def _found(
-    path: Any, read: Journal, missing: Sequence[JournalEntry], differ: list[int]
-) -> list[str]:
-    """What a comparison of journal and database found, in words ([] when they agree)."""
-    parts = []
-    if missing:
-        ids = ", ".join(f"#{item.id}" for item in missing)
-        doubt = sum(1 for item in missing if item.state in ("sending", "unknown"))
-        parts.append(
-            f"{len(missing)} top-up(s) in the ledger journal {path} were missing from the "
-            f"state database ({ids}; {doubt} in doubt) and were restored from the journal"
-        )
-    if differ:
-        ids = ", ".join(f"#{i}" for i in differ)
-        parts.append(f"top-up(s) {ids} differ between the journal {path} and the database")
-    if read.damaged:
-        lines = ", ".join(str(n) for n in read.damaged[:5])
-        parts.append(f"the ledger journal {path} has damaged lines ({lines})")
-    return parts

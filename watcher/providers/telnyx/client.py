@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
-import enum
 import functools
 import math
 import os
@@ -35,6 +34,8 @@ import structlog
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from watcher.core.model import AuditChange, AuditEvent, Balance, WebhookDelivery
+from watcher.core.payment import TopupOutcome as TopupOutcome
+from watcher.core.payment import TopupResult as TopupResult
 
 log = structlog.get_logger(__name__)
 
@@ -424,35 +425,6 @@ TOPUP_ENDPOINT = "/payment/stored_payment_transactions"
 """The top-up path relative to the `/v2` base URL (never `/v2/v2/...` as the SDKs send it)."""
 
 _CENT = Decimal("0.01")
-
-
-class TopupOutcome(enum.StrEnum):
-    """What a top-up POST did: paid, refused (no money moved), or not known."""
-
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    UNKNOWN = "unknown"
-
-
-@dataclass(frozen=True, slots=True)
-class TopupResult:
-    """The outcome of one top-up POST.
-
-    - `SUCCEEDED`: a 2xx answer with a transaction id.
-    - `FAILED`: the API refused it with a 4xx, or no connection could be opened (the
-      request was never sent): no money moved.
-    - `UNKNOWN`: timeout, connection lost, a 5xx, a redirect or an unreadable answer:
-      the payment may or may not have happened.
-    `error` is one sentence without secrets; `code`/`title`/`detail` are the API's error.
-    """
-
-    outcome: TopupOutcome
-    transaction_id: str | None = None
-    status: int | None = None
-    code: str | None = None
-    title: str | None = None
-    detail: str | None = None
-    error: str = ""
 
 
 def topup_amount_text(amount: Decimal) -> str:
