@@ -74,11 +74,14 @@ class FakeApi:
 
 
 def reply(
-    status: int = 200, body: Any = None, *, raw: bytes | None = None, **headers: str
+    status: int = 200,
+    body: Any = None,
+    *,
+    raw: bytes | None = None,
+    headers: dict[str, str] | None = None,
 ) -> httpx.Response:
     content = raw if raw is not None else json.dumps(body).encode()
-    items = {name.replace("_", "-"): value for name, value in headers.items()}
-    return httpx.Response(status, content=content, headers=items)
+    return httpx.Response(status, content=content, headers=headers or {})
 
 
 def client_for(api: FakeApi, sleep: Recorder | None = None, **options: Any) -> VonageClient:
@@ -373,7 +376,7 @@ async def test_timeouts_to_the_end_raise_a_retryable_error() -> None:
 )
 async def test_429_waits_what_the_server_asks(headers: dict[str, str], wait: float) -> None:
     sleep = Recorder()
-    api = FakeApi(reply(429, PROBLEM, **headers), reply(body=BALANCE))
+    api = FakeApi(reply(429, PROBLEM, headers=headers), reply(body=BALANCE))
     async with client_for(api, sleep) as client:
         await client.get_balance()
     assert sleep.waits == [pytest.approx(wait)]
@@ -390,7 +393,7 @@ async def test_429_waits_what_the_server_asks(headers: dict[str, str], wait: flo
 )
 async def test_a_wait_beyond_the_deadline_gives_up_at_once(headers: dict[str, str]) -> None:
     sleep = Recorder()
-    api = FakeApi(reply(429, PROBLEM, **headers), reply(body=BALANCE))
+    api = FakeApi(reply(429, PROBLEM, headers=headers), reply(body=BALANCE))
     async with client_for(api, sleep) as client:
         with pytest.raises(VonageError) as caught:
             await client.get_balance(deadline=MONO + 5)
@@ -484,7 +487,7 @@ TOPUP_CASES = [
     pytest.param(
         reply(
             body={"error-code": "200", "error-code-label": "success"},
-            **{"Content-Type": "application/json"},
+            headers={"Content-Type": "application/json"},
         ),
         TopupOutcome.SUCCEEDED,
         False,
@@ -520,7 +523,10 @@ TOPUP_CASES = [
     pytest.param(reply(500, LEGACY_ERROR), TopupOutcome.UNKNOWN, False, id="500"),
     pytest.param(reply(503, raw=b""), TopupOutcome.UNKNOWN, False, id="503"),
     pytest.param(
-        reply(302, raw=b"", Location="https://x.test/"), TopupOutcome.UNKNOWN, False, id="302"
+        reply(302, raw=b"", headers={"Location": "https://x.test/"}),
+        TopupOutcome.UNKNOWN,
+        False,
+        id="302",
     ),
     pytest.param(httpx.ReadTimeout("slow"), TopupOutcome.UNKNOWN, False, id="timeout"),
     pytest.param(httpx.RemoteProtocolError("disconnected"), TopupOutcome.UNKNOWN, False, id="lost"),
