@@ -113,7 +113,7 @@ async def test_balance_request_uses_basic_auth_and_accept_json() -> None:
     assert request.method == "GET"
     assert request.url == httpx.URL(f"{REST}/account/get-balance")
     assert request.headers["authorization"] == basic()
-    assert request.headers["accept"] == "application/json"
+    assert request.headers["accept"] == "application/json, application/problem+json"
     assert request.headers["user-agent"].startswith("account-watcher/")
     assert balance.auto_reload is True
 

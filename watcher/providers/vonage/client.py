@@ -6,7 +6,8 @@ leaves the client as a `VonageError`: never an httpx, pydantic or JSON exception
 
 Two hosts: `rest_url` (rest.nexmo.com: balance, settings, top-up) and `api_url`
 (api.nexmo.com: secrets, subaccounts, audit). Auth is HTTP Basic `api_key:api_secret`,
-unwrapped once into the default headers; the secret is never in a URL or query, never an
+unwrapped once into the default headers (with `Accept: application/json`, and
+`application/problem+json` for errors); the secret is never in a URL or query, never an
 argument of a retried function, never in a log event, an error message or `repr()`.
 Endpoint labels in logs and errors name `{api_key}` instead of the key.
 """
@@ -78,6 +79,10 @@ SUBACCOUNTS_ENDPOINT = "/accounts/{api_key}/subaccounts"
 AUDIT_ENDPOINT = "/beta/audit/events"
 
 _FORM = "application/x-www-form-urlencoded"
+ACCEPT = "application/json, application/problem+json"
+"""JSON for the bodies, and RFC 7807 for api.nexmo.com's errors (the specs declare them
+`application/problem+json`; a server that honours Accept strictly would otherwise not
+send them)."""
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
 
@@ -137,7 +142,7 @@ class VonageClient:
         self._default_headers = httpx.Headers(  # a value httpx cannot send fails here
             {
                 "Authorization": f"Basic {self._token}",
-                "Accept": "application/json",
+                "Accept": ACCEPT,
                 "User-Agent": user_agent(),
             }
         )
