@@ -7,10 +7,13 @@ No network, nothing of ours patched: time comes in through the client's `sleep`,
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
 import json
 import logging
-from collections.abc import Callable
+import socket
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -582,3 +585,96 @@ async def test_an_empty_trx_is_refused_before_sending() -> None:
         with pytest.raises(ValueError, match="trx"):
             await client.create_topup(SecretStr(""))
     assert api.requests == []
+
+
+# ----------------------------------------------------------------------------- real sockets
+
+
+class LoopbackServer:
+    """A real HTTP/1.1 server on 127.0.0.1 that keeps connections alive and records
+    (connection number, method, path, body); `hang_up_on_post` closes the connection
+    after reading a POST, without an answer (a payment whose outcome is not known)."""
+
+    def __init__(self, *, hang_up_on_post: bool = False) -> None:
+        self.hang_up_on_post = hang_up_on_post
+        self.seen: list[tuple[int, str, str, bytes]] = []
+        self.connections = 0
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        number = self.connections
+        try:
+            while True:
+                head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
+                method, path, _ = head[0].split(" ", 2)
+                fields = dict(line.lower().split(": ", 1) for line in head[1:] if ": " in line)
+                body = await reader.readexactly(int(fields.get("content-length", "0")))
+                self.seen.append((number, method, path, body))
+                if method == "POST" and self.hang_up_on_post:
+                    return
+                answer = _ok_body() if method == "POST" else json.dumps(BALANCE).encode()
+                writer.write(
+                    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                    + f"Content-Length: {len(answer)}\r\n\r\n".encode()
+                    + answer
+                )
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            return
+        finally:
+            writer.close()
+
+
+def _ok_body() -> bytes:
+    return json.dumps({"error-code": "200", "error-code-label": "success"}).encode()
+
+
+@contextlib.asynccontextmanager
+async def serving(server: LoopbackServer) -> AsyncIterator[str]:
+    listener = await asyncio.start_server(server.handle, "127.0.0.1", 0)
+    port = listener.sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        listener.close()
+        await listener.wait_closed()
+
+
+def real_client(url: str) -> VonageClient:
+    return VonageClient(
+        api_key=KEY, api_secret=SecretStr(SECRET), rest_url=url, api_url=url, timeout=5.0
+    )
+
+
+async def test_gets_share_a_connection_and_the_topup_opens_its_own() -> None:
+    server = LoopbackServer()
+    async with serving(server) as url, real_client(url) as client:
+        await client.get_balance()
+        await client.get_balance()
+        result = await client.create_topup(SecretStr(TRX))
+    assert result.outcome is TopupOutcome.SUCCEEDED
+    assert [(n, m, p) for n, m, p, _ in server.seen] == [
+        (1, "GET", "/account/get-balance"),
+        (1, "GET", "/account/get-balance"),
+        (2, "POST", "/account/top-up"),
+    ]
+    assert server.seen[2][3] == f"trx={TRX}".encode()
+
+
+async def test_a_topup_the_server_hangs_up_on_is_unknown_and_sent_once() -> None:
+    server = LoopbackServer(hang_up_on_post=True)
+    async with serving(server) as url, real_client(url) as client:
+        result = await client.create_topup(SecretStr(TRX))
+    assert result.outcome is TopupOutcome.UNKNOWN
+    assert [m for _, m, _, _ in server.seen] == ["POST"]
+    assert server.connections == 1
+
+
+async def test_a_topup_to_a_closed_port_is_failed() -> None:
+    with socket.socket() as sock:  # a port nobody listens on once closed
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    async with real_client(f"http://127.0.0.1:{port}") as client:
+        result = await client.create_topup(SecretStr(TRX))
+    assert result.outcome is TopupOutcome.FAILED
+    assert "nothing was sent" in result.error
