@@ -14,7 +14,7 @@ import json
 import logging
 import socket
 from collections.abc import AsyncIterator, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -27,7 +27,8 @@ from watcher.core.payment import TopupOutcome
 from watcher.providers.http import reset_seconds, retry_after
 from watcher.providers.vonage.client import VonageClient
 from watcher.providers.vonage.errors import VonageError, auto_reload_disabled
-from watcher.providers.vonage.wire import VonageSecret, VonageSubaccount
+from watcher.providers.vonage.sim import VonageSimAccount, VonageSimServer
+from watcher.providers.vonage.wire import VonageBalance, VonageSecret, VonageSubaccount
 
 KEY = "abcd1234"
 SECRET = "Sup3rSECRETdoNotLeak"
@@ -36,6 +37,7 @@ REST = "https://rest.vonage.test"
 API = "https://api.vonage.test"
 NOW = 1_800_000_000.0  # epoch seconds of the injected wall clock
 MONO = 1_000.0  # the injected monotonic clock
+SIM_T0 = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
 
 Handler = Callable[[httpx.Request], httpx.Response]
 
@@ -678,3 +680,40 @@ async def test_a_topup_to_a_closed_port_is_failed() -> None:
         result = await client.create_topup(SecretStr(TRX))
     assert result.outcome is TopupOutcome.FAILED
     assert "nothing was sent" in result.error
+
+
+# ----------------------------------------------------------------------------- simulator
+
+
+async def test_every_method_against_the_vonage_simulator() -> None:
+    """The client and the simulator (another engineer's reading of the same specs) agree."""
+    sim_account = VonageSimAccount(
+        api_key=KEY, api_secret=SECRET, clock=lambda: SIM_T0, trx=TRX, auto_reload=True
+    )
+    sim_account.add_audit_event(created_at=SIM_T0)
+    sim_account.add_subaccount(api_key="bbe6222f", name="shared")
+    with VonageSimServer(sim_account) as sim:
+        async with real_client(sim.url) as client:
+            balance = await client.get_balance()
+            settings = await client.read_settings()
+            secrets = await client.list_secrets()
+            subs = await client.list_subaccounts()
+            pages = [p async for p in client.audit_event_pages(SIM_T0 - timedelta(minutes=5))]
+            result = await client.create_topup(SecretStr(TRX))
+        assert sim.handler_errors == []
+    assert balance == VonageBalance(Decimal("40.12345678"), True)
+    assert settings.max_calls_per_second is not None
+    assert sim_account.settings_changes == []  # the empty form changed nothing
+    assert [s.id for s in secrets] == [s.id for s in sim_account.secrets()]
+    assert [(s.api_key, s.balance) for s in subs.subaccounts] == [("bbe6222f", None)]
+    assert [e.created_at for p in pages for e in p.items] == [SIM_T0]
+    assert result.outcome is TopupOutcome.SUCCEEDED
+    assert sim_account.balance() == Decimal("90.12345678")
+
+
+async def test_topup_with_auto_reload_off_in_the_simulator() -> None:
+    sim_account = VonageSimAccount(api_key=KEY, api_secret=SECRET, trx=TRX, auto_reload=False)
+    with VonageSimServer(sim_account) as sim:
+        async with real_client(sim.url) as client:
+            result = await client.create_topup(SecretStr(TRX))
+    assert result.outcome is TopupOutcome.FAILED and auto_reload_disabled(result)
