@@ -14,17 +14,14 @@ it the module is skipped, except under `CI=true`, where a missing Prism fails.
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
-from pathlib import Path
 
 import httpx
 import pytest
+from prism_support import DATA, RecordingTransport, running_prism
 from pydantic import SecretStr
 
 from watcher.core.model import AuditChange, AuditEvent, Balance, WebhookDelivery
@@ -32,91 +29,16 @@ from watcher.providers.telnyx.client import AutoRechargePrefs, TelnyxClient, Tel
 
 pytestmark = pytest.mark.contract
 
-REPO = Path(__file__).resolve().parents[1]
-SPEC = REPO / "tests" / "data" / "telnyx-account.openapi.yaml"
-PRISM_BIN = Path(os.environ.get("PRISM_BIN", str(REPO / "node_modules" / ".bin" / "prism")))
-STARTUP_LIMIT = 30.0
+SPEC = DATA / "telnyx-account.openapi.yaml"
 KEY = "KEYcontract0123456789"
 SINCE = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _require_prism() -> None:
-    if PRISM_BIN.exists():
-        return
-    reason = f"Prism not found at {PRISM_BIN} (run `npm ci` or set PRISM_BIN)"
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{reason}; contract tests are mandatory under CI=true")
-    pytest.skip(reason)
-
-
-def _wait_until_up(url: str, process: subprocess.Popen[bytes], log_path: Path) -> None:
-    give_up = time.monotonic() + STARTUP_LIMIT
-    while time.monotonic() < give_up:
-        if process.poll() is not None:
-            output = log_path.read_text(errors="replace")[-2000:]
-            pytest.fail(f"Prism exited with {process.returncode} during start-up:\n{output}")
-        try:
-            httpx.get(f"{url}/balance", headers={"Authorization": "Bearer x"}, timeout=1.0)
-        except httpx.TransportError:
-            time.sleep(0.1)
-        else:
-            return
-    output = log_path.read_text(errors="replace")[-2000:]
-    pytest.fail(f"Prism did not answer within {STARTUP_LIMIT:g}s:\n{output}")
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=5)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=5)
 
 
 @pytest.fixture(scope="module")
 def prism_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """One Prism process for the module: `prism mock --errors SPEC` on a free loopback port."""
-    _require_prism()
-    port = _free_port()
-    log_path = tmp_path_factory.mktemp("prism") / "prism.log"
-    command = [str(PRISM_BIN), "mock", "-h", "127.0.0.1", "-p", str(port), "--errors", str(SPEC)]
-    with log_path.open("wb") as log_file:
-        process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_until_up(url, process, log_path)
+    with running_prism(SPEC, tmp_path_factory.mktemp("prism"), probe="/balance") as url:
         yield url
-    finally:
-        _stop(process)
-
-
-class RecordingTransport(httpx.AsyncBaseTransport):
-    """A real HTTP transport that keeps every response and can add headers (e.g. Prefer)."""
-
-    def __init__(self, extra_headers: dict[str, str] | None = None) -> None:
-        self._inner = httpx.AsyncHTTPTransport()
-        self._extra = extra_headers or {}
-        self.responses: list[httpx.Response] = []
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        request.headers.update(self._extra)
-        response = await self._inner.handle_async_request(request)
-        self.responses.append(response)
-        return response
-
-    async def aclose(self) -> None:
-        await self._inner.aclose()
-
-    def violations(self) -> list[str]:
-        return [r.headers["sl-violations"] for r in self.responses if "sl-violations" in r.headers]
 
 
 class Sleeps:

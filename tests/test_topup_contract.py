@@ -14,8 +14,9 @@ from decimal import Decimal
 
 import httpx
 import pytest
+from prism_support import RecordingTransport
 from pydantic import SecretStr
-from test_contract_prism import KEY, RecordingTransport, prism_url
+from test_contract_prism import KEY, prism_url
 
 from watcher.providers.telnyx.client import TelnyxClient, TopupOutcome, classify_topup
 

@@ -25,9 +25,9 @@ from hypothesis import strategies as st
 
 from watcher.config.settings import TopupConfig
 from watcher.core.model import AccountSnapshot, Balance
+from watcher.core.payment import TopupOutcome, TopupResult
 from watcher.core.rules import BalanceRule
 from watcher.core.topup import Trigger, TriggerKind
-from watcher.providers.telnyx.client import TopupOutcome, TopupResult
 from watcher.service.topup import CRASH_POINTS, TopupActor
 from watcher.state.ledger import COUNTED, EntryState, Ledger
 from watcher.state.store import Store

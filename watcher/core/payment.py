@@ -22,7 +22,9 @@ class TopupOutcome(enum.StrEnum):
 class TopupResult:
     """The outcome of one top-up POST.
 
-    - `SUCCEEDED`: a 2xx answer with a transaction id.
+    - `SUCCEEDED`: the provider confirmed the payment (Telnyx: a 2xx answer with a
+      transaction id; Vonage: a 200 whose body says `"error-code": "200"`, and no
+      transaction id, so `transaction_id` is None).
     - `FAILED`: the API refused it with a 4xx, or no connection could be opened (the
       request was never sent): no money moved.
     - `UNKNOWN`: timeout, connection lost, a 5xx, a redirect or an unreadable answer:
@@ -37,3 +39,19 @@ class TopupResult:
     title: str | None = None
     detail: str | None = None
     error: str = ""
+
+    def masked(self, secret: str) -> TopupResult:
+        """A copy whose texts have every occurrence of `secret` replaced by asterisks."""
+
+        def clean(text: str | None) -> str | None:
+            return text.replace(secret, "**********") if text and secret else text
+
+        return TopupResult(
+            self.outcome,
+            transaction_id=self.transaction_id,
+            status=self.status,
+            code=self.code,
+            title=clean(self.title),
+            detail=clean(self.detail),
+            error=clean(self.error) or "",
+        )

@@ -1,1 +1,1 @@
-"""Vonage: the account API client and its loopback simulator."""
+"""Vonage: the API client, its wire models and error classifier, the sources and the simulator."""

@@ -1,0 +1,296 @@
+"""HTTP helpers shared by the provider clients: user agent, TLS context, keep-alive,
+server-requested waits (Retry-After, rate-limit reset), backoff and retry decisions,
+one bounded send, and error-text clipping.
+
+Pure helpers take the current time as an argument; only `send_once` does I/O.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import functools
+import math
+import os
+import random
+import ssl
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Generic, TypeVar
+
+import httpx
+
+BACKOFF_INITIAL = 0.5
+"""First backoff wait in seconds when the server gives no Retry-After; doubles per attempt."""
+
+BACKOFF_JITTER = 0.5
+"""Up to this many seconds of random jitter are added to each backoff wait."""
+
+KEEPALIVE_DEFAULT = 5.0
+"""httpx's own keep-alive expiry in seconds, kept for long poll intervals."""
+
+KEEPALIVE_LIMIT = 60.0
+"""Idle connections are kept at most this long: servers and load balancers commonly drop
+them at 60 s, and reusing one the server is closing fails the request."""
+
+MAX_PAGES = 1000
+"""Safety stop for pagination: more pages than this is treated as a broken response."""
+
+ERROR_TEXT_LIMIT = 200
+"""Longest piece of server text quoted in an error message."""
+
+_EPOCH_SECONDS_FLOOR = 0.5
+"""A reset value above this fraction of "now" (epoch seconds) is an instant, not a wait:
+no server asks for a wait of decades."""
+
+_EPOCH_MS_FACTOR = 100.0
+"""A reset value above `now * 100` is an instant in epoch milliseconds."""
+
+Sleep = Callable[[float], Awaitable[None]]
+Clock = Callable[[], float]
+ItemT = TypeVar("ItemT")
+
+_RNG = random.SystemRandom()
+
+
+@functools.cache
+def user_agent() -> str:
+    """`account-watcher/<version>`, looked up once per process."""
+    from importlib import metadata  # once per process: it scans the installed packages
+
+    try:
+        version = metadata.version("account-watcher")
+    except metadata.PackageNotFoundError:
+        version = "0+unknown"
+    return f"account-watcher/{version}"
+
+
+@functools.cache
+def shared_ssl_context() -> ssl.SSLContext:
+    """One TLS context for every client of the process, the one httpx would build for
+    each (`SSL_CERT_FILE`, else `SSL_CERT_DIR`, else certifi's bundle): building it
+    parses the CA bundle (~27 ms of CPU and 0.84 MiB per client otherwise)."""
+    if os.environ.get("SSL_CERT_FILE"):
+        return ssl.create_default_context(cafile=os.environ["SSL_CERT_FILE"])
+    if os.environ.get("SSL_CERT_DIR"):
+        return ssl.create_default_context(capath=os.environ["SSL_CERT_DIR"])
+    import certifi
+
+    return ssl.create_default_context(cafile=certifi.where())
+
+
+def keepalive_expiry(interval: timedelta) -> float:
+    """Seconds an idle GET connection is kept: one poll interval and 5 s more, so that
+    each cycle reuses the last one's connection (no new TCP and TLS handshake), as long
+    as that stays within `KEEPALIVE_LIMIT`; else httpx's default."""
+    seconds = interval.total_seconds() + KEEPALIVE_DEFAULT
+    return seconds if seconds <= KEEPALIVE_LIMIT else KEEPALIVE_DEFAULT
+
+
+@dataclass(frozen=True, slots=True)
+class Page(Generic[ItemT]):
+    """One page of a list endpoint: its number, its items, and whether it is the last."""
+
+    number: int
+    items: list[ItemT]
+    last: bool
+    total_pages: int | None = None
+
+
+# --------------------------------------------------------------------------- text
+
+
+def clip(text: str) -> str:
+    """Whitespace collapsed, at most `ERROR_TEXT_LIMIT` characters (… when cut)."""
+    text = " ".join(text.split())
+    if len(text) <= ERROR_TEXT_LIMIT:
+        return text
+    return text[: ERROR_TEXT_LIMIT - 1] + "…"
+
+
+def mask(text: str, secret: str) -> str:
+    """`text` with every occurrence of `secret` replaced by asterisks."""
+    return text.replace(secret, "**********") if secret and text else text
+
+
+def timeout_of(exc: Exception) -> float | None:
+    """The read timeout the failed request was sent with, when the exception knows it."""
+    try:
+        request = exc.request if isinstance(exc, httpx.RequestError) else None
+    except RuntimeError:  # an httpx exception raised without its request
+        return None
+    timeouts = request.extensions.get("timeout") if request is not None else None
+    if isinstance(timeouts, Mapping):
+        read = timeouts.get("read")
+        if isinstance(read, int | float):
+            return float(read)
+    return None
+
+
+def is_retryable_exception(exc: Exception | None) -> bool:
+    """Timeouts and network failures are worth another GET; anything else is not."""
+    if exc is None or isinstance(exc, httpx.TimeoutException | TimeoutError):
+        return True
+    return isinstance(exc, httpx.NetworkError | httpx.RemoteProtocolError | httpx.ProxyError)
+
+
+def exception_text(where: str, exc: Exception | None) -> str:
+    """One sentence for a request that got no response, e.g. "GET /x timed out after 5s"."""
+    if isinstance(exc, httpx.TimeoutException | TimeoutError):
+        seconds = timeout_of(exc)
+        after = f" after {seconds:g}s" if seconds is not None else ""
+        return f"{where} timed out{after}"
+    if exc is None:
+        return f"{where}: no response"
+    return f"{where}: request failed ({type(exc).__name__}: {clip(str(exc))})"
+
+
+def never_sent(exc: Exception | None) -> bool:
+    """True when the request cannot have left this machine (no connection was opened)."""
+    return isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout)
+
+
+# --------------------------------------------------------------------------- waits
+
+
+def retry_after(headers: httpx.Headers, now: float | None = None) -> float | None:
+    """Seconds to wait from Retry-After (seconds or HTTP date), else X-RateLimit-Reset.
+
+    `now` is the current time in epoch seconds, needed for a reset given as an instant
+    (see `reset_seconds`); when None, the response's own Date header stands in for it,
+    and without one only a reset given as seconds-until is understood.
+    """
+    value = headers.get("retry-after")
+    if value is not None:
+        seconds = _seconds(value)
+        if seconds is None:
+            seconds = _seconds_until_date(value, headers.get("date"))
+        if seconds is not None:
+            return seconds
+    reset = headers.get("x-ratelimit-reset")
+    if reset is None:
+        return None
+    return reset_seconds(reset, now if now is not None else _date_epoch(headers.get("date")))
+
+
+def reset_seconds(text: str, now: float | None) -> float | None:
+    """A rate-limit reset as seconds from `now` (epoch seconds), whatever its unit.
+
+    Decided by magnitude relative to now: above `now * 100` it is an instant in epoch
+    milliseconds, above half of now an instant in epoch seconds, else seconds-until. An
+    instant already past is 0. None for a value that is not a non-negative number, or an
+    instant when `now` is unknown.
+    """
+    value = _seconds(text)
+    if value is None:
+        return None
+    if now is None or now <= 0:
+        return value if value < 1e9 else None
+    if value > now * _EPOCH_MS_FACTOR:
+        return max(0.0, value / 1000.0 - now)
+    if value > now * _EPOCH_SECONDS_FLOOR:
+        return max(0.0, value - now)
+    return value
+
+
+def _seconds(text: str) -> float | None:
+    try:
+        value = float(text.strip())
+    except ValueError:
+        return None
+    if math.isnan(value) or math.isinf(value) or value < 0:
+        return None
+    return value
+
+
+def _seconds_until_date(text: str, date_header: str | None) -> float | None:
+    """An HTTP-date Retry-After, measured against the response's own Date header."""
+    if date_header is None:
+        return None
+    try:
+        until = email.utils.parsedate_to_datetime(text)
+        sent = email.utils.parsedate_to_datetime(date_header)
+        return max(0.0, (until - sent).total_seconds())
+    except (TypeError, ValueError):  # unparsable, or naive minus aware
+        return None
+
+
+def _date_epoch(date_header: str | None) -> float | None:
+    if date_header is None:
+        return None
+    try:
+        return email.utils.parsedate_to_datetime(date_header).timestamp()
+    except (TypeError, ValueError):
+        return None
+
+
+def backoff(attempt: int, max_wait: float) -> float:
+    """Exponential backoff with jitter: 0.5 s, 1 s, 2 s, ... plus up to 0.5 s, capped."""
+    base = BACKOFF_INITIAL * 2.0 ** (attempt - 1)
+    return min(max_wait, base + _RNG.uniform(0, BACKOFF_JITTER))
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How a client retries its GETs: at most `max_attempts` requests per call, waits
+    capped at `max_wait`, each request at most `timeout` seconds."""
+
+    timeout: float = 10.0
+    max_attempts: int = 4
+    max_wait: float = 30.0
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
+        if self.timeout <= 0:
+            raise ValueError("timeout must be positive")
+
+    def next_wait(
+        self,
+        *,
+        retryable: bool,
+        server_wait: float | None,
+        attempt: int,
+        now: float,
+        deadline: float | None,
+    ) -> float | None:
+        """Seconds to wait before the next attempt, or None to give up now.
+
+        `now` and `deadline` are on the same (monotonic) clock; a wait that would reach
+        the deadline gives up instead.
+        """
+        if not retryable or attempt >= self.max_attempts:
+            return None
+        if server_wait is not None:
+            wait = min(server_wait, self.max_wait)
+        else:
+            wait = backoff(attempt, self.max_wait)
+        if deadline is not None and now + wait >= deadline:
+            return None
+        return wait
+
+    def request_timeout(self, now: float, deadline: float | None) -> float | None:
+        """The time limit of one request: `timeout`, less when the deadline is closer;
+        None when no time is left."""
+        if deadline is None:
+            return self.timeout
+        left = deadline - now
+        return None if left <= 0 else min(self.timeout, left)
+
+
+async def send_once(
+    http: httpx.AsyncClient,
+    request: httpx.Request,
+    timeout: float,  # noqa: ASYNC109 - the total limit, also in the request's own timeouts
+) -> httpx.Response | httpx.RequestError:
+    """Send `request` once within `timeout` seconds in total (also when the server
+    trickles bytes); the response, or the httpx error (a ReadTimeout for the total limit).
+    Never retries."""
+    try:
+        async with asyncio.timeout(timeout):
+            return await http.send(request)
+    except TimeoutError:
+        return httpx.ReadTimeout("total time limit reached", request=request)
+    except httpx.RequestError as exc:
+        return exc
