@@ -14,7 +14,13 @@ import structlog
 
 from watcher.config.rulecheck import validate
 from watcher.config.ruleload import LoadedRules, load_rules
-from watcher.config.settings import LoadedSettings, ResolvedSecrets, load_settings, resolve_secrets
+from watcher.config.settings import (
+    LoadedSettings,
+    ResolvedSecrets,
+    TelnyxAccountConfig,
+    load_settings,
+    resolve_secrets,
+)
 from watcher.config.yamlfile import ConfigError
 from watcher.core.lifecycle import Reason, Transition, step
 from watcher.core.model import AlertKey, AlertState, Severity, SourceName
@@ -114,6 +120,7 @@ def build_clients(
             keepalive=keepalive_expiry(runtime.interval),
         )
         for account in runtime.loaded.settings.accounts
+        if isinstance(account, TelnyxAccountConfig)  # Vonage: wired by the provider registry
     }
 
 
