@@ -37,6 +37,7 @@ from watcher.core.rules import (
 )
 from watcher.notify.delivery import Delivery, Notifier, Route
 from watcher.notify.outbox import Outbox, Policy, flush
+from watcher.providers.registry import capabilities
 from watcher.providers.telnyx.client import TelnyxClient, keepalive_expiry
 from watcher.providers.telnyx.sources import Collected, Needs, collect
 from watcher.service import logs
@@ -79,7 +80,7 @@ def load_runtime(
     """
     loaded = load_settings(path, environ=environ, allow_fast_poll=allow_fast_poll)
     found: LoadedRules = load_rules(loaded.settings.rules, loaded.config_dir)
-    errors, warnings = validate(loaded, found, datetime.now(UTC))
+    errors, warnings = validate(loaded, found, datetime.now(UTC), capabilities())
     if errors:
         raise ConfigError(errors)
     for warning in warnings:
