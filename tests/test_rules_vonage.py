@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from pydantic import TypeAdapter, ValidationError
 
+from watcher.core.capabilities import Capabilities
 from watcher.core.lifecycle import Reason, Transition
 from watcher.core.model import (
     AccountSnapshot,
@@ -208,3 +209,37 @@ def test_vonage_audit_event_alerts_once_and_an_ignored_one_never() -> None:
 )
 def test_audit_rules_accept_every_vonage_field(field: str) -> None:
     assert rule(kind="audit", match={field: "x"}, ignore=[{field: "y"}]).kind == "audit"
+
+
+# ---------------------------------------------------------------------------- per provider
+
+OFFERS = {
+    "telnyx": Capabilities(
+        frozenset({"balance", "forecast", "audit", "webhook_failures"}),
+        balance_fields=frozenset({"available_credit", "balance", "credit_limit", "pending"}),
+    ),
+    "vonage": Capabilities(
+        frozenset({"balance", "forecast", "audit", "credentials"}),
+        balance_fields=frozenset({"available_credit", "balance"}),
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    ("data", "judged_for"),
+    [
+        ({"kind": "balance", "below": 1}, ["eu", "main"]),
+        ({"kind": "balance", "field": "credit_limit", "below": 1}, ["main"]),
+        ({"kind": "credentials"}, ["eu"]),
+        ({"kind": "webhook_failures"}, ["main"]),
+        ({"kind": "audit"}, ["eu", "main"]),
+    ],
+)
+def test_a_rule_is_judged_only_where_the_provider_offers_it(
+    data: dict[str, Any], judged_for: list[str]
+) -> None:
+    snaps = [snapshot(), AccountSnapshot(account="main")]
+    results = evaluate([rule(**data)], snaps, NOW, capabilities=OFFERS)
+    assert sorted(r.account for r in results if r.rule == "r") == judged_for
+    everywhere = evaluate([rule(**data)], snaps, NOW)  # without capabilities: as before
+    assert sorted(r.account for r in everywhere if r.rule == "r") == ["eu", "main"]

@@ -15,6 +15,7 @@ from dataclasses import field as dc_field
 from datetime import datetime, timedelta
 from decimal import Decimal
 
+from watcher.core.capabilities import Capabilities
 from watcher.core.durations import format_duration
 from watcher.core.forecast import eta_phrase, fit_burn, per_hour_text, runs_out_in, runs_out_text
 from watcher.core.model import (
@@ -72,6 +73,7 @@ __all__ = [
     "Threshold",
     "WebhookFailuresRule",
     "audit_matches",
+    "can_judge",
     "evaluate",
     "longest_lookback",
     "longest_window",
@@ -163,19 +165,32 @@ def evaluate(
     now: datetime,
     *,
     source_down_after: timedelta = timedelta(minutes=5),
+    capabilities: Mapping[str, Capabilities] | None = None,
 ) -> list[RuleResult]:
     """Judge every enabled rule for every account it applies to.
 
     Also judges the built-in `watcher-source-down` rule from the snapshots' errors.
-    In: rules, one snapshot per account, the cycle's `now`. Out: one result per pair.
+    In: rules, one snapshot per account, the cycle's `now`; `capabilities` (by provider,
+    optional): a rule is skipped for an account whose provider cannot judge it (e.g. a
+    `credit_limit` balance rule for a Vonage account of a mixed config).
+    Out: one result per judged pair.
     """
+    offers = capabilities or {}
     results: list[RuleResult] = []
     for snap in snapshots:
+        offer = offers.get(snap.provider)
         for rule in rules:
-            if rule.applies_to(snap.account):
+            if rule.applies_to(snap.account) and (offer is None or can_judge(offer, rule)):
                 results.append(_evaluate_one(rule, snap, now))
         results.append(_source_down(snap, now, source_down_after))
     return results
+
+
+def can_judge(offer: Capabilities, rule: Rule) -> bool:
+    """Whether a provider offering `offer` has the rule's kind (and balance field)."""
+    if not offer.offers(rule.kind):
+        return False
+    return not isinstance(rule, BalanceRule | ForecastRule) or rule.field in offer.balance_fields
 
 
 def _evaluate_one(rule: Rule, snap: AccountSnapshot, now: datetime) -> RuleResult:
