@@ -18,6 +18,7 @@ from watcher.config.settings import (
     LoadedSettings,
     Settings,
     StateConfig,
+    TelnyxAccountConfig,
     check_secrets,
     default_config_path,
     load_settings,
@@ -157,6 +158,7 @@ log: {level: debug, format: json}
     loaded = load(tmp_path, text)
     settings = loaded.settings
     main, second = settings.accounts
+    assert isinstance(main, TelnyxAccountConfig)
     assert main.api_key == SecretRef("credential", "telnyx_api_key")
     assert main.base_url == "http://127.0.0.1:4010/v2"
     assert main.topup.enabled is True
@@ -271,7 +273,7 @@ def test_unknown_key_reported_at_its_place(tmp_path: Path, text: str, expected: 
         ),
         pytest.param("accounts: []\n", "1:11: accounts: List should have at least 1 item"),
         pytest.param(
-            "accounts:\n  - provider: vonage\n", "2:15: accounts[0].provider: Input should be"
+            "accounts:\n  - provider: twilio\n", "2:15: accounts[0].provider: Input should be"
         ),
         pytest.param(
             "accounts:\n  - base_url: ftp://x\n",

@@ -38,6 +38,7 @@ from watcher.config.yamlfile import ConfigError, load_yaml
 from watcher.core.rules import SOURCE_DOWN_RULE
 from watcher.core.silences import unmatched_warning
 from watcher.notify.delivery import NotifyError
+from watcher.providers.registry import capabilities
 from watcher.service import logs
 from watcher.service.cycle import (
     Daemon,
@@ -167,7 +168,7 @@ def cmd_check(path: Path, out: TextIO, err: TextIO) -> int:
             print(line, file=err)
         return EXIT_INVALID
     found = load_rules(loaded.settings.rules, loaded.config_dir)
-    errors, warnings = validate(loaded, found, datetime.now(UTC), for_check=True)
+    errors, warnings = validate(loaded, found, datetime.now(UTC), capabilities(), for_check=True)
     urls = cli_notify.url_problems(loaded, os.environ)
     errors += urls.errors
     warnings += check_secrets(

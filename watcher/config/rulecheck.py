@@ -14,14 +14,16 @@ Each warning is `path:line:col: rules[i].key: message`, pointing at the key conc
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterator, Mapping
 from datetime import datetime, timedelta
 
 from watcher.config import topupcheck
+from watcher.config.providercheck import provider_errors
 from watcher.config.routecheck import delivery_problems
 from watcher.config.ruleload import LoadedRules
 from watcher.config.settings import LoadedSettings
 from watcher.config.yamlfile import YamlDoc, format_loc
+from watcher.core.capabilities import Capabilities
 from watcher.core.durations import duration_text
 from watcher.core.mute import AbsoluteWindow, parse_mute
 from watcher.core.rules import AuditRule, ForecastRule, Rule, WebhookFailuresRule
@@ -164,7 +166,12 @@ def _loc(key: str) -> tuple[int | str, ...]:
 
 
 def validate(
-    loaded: LoadedSettings, found: LoadedRules, now: datetime, *, for_check: bool = False
+    loaded: LoadedSettings,
+    found: LoadedRules,
+    now: datetime,
+    capabilities: Mapping[str, Capabilities] | None = None,
+    *,
+    for_check: bool = False,
 ) -> tuple[list[str], list[str]]:
     """Every cross-check of rules against the config, shared by `check`, start-up and reload.
 
@@ -182,6 +189,9 @@ def validate(
     errors += topup_errors
     routes = set(settings.notify.routes)
     errors += reference_errors(found, routes, {a.name for a in settings.accounts})
+    errors += provider_errors(
+        found.rules, settings.accounts, capabilities or {}, RulePlaces(found).at
+    )
     if routes and settings.notify.default_route is None:
         errors += [
             f"{found.locations[rule.name]}: no route given and notify.default_route is not set"

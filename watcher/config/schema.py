@@ -19,6 +19,7 @@ from watcher.core.rules import (
     COMMON_PLACEHOLDERS,
     AuditRule,
     BalanceRule,
+    CredentialsRule,
     ForecastRule,
     RuleFile,
     WebhookFailuresRule,
@@ -26,7 +27,7 @@ from watcher.core.rules import (
 
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
 SCHEMA_ID = "urn:account-watcher:rule-file"
-KINDS = (BalanceRule, ForecastRule, AuditRule, WebhookFailuresRule)
+KINDS = (BalanceRule, ForecastRule, AuditRule, WebhookFailuresRule, CredentialsRule)
 
 
 class _Generator(GenerateJsonSchema):

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal
 
 
 class Severity(enum.IntEnum):
@@ -36,6 +36,9 @@ class SourceName(enum.StrEnum):
     BALANCE = "balance"
     AUDIT = "audit"
     WEBHOOKS = "webhooks"
+    CREDENTIALS = "credentials"  # vonage: the account's API secrets
+    SETTINGS = "settings"  # vonage: POST /account/settings with an empty form
+    SUBACCOUNTS = "subaccounts"  # vonage: when `subaccounts: true`
 
 
 BALANCE_FIELDS = ("available_credit", "balance", "credit_limit", "pending")
@@ -43,13 +46,19 @@ BALANCE_FIELDS = ("available_credit", "balance", "credit_limit", "pending")
 
 @dataclass(frozen=True, slots=True)
 class Balance:
-    """`GET /balance`; money is Decimal, never float."""
+    """`GET /balance`; money is Decimal, never float.
+
+    Vonage reports one `value` (both `balance` and `available_credit`; no credit limit,
+    nothing pending), no currency (the account's configured one) and `autoReload`
+    (`auto_reload`; None for Telnyx).
+    """
 
     balance: Decimal
     available_credit: Decimal
     credit_limit: Decimal
     pending: Decimal
     currency: str
+    auto_reload: bool | None = None
 
     def field(self, name: str) -> Decimal:
         value: Decimal = getattr(self, name)
@@ -67,7 +76,12 @@ class AuditChange:
 
 @dataclass(frozen=True, slots=True)
 class AuditEvent:
-    """One entry of `GET /audit_events`."""
+    """One audit event: Telnyx's `GET /audit_events` or Vonage's `GET /beta/audit/events`.
+
+    Telnyx fills `change_type` to `changes`; Vonage fills `event_type` (e.g.
+    `AUTORELOAD_DISABLE`), `source` (`CD` | `DEVAPI`), `source_ip`, `source_country`,
+    `user_email` and `context` (any JSON object). `created_at` is UTC.
+    """
 
     id: str
     created_at: datetime
@@ -78,6 +92,22 @@ class AuditEvent:
     user_id: str | None = None
     record_type: str | None = None
     changes: tuple[AuditChange, ...] = ()
+    event_type: str | None = None
+    source: str | None = None
+    source_ip: str | None = None
+    source_country: str | None = None
+    user_email: str | None = None
+    context: Mapping[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CredentialChange:
+    """An API secret that appeared (`added`) or disappeared (`removed`) since the last
+    poll (Vonage `GET /accounts/{api_key}/secrets`). Only the id: never the secret."""
+
+    id: str
+    change: Literal["added", "removed"]
+    created_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,7 +145,10 @@ class AccountSnapshot:
     - `new_audit_events`: events not seen in an earlier cycle (deduplicated by the store).
     - `webhook_failures`: failed deliveries from the local store covering the longest window.
     - `delivery_totals`: all deliveries (any status) started since `now - window`, per window.
+    - `credential_changes`: API secrets added or removed since the last poll (the first
+      poll only records what is there, so it has none).
     - `errors`: sources that failed this cycle; rules needing them are not judged.
+    - `provider`: the account's provider (`telnyx`, `vonage`).
     """
 
     account: str
@@ -125,6 +158,8 @@ class AccountSnapshot:
     webhook_failures: tuple[WebhookDelivery, ...] = ()
     delivery_totals: Mapping[timedelta, int] = field(default_factory=dict)
     errors: Mapping[SourceName, SourceError] = field(default_factory=dict)
+    provider: str = "telnyx"
+    credential_changes: tuple[CredentialChange, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, order=True)

@@ -16,12 +16,13 @@ from typing import Any
 
 from watcher.core.durations import format_duration
 from watcher.core.lifecycle import Reason, Transition
-from watcher.core.model import AuditEvent, Severity, WebhookDelivery
+from watcher.core.model import AuditEvent, CredentialChange, Severity, WebhookDelivery
 from watcher.core.rules import (
     KEY_REJECTED_GROUP,
     SOURCE_DOWN_RULE,
     AuditRule,
     BalanceRule,
+    CredentialsRule,
     ForecastRule,
     Rule,
     WebhookFailuresRule,
@@ -94,6 +95,9 @@ def _title(t: Transition, where: str) -> str:
             return f"[{sev}] {rule} still firing ({format_duration(t.fired_for)}) — {where}"
         case Reason.RESOLVED:
             return f"[RESOLVED] {rule} — {where} (fired {format_duration(t.fired_for)})"
+        case Reason.EVENTS if t.finding is not None and t.finding.credential_changes:
+            count = len(t.finding.credential_changes)
+            return f"[{sev}] {rule}: {count_of(count, 'credential change')} — {where}"
         case Reason.EVENTS:
             count = len(t.finding.events) if t.finding else 0
             return f"[{sev}] {rule}: {count_of(count, 'audit event')} — {where}"
@@ -131,6 +135,8 @@ def _default_headline(t: Transition, rule: Rule | None, value: str, threshold: s
         return f"Webhook deliveries failing: {value} ({threshold})."
     if isinstance(rule, AuditRule):
         return f"{value} matched {t.key.rule}."
+    if isinstance(rule, CredentialsRule):
+        return f"The account's API secrets changed: {value}."
     if t.key.rule == SOURCE_DOWN_RULE and t.key.group == KEY_REJECTED_GROUP:
         return f"{value[:1].upper()}{value[1:]} ({threshold})."
     if t.key.rule == SOURCE_DOWN_RULE:
@@ -150,6 +156,8 @@ def _details(t: Transition, rule: Rule | None) -> list[str]:
     finding = t.finding  # None: not judged this cycle; the headline has the last values
     if finding is not None and finding.events:
         lines += ["", *audit_lines(finding.events)]
+    elif finding is not None and finding.credential_changes:
+        lines += ["", *(_credential_line(c) for c in finding.credential_changes)]
     elif finding is not None and finding.deliveries:
         lines += ["", *webhook_lines(finding.deliveries)]
     elif finding is not None and rule is not None and rule.summary:  # else the headline says it
@@ -157,6 +165,12 @@ def _details(t: Transition, rule: Rule | None) -> list[str]:
     if state is not None and state.fired_at is not None and t.reason is not Reason.EVENTS:
         lines.append(f"Firing since {when(state.fired_at)}; account {t.key.account}.")
     return lines
+
+
+def _credential_line(change: CredentialChange) -> str:
+    """`- added secret ad6dc56f (created 2026-11-23 10:00 UTC)`: the id, never the secret."""
+    created = f" (created {when(change.created_at)})" if change.created_at else ""
+    return f"- {change.change} secret {change.id}{created}"
 
 
 # ---------------------------------------------------------------------------- audit
@@ -176,7 +190,13 @@ def _actor(event: AuditEvent) -> str:
 
 
 def audit_line(event: AuditEvent) -> str:
-    """`2026-11-23 10:00 UTC account_owner (user u1) update messaging_profile r1: a "x" → "y"`."""
+    """`2026-11-23 10:00 UTC account_owner (user u1) update messaging_profile r1: a "x" → "y"`.
+
+    A Vonage event: `2026-11-23 10:00 UTC ops@example.com AUTORELOAD_DISABLE via DEVAPI from
+    203.0.113.7 (DE)`.
+    """
+    if event.event_type is not None:
+        return _vonage_line(event)
     kind = event.record_type if event.record_type != _API_RECORD_TYPE else None
     resource = " ".join(
         part for part in (kind, event.resource_id or event.alternate_resource_id) if part
@@ -187,12 +207,26 @@ def audit_line(event: AuditEvent) -> str:
     return f"{head.rstrip()}: {changes}{more}" if changes else head.rstrip()
 
 
+def _vonage_line(event: AuditEvent) -> str:
+    where = f" from {event.source_ip}" if event.source_ip else ""
+    where += f" ({event.source_country})" if event.source_country else ""
+    via = f" via {event.source}" if event.source else ""
+    who = event.user_email or "unknown"
+    return f"- {when(event.created_at)} {who} {event.event_type}{via}{where}"
+
+
 def audit_lines(events: Sequence[AuditEvent]) -> list[str]:
     """Up to 20 events listed, the rest summarised by actor and change type."""
     lines = [audit_line(e) for e in events[:MAX_EVENTS_LISTED]]
     rest = events[MAX_EVENTS_LISTED:]
     if rest:
-        counts = Counter((e.change_made_by or "unknown", e.change_type or "change") for e in rest)
+        counts = Counter(
+            (
+                e.change_made_by or e.user_email or "unknown",
+                e.change_type or e.event_type or "change",
+            )
+            for e in rest
+        )
         summary = ", ".join(f"{n}× {who} {what}" for (who, what), n in counts.most_common())
         lines.append(f"… and {len(rest)} more: {summary}")
     return lines

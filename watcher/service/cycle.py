@@ -14,7 +14,13 @@ import structlog
 
 from watcher.config.rulecheck import validate
 from watcher.config.ruleload import LoadedRules, load_rules
-from watcher.config.settings import LoadedSettings, ResolvedSecrets, load_settings, resolve_secrets
+from watcher.config.settings import (
+    LoadedSettings,
+    ResolvedSecrets,
+    TelnyxAccountConfig,
+    load_settings,
+    resolve_secrets,
+)
 from watcher.config.yamlfile import ConfigError
 from watcher.core.lifecycle import Reason, Transition, step
 from watcher.core.model import AlertKey, AlertState, Severity, SourceName
@@ -31,6 +37,7 @@ from watcher.core.rules import (
 )
 from watcher.notify.delivery import Delivery, Notifier, Route
 from watcher.notify.outbox import Outbox, Policy, flush
+from watcher.providers.registry import capabilities
 from watcher.providers.telnyx.client import TelnyxClient, keepalive_expiry
 from watcher.providers.telnyx.sources import Collected, Needs, collect
 from watcher.service import logs
@@ -73,7 +80,7 @@ def load_runtime(
     """
     loaded = load_settings(path, environ=environ, allow_fast_poll=allow_fast_poll)
     found: LoadedRules = load_rules(loaded.settings.rules, loaded.config_dir)
-    errors, warnings = validate(loaded, found, datetime.now(UTC))
+    errors, warnings = validate(loaded, found, datetime.now(UTC), capabilities())
     if errors:
         raise ConfigError(errors)
     for warning in warnings:
@@ -114,6 +121,7 @@ def build_clients(
             keepalive=keepalive_expiry(runtime.interval),
         )
         for account in runtime.loaded.settings.accounts
+        if isinstance(account, TelnyxAccountConfig)  # Vonage: wired by the provider registry
     }
 
 

@@ -1,0 +1,97 @@
+"""Rules against the providers of their accounts (DESIGN section 4): a kind, an audit
+`match` / `ignore` field or a balance `field` that no provider of the rule's accounts
+offers is an error at its key, `path:line:col: rules[i].key: message`.
+
+The providers' offers come in as a parameter (`watcher.providers.registry.capabilities()`
+at the callers): the config layer does not import providers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping, Sequence
+
+from watcher.config.accounts import AccountConfig
+from watcher.core.capabilities import Capabilities
+from watcher.core.rules import AuditRule, BalanceRule, ForecastRule, Rule
+
+At = Callable[[str, str], str]  # (rule name, dotted key) -> "path:line:col: loc: "
+Offers = Mapping[str, tuple[Capabilities, list[str]]]  # provider -> (offer, account names)
+
+
+def provider_errors(
+    rules: Sequence[Rule],
+    accounts: Sequence[AccountConfig],
+    capabilities: Mapping[str, Capabilities],
+    at: At,
+) -> list[str]:
+    """Errors for rules that none of their accounts' providers can judge.
+
+    In: the loaded rules, the configured accounts, each provider's `Capabilities` and
+    `at` (the place of a rule's key, e.g. `rulecheck.RulePlaces(found).at`). A rule
+    whose accounts are unknown (reported elsewhere) or whose providers have no known
+    capabilities is not judged here. Out: error lines in rule order.
+    """
+    errors: list[str] = []
+    for rule in rules:
+        offers = _offers(rule, accounts, capabilities)
+        if offers:
+            errors += [at(rule.name, key) + message for key, message in _problems(rule, offers)]
+    return errors
+
+
+def _offers(
+    rule: Rule, accounts: Sequence[AccountConfig], capabilities: Mapping[str, Capabilities]
+) -> dict[str, tuple[Capabilities, list[str]]]:
+    offers: dict[str, tuple[Capabilities, list[str]]] = {}
+    for account in accounts:
+        offer = capabilities.get(account.provider)
+        if offer is None or (rule.accounts is not None and account.name not in rule.accounts):
+            continue
+        offers.setdefault(account.provider, (offer, []))[1].append(account.name)
+    return offers
+
+
+def _problems(rule: Rule, offers: Offers) -> Iterator[tuple[str, str]]:
+    if not any(offer.offers(rule.kind) for offer, _ in offers.values()):
+        yield (
+            "kind",
+            f"{rule.kind} rules do not apply to {_who(offers)}: no provider of the rule's "
+            "accounts offers them",
+        )
+        return
+    if isinstance(rule, AuditRule):
+        yield from _audit_problems(rule, offers)
+    if isinstance(rule, BalanceRule | ForecastRule):
+        known = _union(offer.balance_fields for offer, _ in offers.values())
+        if rule.field not in known:
+            yield "field", _missing("balance field", rule.field, offers, known)
+
+
+def _audit_problems(rule: AuditRule, offers: Offers) -> Iterator[tuple[str, str]]:
+    known = _union(offer.audit_fields for offer, _ in offers.values())
+    entries = [("match", rule.match)] + [(f"ignore.{i}", e) for i, e in enumerate(rule.ignore)]
+    for where, criteria in entries:
+        for key in criteria:
+            if key not in known:
+                yield f"{where}.{key}", _missing("audit field", key, offers, known)
+
+
+def _missing(what: str, name: str, offers: Offers, known: frozenset[str]) -> str:
+    article = "an" if what[0] in "aeiou" else "a"
+    shown = ", ".join(sorted(known))
+    return f"{name} is not {article} {what} of {_who(offers)} (they have: {shown})"
+
+
+def _who(offers: Offers) -> str:
+    """`vonage accounts (eu)` or `telnyx accounts (main) and vonage accounts (eu, fr)`."""
+    return " and ".join(
+        f"{provider} accounts ({', '.join(names)})"
+        for provider, (_, names) in sorted(offers.items())
+    )
+
+
+def _union(sets: Iterator[frozenset[str]] | list[frozenset[str]]) -> frozenset[str]:
+    out: frozenset[str] = frozenset()
+    for item in sets:
+        out |= item
+    return out

@@ -1,0 +1,27 @@
+"""What a provider offers to rules: the rule kinds, audit fields and balance fields. Pure.
+
+Each provider package states its own (`watcher.providers.<name>.capabilities`); `check`
+and the loading of `run` / `once` reject a rule that none of its accounts' providers can
+judge (`watcher.config.providercheck`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """One provider's offer.
+
+    - `kinds`: rule kinds it can judge, e.g. `{"balance", "audit"}`.
+    - `audit_fields`: keys audit rules may `match` / `ignore` on its events.
+    - `balance_fields`: values `field` of balance and forecast rules may name.
+    """
+
+    kinds: frozenset[str]
+    audit_fields: frozenset[str] = frozenset()
+    balance_fields: frozenset[str] = frozenset()
+
+    def offers(self, kind: str) -> bool:
+        return kind in self.kinds
