@@ -36,6 +36,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from watcher.core.model import AuditChange, AuditEvent, Balance, WebhookDelivery
 from watcher.core.payment import TopupOutcome as TopupOutcome
 from watcher.core.payment import TopupResult as TopupResult
+from watcher.providers.errors import ProviderError
 
 log = structlog.get_logger(__name__)
 
@@ -102,7 +103,7 @@ def keepalive_expiry(interval: timedelta) -> float:
 # --------------------------------------------------------------------------- errors
 
 
-class TelnyxError(Exception):
+class TelnyxError(ProviderError):
     """The one error type of the client.
 
     `retryable` (429, 5xx, timeouts, connection failures) and `auth` (401/403) are decided
