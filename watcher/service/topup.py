@@ -63,7 +63,7 @@ from watcher.core.topup_text import (
     render_fresh_state,
     render_state_lost,
 )
-from watcher.providers.telnyx.client import TelnyxError
+from watcher.providers.errors import ProviderError
 from watcher.state.ledger import FRESH_KEY, LOST_KEY, Ledger
 from watcher.state.store import Store
 
@@ -273,7 +273,7 @@ class TopupActor:
     ) -> Balance | None:
         try:
             return await payer.get_balance(deadline=_deadline(http_timeout))
-        except TelnyxError as exc:
+        except ProviderError as exc:
             log.warning(
                 "topup.skipped",
                 account=account,

@@ -61,8 +61,9 @@ def load_runtime(
 
 def register_secrets(secrets: ResolvedSecrets) -> None:
     """Make every resolved secret known to the log scrubber."""
-    for key in secrets.api_keys.values():
-        logs.register_secret(key.get_secret_value())
+    for values in (secrets.api_keys, secrets.api_secrets, secrets.topup_trx):
+        for key in values.values():
+            logs.register_secret(key.get_secret_value())
     for urls in secrets.route_urls.values():
         for url in urls:
             logs.register_url_secrets(url.get_secret_value())
@@ -83,10 +84,12 @@ def build_providers(
     runtime: Runtime, *, on_request: OnRequest | None = None
 ) -> dict[str, Provider]:
     """One provider per configured account, by name (each with its own HTTP client)."""
+    poll = runtime.loaded.settings.poll
     options = ClientOptions(
-        timeout=runtime.loaded.settings.poll.timeout.total_seconds(),
+        timeout=poll.timeout.total_seconds(),
         interval=runtime.interval,
         on_request=on_request,
+        slow_interval=poll.slow_interval,
     )
     return {
         account.name: registry.build(account, runtime.secrets, options)
