@@ -19,7 +19,11 @@ from vonage_support import (
     SECRETS,
     SETTINGS,
     SUBS,
+    TOPUP_CAPS,
+    TRX,
     env,
+    ledger,
+    low_credit_topup_rules,
     once,
     requests,
     vonage_account,
@@ -35,6 +39,7 @@ from watcher.providers.base import ClientOptions, Needs
 from watcher.providers.telnyx.sim import SimServer
 from watcher.providers.vonage.provider import VonageProvider
 from watcher.providers.vonage.sim import VonageSimServer
+from watcher.state.ledger import EntryState, VerifyState
 from watcher.state.store import Store
 
 CREDENTIALS = """\
@@ -236,3 +241,69 @@ async def test_subaccounts_are_read_when_configured_and_a_403_disables_them(
         ]
     else:
         assert provider.subaccounts is None
+
+
+# -- top-up (DESIGN §6.4) ------------------------------------------------------------------
+
+
+def _topup_config(tmp_path: Path, server: VonageSimServer, receiver: Receiver) -> Path:
+    account = vonage_account(server, currency="EUR", extra=TOPUP_CAPS)
+    return write_vonage_config(
+        tmp_path, account, [receiver.url], low_credit_topup_rules(), established=True
+    )
+
+
+def test_a_top_up_is_paid_once_with_the_trx_and_recorded_at_the_configured_amount(
+    tmp_path: Path, vonage: VonageSimServer, receiver: Receiver
+) -> None:
+    config = _topup_config(tmp_path, vonage, receiver)
+    once(config)
+    (attempt,) = vonage.account.topup_attempts
+    assert attempt.trx == TRX and attempt.succeeded
+    (entry,) = ledger(tmp_path)
+    assert (entry.state, entry.amount, entry.currency) == (
+        EntryState.SUCCEEDED,
+        Decimal("50.00"),
+        "EUR",
+    )
+    assert entry.transaction_id is None  # Vonage gives none
+    assert "[INFO] top-up paid 50.00 EUR — eu" in receiver.titles
+    paid = str(
+        receiver.messages[receiver.titles.index("[INFO] top-up paid 50.00 EUR — eu")]["message"]
+    )
+    assert "Transaction id: None" not in paid
+
+    once(config)  # the balance rose by 50: verified, nothing more to say or pay
+    assert len(vonage.account.topup_attempts) == 1
+    assert ledger(tmp_path)[0].verify_state is VerifyState.OK
+    assert not any("differs" in t or "not reflected" in t for t in receiver.titles)
+
+
+def test_auto_reload_off_is_a_failed_top_up_with_that_reason(
+    tmp_path: Path, vonage: VonageSimServer, receiver: Receiver
+) -> None:
+    vonage.account.set_auto_reload(False)
+    config = _topup_config(tmp_path, vonage, receiver)
+    once(config)
+    (entry,) = ledger(tmp_path)
+    assert entry.state is EntryState.FAILED
+    assert "not auto-reload enabled" in (entry.error or "")
+    assert "[CRITICAL] top-up failed 50.00 EUR — eu" in receiver.titles
+    assert vonage.account.balance() == Decimal("40.12345678")
+
+
+@pytest.mark.parametrize("added", ["100.00", "35.00"])  # more than 10 % off the 50.00
+def test_a_top_up_that_adds_another_amount_than_configured_is_alerted(
+    tmp_path: Path, vonage: VonageSimServer, receiver: Receiver, added: str
+) -> None:
+    vonage.account.set_auto_reload(True, amount=added)  # config says 50.00
+    config = _topup_config(tmp_path, vonage, receiver)
+    once(config)
+    once(config)
+    differs = [t for t in receiver.titles if "top-up amount differs from configured" in t]
+    assert differs == ["[WARNING] top-up amount differs from configured 50.00 EUR — eu"]
+    body = str(receiver.messages[receiver.titles.index(differs[0])]["message"])
+    assert f"rose by {added} EUR" in body
+    assert ledger(tmp_path)[0].verify_state is VerifyState.OK  # it did show up
+    once(config)  # said once
+    assert sum("differs" in t for t in receiver.titles) == 1

@@ -12,6 +12,8 @@ import pytest
 from conftest import REPO, cli_env, established_state, run_cli
 
 from watcher.providers.vonage.sim import VonageSimAccount, VonageSimServer
+from watcher.state.ledger import Entry, Ledger
+from watcher.state.store import Store
 
 KEY = "abcd1234"
 SECRET = "Vonage-Secret-9f3b1c"
@@ -114,3 +116,20 @@ def assert_no_secret(text: str) -> None:
 
 def requests(server: VonageSimServer, path: str, method: str | None = None) -> int:
     return server.account.request_count(path, method=method)
+
+
+def low_credit_topup_rules() -> str:
+    """`low-credit` (below 100 warning, 50 critical) with `topup: true`."""
+    return LOW_CREDIT + "    topup: true\n"
+
+
+TOPUP_CAPS = (
+    '    topup: {enabled: true, trx: env:VONAGE_TRX, amount: "50.00", max_per_day: "100.00", '
+    "min_interval: 1h}\n"
+)
+
+
+def ledger(tmp_path: Path) -> list[Entry]:
+    """The ledger's entries in `tmp_path/state/state.db`, oldest first."""
+    with Store.open(tmp_path / "state" / "state.db") as store:
+        return Ledger(store).entries()

@@ -80,6 +80,10 @@ def refusal_text(
     raise AssertionError(refuse.why)  # pragma: no cover
 
 
+def _transaction(entry: Entry) -> str:
+    return "" if entry.transaction_id is None else f" (transaction {entry.transaction_id})"
+
+
 def _why_line(entry: Entry) -> str:
     return f"Why: {entry.reason}"
 
@@ -97,7 +101,7 @@ def render_entry(entry: Entry, caps: Caps | None, used: Usage) -> Message:
     if entry.state is EntryState.SUCCEEDED and entry.verify_state is VerifyState.MISSING:
         severity, title = Severity.CRITICAL, f"top-up not reflected in balance {amount}"
         lines = [
-            f"Top-up #{entry.id} of {amount} was paid (transaction {entry.transaction_id}) at "
+            f"Top-up #{entry.id} of {amount} was paid{_transaction(entry)} at "
             f"{when(entry.finished_at or entry.created_at)}, but the balance did not rise by "
             f"about that amount since ({entry.error or 'no balance read since'}).",
             "Check the transaction in the Telnyx portal (Billing) before anything else.",
@@ -105,7 +109,8 @@ def render_entry(entry: Entry, caps: Caps | None, used: Usage) -> Message:
     elif entry.state is EntryState.SUCCEEDED:
         severity, title = Severity.INFO, f"top-up paid {amount}"
         lines = [f"Paid {amount} from the stored payment method.", _why_line(entry)]
-        lines.append(f"Transaction id: {entry.transaction_id}")
+        if entry.transaction_id is not None:  # Vonage gives none
+            lines.append(f"Transaction id: {entry.transaction_id}")
     elif entry.state is EntryState.UNKNOWN:
         severity, title = Severity.CRITICAL, f"top-up outcome unknown {amount}"
         lines = [

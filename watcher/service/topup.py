@@ -34,7 +34,7 @@ from decimal import Decimal
 
 import structlog
 
-from watcher.config.settings import AccountConfig, TopupConfig
+from watcher.config.settings import AccountConfig, TopupConfig, VonageTopupConfig
 from watcher.core.durations import format_duration
 from watcher.core.ledger_types import Entry, EntryState, NewEntry, VerifyState
 from watcher.core.lifecycle import Transition
@@ -57,6 +57,7 @@ from watcher.core.topup import (
     still_critical,
     usage,
 )
+from watcher.core.topup_amount import amount_differs, render_amount_differs
 from watcher.core.topup_text import (
     refusal_text,
     render_entry,
@@ -138,6 +139,7 @@ class TopupActor:
         self._checkpoint = checkpoint
         self._announced: list[int] = []
         self._noticed: list[str] = []
+        self._differs: list[Message] = []  # amount mismatches found by the last verification
         self.recorded: list[Entry] = []  # entries written by the last `act`, for metrics
         self.skipped: list[Skipped] = []  # would-be top-ups of the last `act`, not owner
 
@@ -400,6 +402,7 @@ class TopupActor:
                     account=entry.account,
                     amount=str(entry.amount),
                 )
+                self._check_amount(entry, max(seen) - before, configs.get(entry.account))
                 continue
             config = configs.get(entry.account)
             within = config.verify_within if config is not None else TopupConfig().verify_within
@@ -418,6 +421,14 @@ class TopupActor:
                     amount=str(entry.amount),
                 )
 
+    def _check_amount(self, entry: Entry, rose: Decimal, config: TopupConfig | None) -> None:
+        """Vonage adds an amount of its own choosing: a rise far from the configured one
+        is alerted once, at verification (DESIGN §6.4)."""
+        if not isinstance(config, VonageTopupConfig) or not amount_differs(entry.amount, rose):
+            return
+        log.warning("topup.amount_differs", entry=entry.id, account=entry.account, rose=str(rose))
+        self._differs.append(render_amount_differs(entry, rose))
+
     def announcements(
         self, rules: Sequence[Rule], configs: Mapping[str, TopupConfig]
     ) -> list[Outgoing]:
@@ -425,6 +436,8 @@ class TopupActor:
         routes = {rule.name: rule.routes for rule in rules}
         now = self.clock()
         out: list[Outgoing] = [(m, ()) for m in self._notices(configs)]
+        out += [(m, routes.get(m.rule, ())) for m in self._differs]
+        self._differs = []
         self._announced = []
         for entry in self.ledger.to_announce():
             config = configs.get(entry.account)
