@@ -88,7 +88,7 @@ def test_low_balance_fires_once_with_the_exact_value_and_currency_then_resolves(
 def test_a_new_secret_alerts_once_and_the_first_poll_only_records(
     tmp_path: Path, vonage: VonageSimServer, receiver: Receiver
 ) -> None:
-    poll = "{interval: 10s, timeout: 3s, slow_interval: 1s}"
+    poll = "{interval: 10s, timeout: 3s, slow_interval: 0.1s}"
     config = write_vonage_config(
         tmp_path, vonage_account(vonage), [receiver.url], CREDENTIALS, poll=poll
     )

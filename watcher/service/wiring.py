@@ -61,9 +61,8 @@ def load_runtime(
 
 def register_secrets(secrets: ResolvedSecrets) -> None:
     """Make every resolved secret known to the log scrubber."""
-    for values in (secrets.api_keys, secrets.api_secrets, secrets.topup_trx):
-        for key in values.values():
-            logs.register_secret(key.get_secret_value())
+    for key in secrets.api_keys.values():
+        logs.register_secret(key.get_secret_value())
     for urls in secrets.route_urls.values():
         for url in urls:
             logs.register_url_secrets(url.get_secret_value())

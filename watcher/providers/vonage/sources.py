@@ -225,11 +225,7 @@ async def _read_audit(job: _Job, got: _Reading) -> None:
     since = job.first_start.replace(microsecond=0)  # Vonage times are whole seconds
 
     def take(page: Page[VonageAuditEvent]) -> None:
-        fresh = [
-            to_audit_event(e)
-            for e in page.items
-            if e.created_at >= since and e.id not in ids
-        ]
+        fresh = [to_audit_event(e) for e in page.items if e.created_at >= since and e.id not in ids]
         unseen = job.view.unseen_audit_events(job.name, fresh)
         ids.update(e.id for e in unseen)
         got.audit.extend(unseen)
