@@ -279,7 +279,7 @@ def test_a_top_up_is_paid_once_with_the_trx_and_recorded_at_the_configured_amoun
     assert not any("differs" in t or "not reflected" in t for t in receiver.titles)
 
 
-def test_auto_reload_off_is_a_failed_top_up_with_that_reason(
+def test_auto_reload_off_is_a_failed_top_up_and_topup_unavailable_until_fixed(
     tmp_path: Path, vonage: VonageSimServer, receiver: Receiver
 ) -> None:
     vonage.account.set_auto_reload(False)
@@ -290,6 +290,19 @@ def test_auto_reload_off_is_a_failed_top_up_with_that_reason(
     assert "not auto-reload enabled" in (entry.error or "")
     assert "[CRITICAL] top-up failed 50.00 EUR — eu" in receiver.titles
     assert vonage.account.balance() == Decimal("40.12345678")
+
+    unavailable = "[CRITICAL] watcher-topup-unavailable firing — eu"
+    once(config)  # fires until fixed
+    assert receiver.titles.count(unavailable) == 1
+    body = str(receiver.messages[receiver.titles.index(unavailable)]["message"])
+    assert "auto-reload is not enabled" in body and "not auto-reload enabled" in body
+    once(config)
+    assert receiver.titles.count(unavailable) == 1  # no repeat within repeat_interval
+    vonage.account.set_auto_reload(True)  # fixed in the dashboard
+    once(config)
+    resolved = [t for t in receiver.titles if t.startswith("[RESOLVED] watcher-topup-unavailable")]
+    assert len(resolved) == 1, receiver.titles
+    assert len(vonage.account.topup_attempts) == 1  # min_interval: not tried again yet
 
 
 @pytest.mark.parametrize("added", ["100.00", "35.00"])  # more than 10 % off the 50.00

@@ -210,7 +210,10 @@ class Daemon:
         deadline = started + wiring.runtime.interval.total_seconds()
         collected = await self._collect(wiring, now, deadline)  # 2
         snapshots = [c.snapshot for c in collected]
-        results = _evaluate(wiring.runtime, snapshots, now)  # 3
+        results = [
+            *_evaluate(wiring.runtime, snapshots, now),
+            *self.topups.unavailable(snapshots),
+        ]  # 3
         decision = self._decide(wiring, results, snapshots, now)  # 4
         messages = [*await self._act(wiring, decision, snapshots, now), *decision.messages]  # 5
         _log_routing(decision, messages)

@@ -41,7 +41,7 @@ from watcher.core.lifecycle import Transition
 from watcher.core.model import AccountSnapshot, AlertKey, AlertState, Balance
 from watcher.core.payment import TopupOutcome, TopupResult
 from watcher.core.render import Message
-from watcher.core.rules import Rule, money
+from watcher.core.rules import Rule, RuleResult, money
 from watcher.core.topup import (
     MONTH,
     Caps,
@@ -64,6 +64,7 @@ from watcher.core.topup_text import (
     render_fresh_state,
     render_state_lost,
 )
+from watcher.core.topup_unavailable import judge_unavailable, unavailable_reason
 from watcher.providers.errors import ProviderError
 from watcher.state.ledger import FRESH_KEY, LOST_KEY, Ledger
 from watcher.state.store import Store
@@ -197,6 +198,16 @@ class TopupActor:
                 max_per_day=str(config.max_per_day),
             )
         return out
+
+    def unavailable(self, snapshots: Sequence[AccountSnapshot]) -> list[RuleResult]:
+        """The built-in `watcher-topup-unavailable` for each account, from its ledger."""
+        since = self.clock() - MONTH
+        return [
+            judge_unavailable(
+                s, unavailable_reason(self.ledger.entries(account=s.account, since=since))
+            )
+            for s in snapshots
+        ]
 
     def not_owner_lines(self) -> list[str]:
         """Summary lines for `once` without the state lock ([] when this process owns it)."""
