@@ -38,7 +38,6 @@ from watcher.config.settings import (
 from watcher.config.yamlfile import ConfigError, load_yaml
 from watcher.core.rules import SOURCE_DOWN_RULE
 from watcher.core.silences import unmatched_warning
-from watcher.core.topup_unavailable import TOPUP_UNAVAILABLE_RULE
 from watcher.notify.delivery import NotifyError
 from watcher.providers.registry import capabilities
 from watcher.service import logs
@@ -426,7 +425,7 @@ def _check_silence_scope(loaded: LoadedSettings, rule_glob: str, account: str | 
     except ValueError as exc:
         raise Exit(EXIT_USAGE, str(exc)) from None
     names = {rule.name for rule in load_rules(loaded.settings.rules, loaded.config_dir).rules}
-    warning = unmatched_warning(rule_glob, names | {SOURCE_DOWN_RULE, TOPUP_UNAVAILABLE_RULE})
+    warning = unmatched_warning(rule_glob, names | {SOURCE_DOWN_RULE})
     if warning is not None:
         print(f"account-watcher: warning: {warning}", file=sys.stderr)
 
