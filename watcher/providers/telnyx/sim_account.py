@@ -1,14 +1,14 @@
 """The Telnyx simulator's account: balances, audit events, webhook deliveries, top-ups.
 
-`SimAccount` holds all scripted state of one simulated account, its pending faults and
-the requests the server received (see watcher/providers/telnyx/sim.py for the server).
+`SimAccount` holds all scripted state of one simulated account; its clock, pending
+faults, revoked key and request log come from `simkit.SimAccountBase` (see
+watcher/providers/telnyx/sim.py for the server).
 """
 
 from __future__ import annotations
 
 import copy
 import hmac
-import threading
 import uuid
 from collections.abc import Callable
 from datetime import datetime
@@ -16,27 +16,21 @@ from decimal import Decimal
 from typing import Any
 
 from watcher.core.model import Balance
+from watcher.providers.simkit import Clock, SimAccountBase, as_utc, iso
 from watcher.providers.telnyx.sim_records import (
     CENT,
     DELIVERY_STATUSES,
     JSON,
     ORGANIZATION_ID,
     OWNER_USER_ID,
-    Fault,
-    FaultSlot,
-    RecordedRequest,
     Snapshot,
     StoredDelivery,
     StoredEvent,
-    as_utc,
     attempt_record,
     delivery_record,
-    iso,
     spread,
-    utc_now,
 )
 
-Clock = Callable[[], datetime]
 BalanceScript = Callable[[datetime], Decimal]
 
 
@@ -44,7 +38,7 @@ def _decimal(value: str | Decimal) -> Decimal:
     return value if isinstance(value, Decimal) else Decimal(value)
 
 
-class SimAccount:
+class SimAccount(SimAccountBase):
     """All state of one simulated account; every method is thread-safe (one lock).
 
     `clock` (default: the real UTC clock) is read for `created_at` defaults, audit-event
@@ -61,11 +55,9 @@ class SimAccount:
         pending: str = "0.00",
         currency: str = "USD",
     ) -> None:
-        self.clock: Clock = clock or utc_now
+        super().__init__(clock=clock)
         self.currency = currency
-        self._lock = threading.Lock()
         self._api_key = api_key
-        self._revoked = False
         self._balance = Decimal(balance)
         self._credit_limit = Decimal(credit_limit)
         self._pending = Decimal(pending)
@@ -75,8 +67,6 @@ class SimAccount:
         self._deliveries: list[StoredDelivery] = []
         self._version = 0  # bumped by every added record; keys the listing cache
         self._listing: dict[str, tuple[tuple[Any, ...], list[JSON]]] = {}  # per endpoint
-        self._faults: list[FaultSlot] = []
-        self._requests: list[RecordedRequest] = []
         self._topups: list[Decimal] = []
         self._transactions: list[JSON] = []
         self._auto_recharge: JSON = {
@@ -91,10 +81,6 @@ class SimAccount:
 
     def __repr__(self) -> str:
         return f"SimAccount(currency={self.currency!r}, revoked={self._revoked})"
-
-    def now(self) -> datetime:
-        """The account clock's current time, as an aware UTC datetime."""
-        return as_utc(self.clock())
 
     # balance
 
@@ -295,44 +281,7 @@ class SimAccount:
             self._deliveries.extend(deliveries)
             self._version += 1
 
-    # faults and auth
-
-    def inject_fault(self, path: str, fault: Fault, *, times: int = 1) -> None:
-        """Give the next `times` requests to `path` (relative to /v2) `fault`; -1 = until cleared.
-
-        Faults on one path queue up in injection order. Raises ValueError for bad `times`.
-        """
-        if times == 0 or times < -1:
-            raise ValueError("times must be positive or -1")
-        with self._lock:
-            self._faults.append(FaultSlot(path, fault, times))
-
-    def clear_faults(self) -> None:
-        """Drop every pending fault."""
-        with self._lock:
-            self._faults.clear()
-
-    def revoke_key(self) -> None:
-        """From now on every request is answered 401."""
-        with self._lock:
-            self._revoked = True
-
-    # what the server saw
-
-    @property
-    def requests(self) -> list[RecordedRequest]:
-        """Every request received so far, oldest first (a copy)."""
-        with self._lock:
-            return list(self._requests)
-
-    def request_count(self, path: str | None = None, *, method: str | None = None) -> int:
-        """How many requests arrived (for `path` relative to /v2 and `method`, when given)."""
-        with self._lock:
-            return sum(
-                1
-                for r in self._requests
-                if (path is None or r.path == path) and (method is None or r.method == method)
-            )
+    # what the server did (faults, auth and the request log: SimAccountBase)
 
     @property
     def topups(self) -> list[Decimal]:
@@ -347,21 +296,6 @@ class SimAccount:
             return copy.deepcopy(self._transactions)
 
     # used by the request handler
-
-    def _record(self, request: RecordedRequest) -> None:
-        with self._lock:
-            self._requests.append(request)
-
-    def _take_fault(self, path: str) -> Fault | None:
-        with self._lock:
-            for slot in self._faults:
-                if slot.path == path:
-                    if slot.remaining > 0:
-                        slot.remaining -= 1
-                    if slot.remaining == 0:
-                        self._faults.remove(slot)
-                    return slot.fault
-        return None
 
     def _authorized(self, header: str | None) -> bool:
         scheme, _, token = (header or "").partition(" ")

@@ -1,27 +1,29 @@
-"""What the Telnyx simulator keeps and serves: wire records, error bodies, faults, requests.
+"""What the Telnyx simulator keeps and serves: wire records, error bodies, its faults.
 
 Telnyx shapes (`tests/data/telnyx-account.openapi.yaml`): the error body, the audit
-event and webhook delivery records, ISO 8601 `Z` times. Plus the scripted `Fault` and
-the `RecordedRequest` a test reads back. Standard library only.
+event and webhook delivery records, ISO 8601 `Z` times; and `Fault`, simkit's with
+the Telnyx simulator's defaults. Standard library only.
 """
 
 from __future__ import annotations
 
-import json
-import threading
 import uuid
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Any
+
+from watcher.providers import simkit
+from watcher.providers.simkit import ResetForm, as_utc, iso
 
 JSON = dict[str, Any]
-FaultKind = Literal["status", "delay", "malformed", "disconnect", "hold"]
 
 ORGANIZATION_ID = "5f3a2c1e-9b7d-4e8a-a1c2-0d9e8f7a6b5c"
 OWNER_USER_ID = "6a09cdc3-8948-47f0-aa62-74ac943d6c58"
 DELIVERY_STATUSES = ("delivered", "failed")
 CENT = Decimal("0.01")
+RATE_LIMIT = 100  # x-ratelimit-limit of a 429
+MALFORMED = '{"data": ['  # the default body of a malformed answer
 
 # status -> (Telnyx error code, title, detail) for generated error bodies
 _ERRORS: dict[int, tuple[str, str, str]] = {
@@ -41,12 +43,6 @@ _ERRORS: dict[int, tuple[str, str, str]] = {
     503: ("10008", "Service unavailable", "The service is temporarily unavailable."),
     504: ("10008", "Gateway timeout", "An upstream service timed out."),
 }
-_RATE_LIMIT_HEADERS = (
-    ("Retry-After", "1"),
-    ("x-ratelimit-limit", "100"),
-    ("x-ratelimit-remaining", "0"),
-    ("x-ratelimit-reset", "1"),
-)
 
 
 def error_body(status: int, *, detail: str | None = None, code: str | None = None) -> JSON:
@@ -59,113 +55,48 @@ def error_body(status: int, *, detail: str | None = None, code: str | None = Non
     return {"errors": [error]}
 
 
-def iso(moment: datetime) -> str:
-    """Format an aware datetime as ISO 8601 UTC with `Z` (microseconds only when non-zero)."""
-    utc = as_utc(moment).replace(tzinfo=None)
-    return utc.isoformat(timespec="microseconds" if utc.microsecond else "seconds") + "Z"
+class Fault(simkit.Fault):
+    """simkit's `Fault` with the Telnyx simulator's defaults: a 429 says a limit of 100
+    requests, and a malformed answer is a cut-off list `{"data": [`."""
 
-
-def as_utc(moment: datetime) -> datetime:
-    """`moment` as an aware UTC datetime (a naive one is taken to be UTC)."""
-    if moment.tzinfo is None:
-        return moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)
-
-
-def utc_now() -> datetime:
-    """The real clock, as an aware UTC datetime (the default clock of an account)."""
-    return datetime.now(UTC)
-
-
-# --- faults -------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Fault:
-    """A scripted misbehaviour for one request; build it with the factory classmethods."""
-
-    kind: FaultKind
-    code: int = 200
-    headers: tuple[tuple[str, str], ...] = ()
-    body: str = ""
-    seconds: float = 0.0
-    gate: threading.Event | None = field(default=None, compare=False, repr=False)
+    __slots__ = ()
 
     @classmethod
     def status(
-        cls, code: int, *, headers: dict[str, str] | None = None, body: dict[str, Any] | None = None
-    ) -> Fault:
+        cls,
+        code: int,
+        *,
+        body: dict[str, Any] | str | None = None,
+        headers: dict[str, str] | None = None,
+        content_type: str | None = None,
+        after_s: int = 1,
+        reset: ResetForm = "seconds",
+    ) -> simkit.Fault:
         """Answer with HTTP `code` and a JSON body (default: a Telnyx error body for `code`).
 
         With `headers=None`, a 429 carries `Retry-After: 1` and `x-ratelimit-*` headers;
         given headers replace those defaults entirely.
         """
-        pairs: tuple[tuple[str, str], ...]
-        if headers is None:
-            pairs = _RATE_LIMIT_HEADERS if code == 429 else ()
-        else:
-            pairs = tuple(headers.items())
-        payload = error_body(code) if body is None else body
-        return cls(kind="status", code=code, headers=pairs, body=json.dumps(payload))
+        fault = super().status(
+            code,
+            body=body,
+            headers=headers,
+            content_type=content_type,
+            after_s=after_s,
+            reset=reset,
+        )
+        limit = fault.rate_limit
+        return (
+            fault if limit is None else replace(fault, rate_limit=replace(limit, limit=RATE_LIMIT))
+        )
 
     @classmethod
-    def delay(cls, seconds: float) -> Fault:
-        """Wait `seconds` (cut short when the server stops), then answer normally."""
-        if seconds < 0:
-            raise ValueError("delay must not be negative")
-        return cls(kind="delay", seconds=seconds)
-
-    @classmethod
-    def malformed(cls, body: str = '{"data": [') -> Fault:
+    def malformed(cls, body: str = MALFORMED) -> simkit.Fault:
         """Answer 200 `application/json` with `body`, which should not be valid JSON."""
-        return cls(kind="malformed", body=body)
-
-    @classmethod
-    def disconnect(cls) -> Fault:
-        """Close the connection without sending any response."""
-        return cls(kind="disconnect")
-
-    @classmethod
-    def hold(cls, release: threading.Event, *, seconds: float = 30.0) -> Fault:
-        """Hold the request open until `release` is set (at most `seconds`, or until the
-        server stops), then answer it normally (a held top-up is then paid).
-
-        The request is recorded before it is held, so a test can wait for
-        `request_count(path)` to see that it arrived, act (e.g. kill the client), and
-        then set `release`.
-        """
-        if seconds < 0:
-            raise ValueError("hold must not be negative")
-        return cls(kind="hold", seconds=seconds, gate=release)
+        return super().malformed(body)
 
 
-@dataclass(slots=True)
-class FaultSlot:
-    path: str
-    fault: Fault
-    remaining: int  # -1 = until cleared
-
-
-# --- recorded requests and stored records ------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class RecordedRequest:
-    """One request as the server received it.
-
-    - `path`: the URL path without the `/v2` prefix (`/v2/v2/x` is recorded as `/v2/x`;
-      a path outside `/v2` is recorded unchanged and answered 404).
-    - `query`: raw decoded keys such as `filter[created_after]` (last value wins).
-    - `headers`: names lower-cased; left out of `repr()` since they carry the key.
-    """
-
-    method: str
-    path: str
-    query: dict[str, str]
-    headers: dict[str, str] = field(repr=False)
-    body: bytes
-    raw_path: str
-    received_at: datetime
+# --- stored records -----------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)

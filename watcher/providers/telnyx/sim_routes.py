@@ -1,7 +1,8 @@
 """The Telnyx simulator's endpoints: auth, routing, paging and filters, in Telnyx's shapes.
 
-`respond` answers one recorded request from a `SimAccount` (bearer key checked first;
-405 for a known path with another method, 404 otherwise); errors carry Telnyx bodies.
+`TelnyxRoutes` is what `simkit`'s server asks: `handle` answers one recorded request
+under `/v2` from a `SimAccount` (bearer key checked first; 405 for a known path with
+another method, 404 otherwise), `error` writes Telnyx's error body for a status.
 """
 
 from __future__ import annotations
@@ -14,16 +15,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
+from watcher.providers.simkit import RecordedRequest, Response, as_utc
 from watcher.providers.telnyx.sim_account import SimAccount
-from watcher.providers.telnyx.sim_records import (
-    CENT,
-    DELIVERY_STATUSES,
-    JSON,
-    RecordedRequest,
-    Snapshot,
-    as_utc,
-    error_body,
-)
+from watcher.providers.telnyx.sim_records import CENT, DELIVERY_STATUSES, JSON, Snapshot, error_body
 
 DEFAULT_PAGE_SIZE = 20
 MAX_PAGE_SIZE = 250
@@ -35,16 +29,8 @@ def _money(value: Decimal) -> str:
     return str(value.quantize(CENT))
 
 
-@dataclass(frozen=True, slots=True)
-class Response:
-    """An answer to send: status, body bytes and extra headers (JSON unless they say)."""
-
-    status: int
-    body: bytes
-    headers: tuple[tuple[str, str], ...] = ()
-
-
 def json_response(status: int, payload: JSON) -> Response:
+    """`payload` as a JSON answer (the C encoder: the simulator serves big backlogs)."""
     return Response(status, json.dumps(payload).encode())
 
 
@@ -194,20 +180,30 @@ _ROUTES: dict[tuple[str, str], _Endpoint] = {
 _KNOWN_PATHS = frozenset(path for _, path in _ROUTES)
 
 
-def respond(account: SimAccount, request: RecordedRequest, under_prefix: bool) -> Response:
-    """The normal answer to `request` (no fault): the endpoint's JSON or a Telnyx error."""
-    try:
-        return _route(account, request, under_prefix)
-    except _ApiError as exc:
-        return json_response(exc.status, exc.body)
+class TelnyxRoutes:
+    """The Telnyx endpoints of one account, for `simkit.SimServerBase`."""
+
+    def __init__(self, account: SimAccount) -> None:
+        self.account = account
+
+    def handle(self, request: RecordedRequest) -> Response:
+        """The answer to a request under `/v2` (no fault): the endpoint's JSON or an error."""
+        try:
+            return _route(self.account, request)
+        except _ApiError as exc:
+            return json_response(exc.status, exc.body)
+
+    def error(self, request: RecordedRequest, status: int, detail: str | None) -> Response:
+        """A Telnyx error answer (`{"errors": [...]}`) for `status`."""
+        return json_response(status, error_body(status, detail=detail))
 
 
-def _route(account: SimAccount, request: RecordedRequest, under_prefix: bool) -> Response:
+def _route(account: SimAccount, request: RecordedRequest) -> Response:
     if not account._authorized(request.headers.get("authorization")):
         raise _ApiError(401)
-    endpoint = _ROUTES.get((request.method, request.path)) if under_prefix else None
+    endpoint = _ROUTES.get((request.method, request.path))
     if endpoint is not None:
         return json_response(200, endpoint(account, request))
-    if under_prefix and request.path in _KNOWN_PATHS:
+    if request.path in _KNOWN_PATHS:
         raise _ApiError(405)
     raise _ApiError(404)
