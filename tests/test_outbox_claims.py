@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -318,3 +320,27 @@ async def test_a_claim_is_taken_at_the_clock_not_at_the_cycle_start(
     slow.release.set()
     result = await sending
     assert [i.message.title for i in result.delivered] == [MESSAGE.title]
+
+
+HOST = socket.gethostname()
+
+
+@pytest.mark.parametrize(
+    ("case", "owner", "freed"),
+    [
+        ("a dead process of this host", f"{HOST}:4242:ab12", True),
+        ("a live process of this host", f"{HOST}:4243:ab12", False),
+        ("this very process", f"{HOST}:{os.getpid()}:ab12", False),
+        ("a process of another host", "elsewhere:4242:ab12", False),
+        ("a name in no known form", "a", False),
+    ],
+)
+def test_the_claims_of_a_dead_owner_are_freed_at_once(
+    store: Store, case: str, owner: str, freed: bool
+) -> None:
+    first = Outbox(store, owner=owner)
+    first.enqueue(MESSAGE, [TARGET], T0)
+    assert first.claim(only(first), T0, TTL)
+    survivor = Outbox(store, owner="b")
+    assert survivor.release_dead_claims(alive=lambda pid: pid != 4242) == int(freed), case
+    assert survivor.claim(only(survivor), T0 + timedelta(seconds=1), TTL) is freed, case

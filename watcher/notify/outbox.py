@@ -77,6 +77,27 @@ def owner_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
 
 
+def pid_alive(pid: int) -> bool:
+    """Whether process `pid` exists on this host (signal 0; a process of another user
+    counts as alive)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _dead_here(owner: str, host: str, alive: Callable[[int], bool]) -> bool:
+    name, _, rest = owner.partition(":")
+    pid_text = rest.partition(":")[0]
+    if name != host or not pid_text.isdigit():
+        return False
+    pid = int(pid_text)
+    return pid != os.getpid() and not alive(pid)
+
+
 @dataclass(frozen=True, slots=True)
 class Item:
     """One message for one URL that is not delivered yet."""
@@ -211,6 +232,29 @@ class Outbox:
             ),
         )
         return changed == 1
+
+    def release_dead_claims(self, alive: Callable[[int], bool] | None = None) -> int:
+        """Free the claims of owners on this host whose process is gone (killed while
+        sending), so their targets need not wait for the claim to expire.
+
+        In: `alive(pid)`, default a signal-0 probe. A claim of another host, of a live
+        process, or in an unknown form is left alone (it expires as before). Out: how
+        many claims were freed. Only the holder of the state should call it, at start-up.
+        """
+        alive = alive or pid_alive
+        host = socket.gethostname()
+        rows = self.store.query(
+            "SELECT DISTINCT claimed_by FROM outbox_targets WHERE claimed_by IS NOT NULL"
+        )
+        dead = [owner for (owner,) in rows if _dead_here(str(owner), host, alive)]
+        freed = 0
+        for owner in dead:
+            freed += self.store.execute(
+                "UPDATE outbox_targets SET claimed_by = NULL, claimed_at = NULL "
+                "WHERE claimed_by = ?",
+                (owner,),
+            )
+        return freed
 
     def mark_delivered(self, item: Item, now: datetime) -> None:
         """Record a delivery (whoever holds the claim: the URL has the message)."""
