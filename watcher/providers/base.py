@@ -85,9 +85,10 @@ class Collected:
     - `audit_seen`: audit events to mark seen (each one is alerted once).
     - `webhook_failures`: failed deliveries to store (upserted by id); windows are
       counted from the store, so the snapshot already includes these.
-    - `cursors`: the new cursor of each source that succeeded.
+    - `cursors`: the new cursor of each source whose read completed.
     - `resumes`: where an unfinished paged read goes on (opaque text of the provider),
-      None when the read is done; written only for sources that succeeded.
+      None when the read is done. Everything here is written as given, also for a
+      source that failed after some pages (progress the provider wants kept).
     - `behind`: per source still reading a backlog, how far it got (for `once`).
     """
 
@@ -137,8 +138,8 @@ class Provider(Protocol):
     """One watched account at one provider, as the service layer holds it.
 
     Built by the provider's factory (`watcher.providers.registry.build`); the daemon never
-    sees a concrete client. Every method takes `deadline`: a `time.monotonic()` instant
-    after which no retry starts (None: no limit).
+    sees a concrete client. `deadline` is a `time.monotonic()` instant after which no
+    retry starts (None: no limit); `pay` is never retried and takes a plain timeout.
     """
 
     @property
@@ -181,11 +182,12 @@ class Provider(Protocol):
         """
         ...
 
-    async def pay(self, amount: Decimal, *, deadline: float) -> TopupResult:
+    async def pay(self, amount: Decimal, *, timeout: float) -> TopupResult:  # noqa: ASYNC109
         """Top up `amount` in the account's currency: ONE request, never retried.
 
-        Out: the outcome (succeeded, failed: no money moved, unknown: maybe paid). Never
-        raises for an HTTP or network problem; `deadline` bounds the request.
+        In: the amount and `timeout`, the seconds the whole exchange may take (messages
+        quote it: "timed out after 10s"). Out: the outcome (succeeded, failed: no money
+        moved, unknown: maybe paid). Never raises for an HTTP or network problem.
         """
         ...
 
