@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import SecretStr
 
 from watcher.core.model import Balance
-from watcher.providers.base import ClientOptions, Collected, Needs, StateView
+from watcher.providers.base import ClientOptions, Collected, Factory, Needs, StateView
 from watcher.providers.telnyx.client import TelnyxClient, TopupResult, keepalive_expiry
 from watcher.providers.telnyx.sources import collect
 
@@ -92,3 +92,7 @@ def build(account: Any, secrets: Any, options: ClientOptions) -> TelnyxProvider:
         keepalive=keepalive_expiry(options.interval),
     )
     return TelnyxProvider(account.name, client, key)
+
+
+if TYPE_CHECKING:
+    _BUILD: Factory = build  # mypy: `TelnyxProvider` satisfies the `Provider` protocol
