@@ -31,6 +31,7 @@ from watcher.core.model import (
 from watcher.core.render import Message
 from watcher.core.rules import (
     Finding,
+    RuleResult,
     evaluate,
     longest_lookback,
     longest_window,
@@ -204,40 +205,18 @@ class Daemon:
         """
         wiring, now = self.wiring, self.clock()  # 1
         started = time.monotonic()
-        deadline = started + wiring.runtime.interval.total_seconds()
         requests_before = _requests(wiring)
+        deadline = started + wiring.runtime.interval.total_seconds()
         collected = await self._collect(wiring, now, deadline)  # 2
         snapshots = [c.snapshot for c in collected]
-        settings = wiring.runtime.loaded.settings
-        results = evaluate(  # 3
-            wiring.runtime.rules, snapshots, now, source_down_after=settings.poll.source_down_after
-        )
-        decision = decide(  # 4
-            self.store.load_alerts(),
-            results,
-            snapshots,
-            now,
-            wiring.policy,
-            active=self.silences.active(now),
-            ended=self.silences.ended_unhandled(now),
-        )
+        results = _evaluate(wiring.runtime, snapshots, now)  # 3
+        decision = self._decide(wiring, results, snapshots, now)  # 4
         messages = [*await self._act(wiring, decision, snapshots, now), *decision.messages]  # 5
         _log_routing(decision, messages)
         self._commit(wiring, collected, decision, messages, now, time.monotonic() - started)  # 6
         delivered = await self._deliver(wiring, now, flush_all=flush_all)  # 7
-        result = CycleResult(
-            at=now,
-            duration_s=time.monotonic() - started,
-            requests=_requests(wiring) - requests_before,
-            collected=tuple(replace(c, webhook_failures=()) for c in collected),
-            transitions=decision.transitions,
-            alerts=decision.states,
-            findings=decision.findings,
-            messages=tuple(m.message for m in messages),
-            deliveries=delivered.deliveries,
-            backlog=delivered.backlog,
-            gave_up=delivered.gave_up,
-        )
+        requests = _requests(wiring) - requests_before
+        result = _result(now, started, requests, collected, decision, messages, delivered)
         self._report(result)  # 8
         return result
 
@@ -260,6 +239,26 @@ class Daemon:
             if h.failing_since
         }
         return [_with_errors(c, failing_since, now) for c in collected]
+
+    # -- 4 decide ------------------------------------------------------------------
+
+    def _decide(
+        self,
+        wiring: Wiring,
+        results: Sequence[RuleResult],
+        snapshots: Sequence[AccountSnapshot],
+        now: datetime,
+    ) -> Decision:
+        """The pure decide step on the stored alert states and silences."""
+        return decide(
+            self.store.load_alerts(),
+            results,
+            snapshots,
+            now,
+            wiring.policy,
+            active=self.silences.active(now),
+            ended=self.silences.ended_unhandled(now),
+        )
 
     # -- 5 act -----------------------------------------------------------------------
 
@@ -358,6 +357,38 @@ class Daemon:
 
     async def aclose(self) -> None:
         await close_providers(self.providers)
+
+
+def _evaluate(
+    runtime: Runtime, snapshots: Sequence[AccountSnapshot], now: datetime
+) -> list[RuleResult]:
+    after = runtime.loaded.settings.poll.source_down_after
+    return evaluate(runtime.rules, snapshots, now, source_down_after=after)
+
+
+def _result(
+    now: datetime,
+    started: float,
+    requests: int,
+    collected: Sequence[Collected],
+    decision: Decision,
+    messages: Sequence[Routed],
+    delivered: _Delivered,
+) -> CycleResult:
+    """The cycle's immutable result (failed deliveries already written are dropped)."""
+    return CycleResult(
+        at=now,
+        duration_s=time.monotonic() - started,
+        requests=requests,
+        collected=tuple(replace(c, webhook_failures=()) for c in collected),
+        transitions=decision.transitions,
+        alerts=decision.states,
+        findings=decision.findings,
+        messages=tuple(m.message for m in messages),
+        deliveries=delivered.deliveries,
+        backlog=delivered.backlog,
+        gave_up=delivered.gave_up,
+    )
 
 
 def _requests(wiring: Wiring) -> int:
