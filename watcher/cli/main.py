@@ -46,10 +46,8 @@ from watcher.service.sdnotify import ServiceNotifier, watchdog_period
 from watcher.service.supervisor import Supervisor
 from watcher.service.wiring import (
     Runtime,
-    Wiring,
     build_notifier,
-    build_policy,
-    build_providers,
+    build_wiring,
     load_runtime,
     register_secrets,
 )
@@ -270,13 +268,11 @@ def _daemon(
     dry_run: bool = False,
     owns_state: bool = True,
 ) -> Daemon:
+    on_request = None if metrics is None else metrics.count_request
     try:
-        notifier = build_notifier(runtime)
+        wiring = build_wiring(runtime, on_request=on_request)
     except NotifyError as exc:
         raise Exit(EXIT_USAGE, str(exc)) from None
-    on_request = None if metrics is None else metrics.count_request
-    providers = build_providers(runtime, on_request=on_request)
-    wiring = Wiring(runtime, notifier, providers, build_policy(runtime))
     return Daemon(wiring, store, metrics=metrics, dry_run=dry_run, owns_state=owns_state)
 
 
