@@ -16,7 +16,7 @@ from watcher.core.lifecycle import Reason
 from watcher.core.model import AccountSnapshot, AlertKey, AlertState, Balance, Phase, Severity
 from watcher.core.render import Message
 from watcher.core.rules import Rule, evaluate
-from watcher.state.silences import Silence  # TEMPORARY: watcher.core.silences at merge
+from watcher.core.silences import Silence
 
 T0 = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)  # a Saturday, 12:00 UTC
 KEY = AlertKey("low", "main")

@@ -56,14 +56,8 @@ CLOCK_CALLS = frozenset(
 )
 
 _PENDING_MOVES: Mapping[tuple[str, str], str] = {
-    # TEMPORARY (emptied at merge): upward imports whose target is being moved by another
-    # engineer of issue 10. (importer, imported) -> where it is going.
-    ("watcher.core.decide", "watcher.service.topup"): "find_triggers -> core/topup.py (policy)",
-    ("watcher.core.decide", "watcher.state.silences"): "matching -> core/silences.py (policy)",
-    ("watcher.providers.base", "watcher.providers.telnyx.client"): "TopupResult -> core/payment",
-    ("watcher.notify.delivery", "watcher.service.logs"): "scrub -> core/redact.py (policy)",
-    ("watcher.config.settings", "watcher.service.logs"): "secrets -> core/redact.py (policy)",
-    ("watcher.config.rulecheck", "watcher.service.topup"): "checks -> config/topupcheck (policy)",
+    # TEMPORARY (kept empty): an upward import whose target another engineer is moving,
+    # (importer, imported) -> where it is going. Emptied at each merge.
 }
 
 _KNOWN_CYCLES: Mapping[frozenset[str], str] = {

@@ -17,11 +17,8 @@ from watcher.core.model import AccountSnapshot, AlertKey, AlertState, Severity
 from watcher.core.mute import MuteSpec, is_muted
 from watcher.core.render import Message, render
 from watcher.core.rules import Finding, Rule, RuleResult
-
-# TEMPORARY upward imports, until the pure halves land in the core (engineer `policy`:
-# watcher/core/topup.py and watcher/core/silences.py); reconcile at merge.
-from watcher.service.topup import Trigger, find_triggers
-from watcher.state.silences import Silence, silenced_by, still_firing
+from watcher.core.silences import Silence, silenced_by, still_firing
+from watcher.core.topup import Trigger, find_triggers
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,8 +7,7 @@ the state: it reads it through `StateView` (which `watcher.state.store.Store` sa
 structurally) and returns in `Collected` everything the cycle's one commit transaction
 writes. A failed source is a `SourceFailure` value in `Collected`, never an exception.
 
-This module imports only `watcher.core` (and, until `watcher/core/payment.py` lands on
-main, the top-up result types from the Telnyx client: TEMPORARY, see below).
+This module imports only `watcher.core` and `watcher.providers.errors`.
 """
 
 from __future__ import annotations
@@ -17,14 +16,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from watcher.core.model import AccountSnapshot, AuditEvent, Balance, SourceName, WebhookDelivery
+from watcher.core.payment import TopupOutcome, TopupResult
 from watcher.providers.errors import ProviderError
-
-if TYPE_CHECKING:
-    # TEMPORARY: moves to `watcher.core.payment` (engineer `policy`); reconcile at merge.
-    from watcher.providers.telnyx.client import TopupResult
 
 __all__ = [
     "DEFAULT_OVERLAP",
@@ -36,6 +32,8 @@ __all__ = [
     "ProviderError",
     "SourceFailure",
     "StateView",
+    "TopupOutcome",
+    "TopupResult",
 ]
 
 DEFAULT_OVERLAP = timedelta(minutes=10)

@@ -48,7 +48,7 @@ from watcher.state.silences import Silences
 from watcher.state.store import Store
 
 if TYPE_CHECKING:
-    from watcher.providers.telnyx.client import TopupResult  # TEMPORARY: watcher.core.payment
+    from watcher.core.payment import TopupResult
     from watcher.service.metrics import Metrics
 
 log = structlog.get_logger(__name__)

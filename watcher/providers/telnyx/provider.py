@@ -10,8 +10,9 @@ from typing import TYPE_CHECKING, Any
 from pydantic import SecretStr
 
 from watcher.core.model import Balance
+from watcher.core.payment import TopupResult
 from watcher.providers.base import ClientOptions, Collected, Factory, Needs, StateView
-from watcher.providers.telnyx.client import TelnyxClient, TopupResult, keepalive_expiry
+from watcher.providers.telnyx.client import TelnyxClient, keepalive_expiry
 from watcher.providers.telnyx.sources import collect
 
 MASK = "***"
