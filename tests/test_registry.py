@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 from pydantic import SecretStr
 
-from watcher.config.settings import AccountConfig, ResolvedSecrets
+from watcher.config.settings import ResolvedSecrets, TelnyxAccountConfig
 from watcher.providers import registry
 from watcher.providers.base import ClientOptions
 
@@ -24,7 +24,7 @@ def test_an_unknown_provider_is_refused_with_the_known_ones() -> None:
 
 async def test_a_telnyx_account_is_built_through_the_protocol() -> None:
     key = SecretStr("KEY-0123456789abcdef")
-    account = AccountConfig(name="main", base_url="http://127.0.0.1:9/v2")
+    account = TelnyxAccountConfig(name="main", base_url="http://127.0.0.1:9/v2")
     secrets = ResolvedSecrets(api_keys={"main": key})
     seen: list[tuple[str, int | None]] = []
     options = ClientOptions(
