@@ -23,7 +23,8 @@ from watcher.core.model import AccountSnapshot, AuditEvent
 from watcher.core.rules import Rule, evaluate
 from watcher.providers.telnyx.sim import SimAccount, SimServer
 from watcher.service import logs
-from watcher.service.cycle import Daemon, build_clients, build_notifier, load_runtime
+from watcher.service.cycle import Daemon
+from watcher.service.wiring import build_wiring, load_runtime
 from watcher.state.store import Store
 
 RULES = """\
@@ -48,9 +49,7 @@ async def cycles(n: int) -> None:
         environ = {**os.environ, "BENCH_KEY": "bench-key-0123456789"}
         runtime = load_runtime(base / "config.yaml", environ)
         with Store.open(base / "state.db") as store:
-            daemon = Daemon(
-                runtime, store, notifier=build_notifier(runtime), clients=build_clients(runtime)
-            )
+            daemon = Daemon(build_wiring(runtime), store)
             await daemon.cycle()  # first cycle: baseline
             times, requests = [], []
             for _ in range(n):

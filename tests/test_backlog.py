@@ -5,14 +5,18 @@ At the end, table-driven unit tests of the resume point and of the paging stop."
 
 from __future__ import annotations
 
+import json
 import re
+import signal
 import sqlite3
+import subprocess
+import sys
 from collections.abc import AsyncGenerator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from conftest import API_KEY, Receiver, cli_env, run_cli, write_config
+from conftest import API_KEY, REPO, Receiver, cli_env, run_cli, wait_for, write_config
 
 from watcher.providers.telnyx.client import Page
 from watcher.providers.telnyx.sim import Fault, SimServer
@@ -170,6 +174,53 @@ def test_a_failed_page_keeps_the_pages_before_it_and_the_next_cycle_resumes_ther
     bounds = {(q["filter[started_at][gte]"], q["filter[started_at][lte]"]) for q in resumed}
     assert len(bounds) == 1, "a resumed read keeps the bounds it started with"
     assert count(state, "SELECT COUNT(*) FROM webhook_failures") == 1000
+
+
+def resume_page(state: Path) -> int | None:
+    with sqlite3.connect(f"file:{state}?mode=ro", uri=True) as db:
+        row = db.execute("SELECT value FROM cursors WHERE source = 'webhooks#resume'").fetchone()
+    return None if row is None else int(json.loads(row[0])["page"])
+
+
+def test_a_crash_in_the_middle_of_a_backlog_writes_nothing_and_the_next_cycle_resumes(
+    tmp_path: Path, sim: SimServer, receiver: Receiver
+) -> None:
+    now = datetime.now(UTC)
+    sim.account.add_webhook_backlog(1000, start=now - timedelta(minutes=40), end=now)
+    for _ in range(2):  # cycle 1: pages 1 and 2 are answered, page 3 is refused
+        sim.account.inject_fault("/webhook_deliveries", Fault.delay(0))
+    sim.account.inject_fault("/webhook_deliveries", Fault.status(422))
+    config = write_config(tmp_path, sim.base_url, [receiver.url], WEBHOOK_RULES)
+    state = tmp_path / "state.db"
+    stored = "SELECT COUNT(*) FROM webhook_failures"
+    once(config)
+    assert (count(state, stored), resume_page(state)) == (500, 3)
+
+    sim.account.inject_fault("/webhook_deliveries", Fault.delay(0))  # cycle 2: page 3 read,
+    sim.account.inject_fault("/webhook_deliveries", Fault.delay(5))  # killed on page 4
+    asked = len(page_queries(sim, "/webhook_deliveries"))
+    child = subprocess.Popen(
+        [sys.executable, "-m", "watcher", "--config", str(config), "once"],
+        env=cli_env(),
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for(lambda: len(page_queries(sim, "/webhook_deliveries")) >= asked + 2)
+        child.send_signal(signal.SIGKILL)
+        child.wait(timeout=10)
+    finally:
+        child.kill()
+    pages = [q["page[number]"] for q in page_queries(sim, "/webhook_deliveries")[asked:]]
+    assert pages == ["3", "4"]
+    assert (count(state, stored), resume_page(state)) == (500, 3), "nothing written mid-cycle"
+
+    asked = len(page_queries(sim, "/webhook_deliveries"))
+    once(config)  # resumes at the last committed page, not at page 1
+    pages = [q["page[number]"] for q in page_queries(sim, "/webhook_deliveries")[asked:]]
+    assert pages == ["3", "4"]
+    assert (count(state, stored), resume_page(state)) == (1000, None)
 
 
 def test_a_failed_audit_page_loses_and_repeats_nothing(

@@ -18,8 +18,8 @@ from pydantic import SecretStr
 from watcher.config.settings import ResolvedSecrets
 from watcher.providers.telnyx.client import TelnyxClient, TelnyxError
 from watcher.providers.telnyx.sim import Fault, SimServer
-from watcher.service.cycle import register_secrets
 from watcher.service.logs import configure_logging, reset_logging
+from watcher.service.wiring import register_secrets
 
 PASSWORD = "hunter2-PASSWORD-77"
 TOKEN = "Tok3nInThePathABCDEF"

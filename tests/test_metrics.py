@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import signal
 import subprocess
@@ -26,10 +27,9 @@ from watcher.core.model import (
     SourceName,
 )
 from watcher.notify.delivery import Delivery
-from watcher.providers.telnyx.client import TelnyxError
+from watcher.providers.base import Collected, SourceFailure
 from watcher.providers.telnyx.sim import Fault, SimServer, free_port
-from watcher.providers.telnyx.sources import Collected
-from watcher.service.cycle import CycleReport
+from watcher.service.cycle import CycleResult
 from watcher.service.metrics import Metrics, MetricsServer, resident_bytes
 
 LOW_CREDIT = """\
@@ -171,21 +171,20 @@ class Clock:
         return self.now
 
 
-def _report(*, errors: bool = False, firing: int = 1) -> CycleReport:
+def _report(*, errors: bool = False, firing: int = 1) -> CycleResult:
     balance = Balance(Decimal("42.50"), Decimal("40.00"), Decimal("0"), Decimal("2.5"), "EUR")
     snapshot = AccountSnapshot("main", balance=balance)
-    collected = Collected(snapshot, balance=balance)
     if errors:
-        collected.errors[SourceName.BALANCE] = TelnyxError("down", endpoint="/balance")
+        collected = Collected(snapshot, failures={SourceName.BALANCE: SourceFailure("down")})
     else:
-        collected.succeeded.add(SourceName.BALANCE)
+        collected = Collected(snapshot, succeeded=frozenset({SourceName.BALANCE}))
     alerts = {
         AlertKey("low", "main", str(i)): AlertState(
             AlertKey("low", "main", str(i)), Phase.FIRING, Severity.WARNING, datetime.now(UTC)
         )
         for i in range(firing)
     }
-    report = CycleReport(
+    report = CycleResult(
         at=datetime.now(UTC),
         duration_s=0.2,
         collected=[collected],
@@ -244,8 +243,7 @@ def test_notifications_given_up_counts_the_reports_gave_up() -> None:
     name = "account_watcher_notifications_given_up_total"
     assert _sample(metrics.render().decode(), name) == 0  # exposed before anything is dropped
     for gave_up in (2, 0, 3):
-        report = _report()
-        report.gave_up = gave_up
+        report = dataclasses.replace(_report(), gave_up=gave_up)
         metrics.observe_cycle(report)
     assert _sample(metrics.render().decode(), name) == 5
 

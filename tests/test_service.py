@@ -26,7 +26,7 @@ from notify_socket import Datagram, Listener, listening
 from structlog.testing import capture_logs
 
 from watcher.providers.telnyx.sim import Fault, SimServer
-from watcher.service.cycle import CycleReport, Daemon, build_clients, build_notifier, load_runtime
+from watcher.service.cycle import CycleResult, Daemon
 from watcher.service.metrics import Metrics, MetricsServer
 from watcher.service.sdnotify import (
     ServiceNotifier,
@@ -34,7 +34,8 @@ from watcher.service.sdnotify import (
     watchdog_period,
     watchdog_timeout,
 )
-from watcher.service.supervisor import MAX_CRASHED_CYCLES, status_line
+from watcher.service.supervisor import MAX_CRASHED_CYCLES, Supervisor, status_line
+from watcher.service.wiring import build_wiring, load_runtime
 from watcher.state.store import Store
 
 LOW_CREDIT = """\
@@ -278,7 +279,7 @@ class HangingDaemon(Daemon):
 
     cycles = 0
 
-    async def cycle(self, *, flush_all: bool = False) -> CycleReport:
+    async def cycle(self, *, flush_all: bool = False) -> CycleResult:
         self.cycles += 1
         if self.cycles >= 2:
             await asyncio.Event().wait()
@@ -295,10 +296,8 @@ async def test_a_hung_cycle_stops_the_watchdog_pings(
     service = ServiceNotifier({"NOTIFY_SOCKET": listener.path})
     stop = asyncio.Event()
     with Store.open(tmp_path / "state.db") as store:
-        daemon = HangingDaemon(
-            runtime, store, notifier=build_notifier(runtime), clients=build_clients(runtime)
-        )
-        run = asyncio.create_task(daemon.run(stop, service=service, watchdog=0.1))
+        daemon = HangingDaemon(build_wiring(runtime), store)
+        run = asyncio.create_task(Supervisor(daemon, stop, service=service, watchdog=0.1).run())
         while daemon.cycles < 2:
             await asyncio.sleep(0.02)
         hung_at = time.monotonic()
@@ -341,7 +340,7 @@ class CrashingDaemon(Daemon):
         super().__init__(*args, **kwargs)
         self.healthz: list[int] = []
 
-    async def cycle(self, *, flush_all: bool = False) -> CycleReport:
+    async def cycle(self, *, flush_all: bool = False) -> CycleResult:
         self.cycles += 1
         if self.cycles <= self.crashes:
             raise RuntimeError(CRASH_TEXT)
@@ -371,15 +370,11 @@ async def test_crashing_cycles_stop_the_watchdog_pings_until_one_succeeds(
     stop = asyncio.Event()
     try:
         with Store.open(tmp_path / "state.db") as store, capture_logs() as logged:
-            daemon = CrashingDaemon(
-                runtime,
-                store,
-                notifier=build_notifier(runtime),
-                clients=build_clients(runtime),
-                metrics=metrics,
-            )
+            daemon = CrashingDaemon(build_wiring(runtime), store, metrics=metrics)
             daemon.healthz_url = f"http://127.0.0.1:{server.port}/healthz"
-            run = asyncio.create_task(daemon.run(stop, service=service, watchdog=0.05))
+            run = asyncio.create_task(
+                Supervisor(daemon, stop, service=service, watchdog=0.05).run()
+            )
             while daemon.cycles < daemon.crashes + 2:  # two good cycles after the crashes
                 await asyncio.sleep(0.02)
             stop.set()
@@ -427,7 +422,7 @@ async def test_crashing_cycles_stop_the_watchdog_pings_until_one_succeeds(
 def test_status_line_counts() -> None:
     from datetime import UTC, datetime
 
-    report = CycleReport(at=datetime.now(UTC), duration_s=0.123, requests=1)
+    report = CycleResult(at=datetime.now(UTC), duration_s=0.123, requests=1)
     assert status_line(report) == "0 firing, 0 source errors, last cycle 0.12s, 1 request"
 
 

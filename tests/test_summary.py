@@ -7,17 +7,18 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from watcher.cli.summary import summarize
 from watcher.core.lifecycle import Reason
 from watcher.core.model import AccountSnapshot, AuditEvent, Severity, WebhookDelivery
 from watcher.core.render import Message, count_of
 from watcher.notify.delivery import Delivery
-from watcher.providers.telnyx.sources import Collected
-from watcher.service.cycle import CycleReport, summarize
+from watcher.providers.base import Collected
+from watcher.service.cycle import CycleResult
 
 T0 = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
 
 
-def report(n: int) -> CycleReport:
+def report(n: int) -> CycleResult:
     message = Message("t", "b", Severity.WARNING, "low", "main", Reason.FIRING)
     events = tuple(AuditEvent(f"e{i}", T0, "update", "account_owner") for i in range(n))
     failures = tuple(
@@ -25,7 +26,7 @@ def report(n: int) -> CycleReport:
         for i in range(n)
     )
     snap = AccountSnapshot("main", new_audit_events=events, webhook_failures=failures)
-    return CycleReport(
+    return CycleResult(
         at=T0,
         collected=[Collected(snap)],
         messages=[message] * n,

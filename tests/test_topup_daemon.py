@@ -25,7 +25,8 @@ from topup_support import (
 )
 
 from watcher.providers.telnyx.sim import Fault, SimServer, error_body
-from watcher.service.cycle import Daemon, build_clients, build_notifier, load_runtime
+from watcher.service.cycle import Daemon
+from watcher.service.wiring import build_wiring, load_runtime
 from watcher.state.ledger import EntryState, Ledger, VerifyState
 from watcher.state.store import Store
 
@@ -73,10 +74,8 @@ async def running(config: Path, clock: Clock, *, dry_run: bool = False) -> Async
     path = runtime.loaded.settings.state.resolve_state_path(os.environ, config.parent)
     store = Store.open(established_state(path))
     daemon = Daemon(
-        runtime,
+        build_wiring(runtime),
         store,
-        notifier=build_notifier(runtime),
-        clients=build_clients(runtime),
         clock=clock,
         dry_run=dry_run,
     )

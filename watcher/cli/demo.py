@@ -25,7 +25,9 @@ from apprise.decorators import notify as apprise_notify
 
 from watcher.providers.telnyx.sim import SimAccount, SimServer
 from watcher.service import logs
-from watcher.service.cycle import Daemon, build_clients, build_notifier, load_runtime
+from watcher.service.cycle import Daemon
+from watcher.service.supervisor import Supervisor
+from watcher.service.wiring import build_wiring, load_runtime
 from watcher.state.store import Store
 
 DEMO_KEY_ENV = "ACCOUNT_WATCHER_DEMO_KEY"
@@ -173,13 +175,13 @@ async def _run(story: Story) -> int:
         logs.configure_logging(level="warning", fmt="console")
         print(_intro(story), flush=True)
         with Store.open(runtime.loaded.settings.state.resolve_state_path(environ)) as store:
-            daemon = Daemon(
-                runtime, store, notifier=build_notifier(runtime), clients=build_clients(runtime)
-            )
+            daemon = Daemon(build_wiring(runtime), store)
             stop = asyncio.Event()
             events = _script(account, story, started)
             try:
-                await asyncio.gather(daemon.run(stop), _drive(events, story, started, stop))
+                await asyncio.gather(
+                    Supervisor(daemon, stop).run(), _drive(events, story, started, stop)
+                )
             finally:
                 await daemon.aclose()
         requests = account.request_count()

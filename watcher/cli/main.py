@@ -24,6 +24,7 @@ import structlog
 
 from watcher.cli import notify as cli_notify
 from watcher.cli import topups as cli_topups
+from watcher.cli.summary import alert_lines, summarize
 from watcher.config.rulecheck import validate
 from watcher.config.ruleload import load_rules
 from watcher.config.secrets import SecretError
@@ -40,17 +41,16 @@ from watcher.core.silences import unmatched_warning
 from watcher.notify.delivery import NotifyError
 from watcher.providers.registry import capabilities
 from watcher.service import logs
-from watcher.service.cycle import (
-    Daemon,
+from watcher.service.cycle import Daemon
+from watcher.service.sdnotify import ServiceNotifier, watchdog_period
+from watcher.service.supervisor import Supervisor
+from watcher.service.wiring import (
     Runtime,
-    alert_lines,
-    build_clients,
     build_notifier,
+    build_wiring,
     load_runtime,
     register_secrets,
-    summarize,
 )
-from watcher.service.sdnotify import ServiceNotifier, watchdog_period
 from watcher.state import lock as statelock
 from watcher.state.store import Store, StoreError
 
@@ -268,21 +268,12 @@ def _daemon(
     dry_run: bool = False,
     owns_state: bool = True,
 ) -> Daemon:
+    on_request = None if metrics is None else metrics.count_request
     try:
-        notifier = build_notifier(runtime)
+        wiring = build_wiring(runtime, on_request=on_request)
     except NotifyError as exc:
         raise Exit(EXIT_USAGE, str(exc)) from None
-    on_request = None if metrics is None else metrics.count_request
-    clients = build_clients(runtime, on_request=on_request)
-    return Daemon(
-        runtime,
-        store,
-        notifier=notifier,
-        clients=clients,
-        metrics=metrics,
-        dry_run=dry_run,
-        owns_state=owns_state,
-    )
+    return Daemon(wiring, store, metrics=metrics, dry_run=dry_run, owns_state=owns_state)
 
 
 async def cmd_once(path: Path, *, dry_run: bool) -> int:
@@ -331,19 +322,20 @@ async def cmd_run(path: Path) -> int:
             "daemon.started",
             config=str(path),
             rules=len(runtime.rules),
-            accounts=len(daemon.clients),
+            accounts=len(daemon.providers),
         )
         # What start-up built (modules, models, config) lives as long as the process:
         # out of the collector's sight, every later full collection is cheaper.
         gc.freeze()
         try:
-            await daemon.run(
+            await Supervisor(
+                daemon,
                 stop,
                 reload=reload,
                 loader=lambda: _load(path),
                 service=service,
                 watchdog=watchdog_period(),
-            )
+            ).run()
         finally:
             await daemon.aclose()
     service.close()

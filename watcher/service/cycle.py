@@ -1,57 +1,61 @@
-"""The daemon: one poll–evaluate–act cycle, and the fixed-rate loop around it."""
+"""The daemon's poll cycle (DESIGN §9): values passed from step to step.
+
+`Daemon.cycle()` takes `now` once, collects every account through its `Provider`,
+evaluates (pure), decides (pure, `watcher.core.decide`), acts (top-ups), commits in one
+transaction, delivers the outbox and returns an immutable `CycleResult`. The fixed-rate
+loop around it is `watcher.service.supervisor`; what it is built from, `wiring`.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from decimal import Decimal
 from typing import TYPE_CHECKING
 
 import structlog
 
-from watcher.config.rulecheck import validate
-from watcher.config.ruleload import LoadedRules, load_rules
-from watcher.config.settings import (
-    LoadedSettings,
-    ResolvedSecrets,
-    TelnyxAccountConfig,
-    load_settings,
-    resolve_secrets,
+from watcher.core.decide import Decision, Routed, decide, route
+from watcher.core.lifecycle import Transition
+from watcher.core.model import (
+    AccountSnapshot,
+    AlertKey,
+    AlertState,
+    Balance,
+    SourceError,
+    SourceName,
 )
-from watcher.config.yamlfile import ConfigError
-from watcher.core.lifecycle import Reason, Transition, step
-from watcher.core.model import AlertKey, AlertState, Severity, SourceName
-from watcher.core.mute import MuteSpec, is_muted
-from watcher.core.render import Message, count_of, render
+from watcher.core.render import Message
 from watcher.core.rules import (
     Finding,
-    Rule,
+    RuleResult,
     evaluate,
     longest_lookback,
     longest_window,
     ratio_windows,
     sources_needed,
 )
-from watcher.notify.delivery import Delivery, Notifier, Route
-from watcher.notify.outbox import Outbox, Policy, flush
-from watcher.providers.registry import capabilities
-from watcher.providers.telnyx.client import TelnyxClient, keepalive_expiry
-from watcher.providers.telnyx.sources import Collected, Needs, collect
-from watcher.service import logs
+from watcher.notify.delivery import Delivery
+from watcher.notify.outbox import Outbox, flush
+from watcher.notify.outbox import Policy as FlushPolicy
+from watcher.providers.base import Collected, Needs, Provider
 from watcher.service.topup import CycleView, TopupActor
-from watcher.state.silences import Silence, Silences, silenced_by, still_firing
+from watcher.service.wiring import Runtime, Wiring, close_providers
+from watcher.state.silences import Silences
 from watcher.state.store import Store
 
 if TYPE_CHECKING:
+    from watcher.core.payment import TopupResult
     from watcher.service.metrics import Metrics
-    from watcher.service.sdnotify import ServiceNotifier
 
 log = structlog.get_logger(__name__)
 
 PRUNE_EVERY = timedelta(hours=1)
+MAX_CONCURRENT_ACCOUNTS = 8
+"""Accounts collected at the same time (each reads its own sources concurrently)."""
 
 
 def utcnow() -> datetime:
@@ -59,145 +63,118 @@ def utcnow() -> datetime:
 
 
 @dataclass(frozen=True, slots=True)
-class Runtime:
-    """A loaded, validated configuration: settings, rules and resolved secrets."""
+class CycleResult:
+    """What one cycle did, for the summary of `once`, the log, `STATUS=` and metrics.
 
-    loaded: LoadedSettings
-    rules: list[Rule]
-    secrets: ResolvedSecrets
-
-    @property
-    def interval(self) -> timedelta:
-        return self.loaded.settings.poll.interval
-
-
-def load_runtime(
-    path: Path, environ: Mapping[str, str], *, allow_fast_poll: bool = False
-) -> Runtime:
-    """Load config, rules and secrets.
-
-    Raises ConfigError (all problems, `file:line:col: message`) or SecretError.
+    - `collected`: per account, what was read (webhook pages already written dropped).
+    - `transitions`, `alerts` (every state after the cycle), `findings` (by key).
+    - `messages`: every message of the cycle (top-up outcomes first), routed or not.
+    - `deliveries`: the outbox flush's results; `backlog` targets waiting for a retry;
+      `gave_up` targets dropped after `notify.give_up_after`.
     """
-    loaded = load_settings(path, environ=environ, allow_fast_poll=allow_fast_poll)
-    found: LoadedRules = load_rules(loaded.settings.rules, loaded.config_dir)
-    errors, warnings = validate(loaded, found, datetime.now(UTC), capabilities())
-    if errors:
-        raise ConfigError(errors)
-    for warning in warnings:
-        log.warning("config.warning", message=warning)
-    secrets = resolve_secrets(loaded.settings, environ=environ, config_dir=loaded.config_dir)
-    return Runtime(loaded, found.rules, secrets)
-
-
-def register_secrets(secrets: ResolvedSecrets) -> None:
-    """Make every resolved secret known to the log scrubber."""
-    for key in secrets.api_keys.values():
-        logs.register_secret(key.get_secret_value())
-    for urls in secrets.route_urls.values():
-        for url in urls:
-            logs.register_url_secrets(url.get_secret_value())
-
-
-def build_notifier(runtime: Runtime) -> Notifier:
-    notify = runtime.loaded.settings.notify
-    routes = {
-        name: Route(tuple(runtime.secrets.route_urls[name]), Severity.parse(route.min_severity))
-        for name, route in notify.routes.items()
-    }
-    timeout = runtime.loaded.settings.poll.timeout.total_seconds()
-    return Notifier(routes, default_route=notify.default_route, timeout=timeout)
-
-
-def build_clients(
-    runtime: Runtime, *, on_request: Callable[[str, int | None], None] | None = None
-) -> dict[str, TelnyxClient]:
-    timeout = runtime.loaded.settings.poll.timeout.total_seconds()
-    return {
-        account.name: TelnyxClient(
-            base_url=account.base_url,
-            api_key=runtime.secrets.api_keys[account.name],
-            timeout=timeout,
-            on_request=on_request,
-            keepalive=keepalive_expiry(runtime.interval),
-        )
-        for account in runtime.loaded.settings.accounts
-        if isinstance(account, TelnyxAccountConfig)  # Vonage: wired by the provider registry
-    }
-
-
-@dataclass(frozen=True, slots=True)
-class Wiring:
-    """What a reload swaps in one assignment: a runtime and the notifier and clients
-    built from it."""
-
-    runtime: Runtime
-    notifier: Notifier
-    clients: dict[str, TelnyxClient]
-
-
-def build_wiring(
-    runtime: Runtime, *, on_request: Callable[[str, int | None], None] | None = None
-) -> Wiring:
-    """Notifier and clients for `runtime`. Raises NotifyError for an unusable URL."""
-    notifier = build_notifier(runtime)
-    return Wiring(runtime, notifier, build_clients(runtime, on_request=on_request))
-
-
-@dataclass(slots=True)
-class CycleReport:
-    """What one cycle did, for the summary of `once`, the log and `status`."""
 
     at: datetime
     duration_s: float = 0.0
     requests: int = 0
-    collected: list[Collected] = field(default_factory=list)
-    transitions: list[Transition] = field(default_factory=list)
-    outgoing: list[tuple[Message, tuple[str, ...]]] = field(default_factory=list)  # + rule routes
-    messages: list[Message] = field(default_factory=list)
-    deliveries: list[Delivery] = field(default_factory=list)
-    backlog: int = 0  # undelivered outbox targets after the flush
-    gave_up: int = 0  # outbox targets dropped after notify.give_up_after in this cycle
-    silences_ended: list[Silence] = field(default_factory=list)
-    findings: dict[AlertKey, Finding] = field(default_factory=dict)  # this cycle's, by key
-    alerts: dict[AlertKey, AlertState] = field(default_factory=dict)
+    collected: Sequence[Collected] = ()
+    transitions: Sequence[Transition] = ()
+    alerts: Mapping[AlertKey, AlertState] = field(default_factory=dict)
+    findings: Mapping[AlertKey, Finding] = field(default_factory=dict)
+    messages: Sequence[Message] = ()
+    deliveries: Sequence[Delivery] = ()
+    backlog: int = 0
+    gave_up: int = 0
 
     @property
     def source_errors(self) -> list[tuple[str, SourceName, str]]:
+        """(account, source, message) of every source that failed, sorted per account."""
         return [
-            (c.snapshot.account, source, str(err))
+            (c.account, source, failure.message)
             for c in self.collected
-            for source, err in sorted(c.errors.items())
+            for source, failure in sorted(c.failures.items())
         ]
+
+    @property
+    def firing(self) -> int:
+        return sum(1 for s in self.alerts.values() if s.fired_at is not None)
+
+    # -- plain facts for watcher.service.metrics (its `CycleFacts` protocol) ---------
+
+    @property
+    def source_states(self) -> list[tuple[str, str, bool]]:
+        up = [(c.account, str(s), True) for c in self.collected for s in c.succeeded]
+        return up + [(c.account, str(s), False) for c in self.collected for s in c.failures]
+
+    @property
+    def balances(self) -> dict[str, Balance]:
+        return {c.account: c.snapshot.balance for c in self.collected if c.snapshot.balance}
+
+    @property
+    def alert_phases(self) -> list[tuple[str, str]]:
+        return [(s.key.rule, s.phase.value) for s in self.alerts.values()]
+
+    @property
+    def delivery_results(self) -> list[tuple[str, bool]]:
+        return [(d.route, d.ok) for d in self.deliveries]
+
+
+@dataclass(frozen=True, slots=True)
+class _Delivered:
+    deliveries: tuple[Delivery, ...]
+    backlog: int
+    gave_up: int
+
+
+class _Payer:
+    """A provider as the top-up executor's `Payer` (its interface stays as it is)."""
+
+    def __init__(self, provider: Provider) -> None:
+        self.provider = provider
+
+    async def get_balance(self, *, deadline: float | None = None) -> Balance:
+        return await self.provider.read_balance(deadline=deadline)
+
+    async def create_topup(self, amount: Decimal, *, timeout: float) -> TopupResult:  # noqa: ASYNC109
+        return await self.provider.pay(amount, timeout=timeout)
+
+
+def needs_of(runtime: Runtime) -> Needs:
+    """What the loaded rules need polled."""
+    rules = runtime.rules
+    return Needs(
+        sources_needed(rules),
+        ratio_windows(rules),
+        longest_window(rules),
+        history=longest_lookback(rules),
+    )
 
 
 class Daemon:
     """Runs cycles against the configured accounts.
 
-    In: a runtime, an open store, a notifier, one Telnyx client per account, and a clock
-    (the only place that reads the time).
+    In: the wiring (runtime, notifier, one provider per account, decide policy; a reload
+    replaces it whole, between cycles), an open store, a clock (the only place that reads
+    the time), optional metrics, `dry_run` (never pay) and `owns_state` (this process
+    holds the state lock; else top-ups are only logged, the ledger is not touched).
     """
 
     def __init__(
         self,
-        runtime: Runtime,
+        wiring: Wiring,
         store: Store,
         *,
-        notifier: Notifier,
-        clients: Mapping[str, TelnyxClient],
         clock: Callable[[], datetime] = utcnow,
         metrics: Metrics | None = None,
         dry_run: bool = False,
         owns_state: bool = True,
     ) -> None:
-        self.wiring = Wiring(runtime, notifier, dict(clients))  # a reload replaces it whole
+        self.wiring = wiring
         self.store = store
         self.metrics = metrics
         self.clock = clock
         self.first_start = store.first_start(clock())
         self.outbox = Outbox(store)
         self.silences = Silences(store)
-        # dry_run: never pay; owns_state: this process holds the state lock (statelock.py),
-        # else top-ups are only logged and nothing of the ledger is touched
         self.topups = TopupActor(store, clock=clock, dry_run=dry_run, owns_state=owns_state)
         self.topups.start()  # DESIGN §6.6: every `sending` entry becomes `unknown` (owner only)
         self._last_prune: datetime | None = None
@@ -208,287 +185,268 @@ class Daemon:
         return self.wiring.runtime
 
     @property
-    def notifier(self) -> Notifier:
-        return self.wiring.notifier
+    def providers(self) -> Mapping[str, Provider]:
+        return self.wiring.providers
 
-    @property
-    def clients(self) -> dict[str, TelnyxClient]:
-        return self.wiring.clients
+    async def cycle(self, *, flush_all: bool = False) -> CycleResult:
+        """One cycle, in the order of DESIGN §9; out: what it did.
 
-    @property
-    def rules_by_name(self) -> dict[str, Rule]:
-        return {rule.name: rule for rule in self.runtime.rules}
-
-    def needs(self) -> Needs:
-        rules = self.runtime.rules
-        return Needs(
-            sources_needed(rules),
-            ratio_windows(rules),
-            longest_window(rules),
-            history=longest_lookback(rules),
-        )
-
-    async def cycle(self, *, flush_all: bool = False) -> CycleReport:
-        """One cycle, in the order of DESIGN §9.
-
-        1. take `now` once
-        2. collect every account's needed sources concurrently (failures recorded)
+        1. take `now` once (and the wiring: a reload swaps it between cycles)
+        2. collect every account's needed sources, concurrently and bounded (a failed
+           source is a recorded failure)
         3. evaluate rules × snapshots (pure)
-        4. lifecycle step (pure) → new states and transitions
-        5. act: top-ups, then render transitions into messages (silences applied)
-        6. commit, one transaction: cursors of sources that succeeded, source health,
-           alert states, and every message into the outbox
-        7. deliver: flush the outbox (due retries too; everything with `flush_all` and in
-           the first cycle after start-up)
-        8. report: one `cycle.finished` log event
+        4. decide (pure): new states, transitions, top-up intents, routed messages
+        5. act: top-ups under the safety protocol; their messages routed
+        6. commit, one transaction: what the sources read (cursors, resume points,
+           samples, seen ids, failed deliveries, source health), alert states, every
+           message into the outbox, handled silences
+        7. deliver: flush the outbox (everything with `flush_all` and in the first cycle)
+        8. report: one `cycle.finished` log event and the metrics
         """
-        now = self.clock()  # 1
+        wiring, now = self.wiring, self.clock()  # 1
         started = time.monotonic()
-        deadline = started + self.runtime.interval.total_seconds()
-        report = CycleReport(at=now)
-        requests_before = self._requests()
-        report.collected = await self._collect(now, deadline)  # 2
-        results = evaluate(  # 3
-            self.runtime.rules,
-            [c.snapshot for c in report.collected],
-            now,
-            source_down_after=self.runtime.loaded.settings.poll.source_down_after,
-        )
-        states = self.store.load_alerts()
-        stepped = step(  # 4
-            states,
+        requests_before = _requests(wiring)
+        deadline = started + wiring.runtime.interval.total_seconds()
+        collected = await self._collect(wiring, now, deadline)  # 2
+        snapshots = [c.snapshot for c in collected]
+        results = _evaluate(wiring.runtime, snapshots, now)  # 3
+        decision = self._decide(wiring, results, snapshots, now)  # 4
+        messages = [*await self._act(wiring, decision, snapshots, now), *decision.messages]  # 5
+        _log_routing(decision, messages)
+        self._commit(wiring, collected, decision, messages, now, time.monotonic() - started)  # 6
+        delivered = await self._deliver(wiring, now, flush_all=flush_all)  # 7
+        requests = _requests(wiring) - requests_before
+        result = _result(now, started, requests, collected, decision, messages, delivered)
+        self._report(result)  # 8
+        return result
+
+    # -- 2 collect -------------------------------------------------------------------
+
+    async def _collect(self, wiring: Wiring, now: datetime, deadline: float) -> list[Collected]:
+        needs = needs_of(wiring.runtime)
+        bound = asyncio.Semaphore(MAX_CONCURRENT_ACCOUNTS)
+
+        async def one(provider: Provider) -> Collected:
+            async with bound:
+                return await provider.collect(
+                    needs, self.store, now, first_start=self.first_start, deadline=deadline
+                )
+
+        collected = await asyncio.gather(*(one(p) for p in wiring.providers.values()))
+        failing_since = {
+            (h.account, h.source): h.failing_since
+            for h in self.store.source_health()
+            if h.failing_since
+        }
+        return [_with_errors(c, failing_since, now) for c in collected]
+
+    # -- 4 decide ------------------------------------------------------------------
+
+    def _decide(
+        self,
+        wiring: Wiring,
+        results: Sequence[RuleResult],
+        snapshots: Sequence[AccountSnapshot],
+        now: datetime,
+    ) -> Decision:
+        """The pure decide step on the stored alert states and silences."""
+        return decide(
+            self.store.load_alerts(),
             results,
+            snapshots,
             now,
-            repeat_interval=self.runtime.loaded.settings.notify.repeat_interval,
+            wiring.policy,
+            active=self.silences.active(now),
+            ended=self.silences.ended_unhandled(now),
         )
-        report.transitions = stepped.transitions
-        report.alerts = stepped.states
-        report.findings = {f.key: f for r in results if r.judged for f in r.findings}
-        await self._act(report, now)  # 5
-        self._commit(report, now, time.monotonic() - started)  # 6
-        await self._deliver(report, now, flush_all=flush_all)  # 7
-        report.requests = self._requests() - requests_before
-        report.duration_s = time.monotonic() - started
-        self._log(report)  # 8
-        return report
 
-    def _requests(self) -> int:
-        return sum(client.requests_sent for client in self.clients.values())
+    # -- 5 act -----------------------------------------------------------------------
 
-    async def _collect(self, now: datetime, deadline: float) -> list[Collected]:
-        needs = self.needs()
-        jobs = [
-            collect(
-                name,
-                client,
-                self.store,
-                needs,
-                now,
-                first_start=self.first_start,
-                deadline=deadline,
-            )
-            for name, client in self.clients.items()
-        ]
-        return list(await asyncio.gather(*jobs))
-
-    async def _act(self, report: CycleReport, now: datetime) -> None:
-        """5a. top-ups (their outcomes become messages); 5b. render transitions."""
-        await self._act_topups(report)
-        self._render_transitions(report, now)
-
-    async def _act_topups(self, report: CycleReport) -> None:
+    async def _act(
+        self,
+        wiring: Wiring,
+        decision: Decision,
+        snapshots: Sequence[AccountSnapshot],
+        now: datetime,
+    ) -> list[Routed]:
         """Top-ups under the safety protocol of DESIGN §6 (watcher/service/topup.py); their
-        outcomes, refusals, dry runs and alerts become messages."""
-        settings = self.runtime.loaded.settings
+        outcomes, refusals, dry runs and alerts come back as routed messages."""
+        settings = wiring.runtime.loaded.settings
         view = CycleView(
-            at=report.at,
-            rules=self.runtime.rules,
+            at=now,
+            rules=wiring.runtime.rules,
             accounts=settings.accounts,
-            transitions=report.transitions,
-            alerts=report.alerts,
-            snapshots=[c.snapshot for c in report.collected],
-            clients=self.clients,
+            transitions=decision.transitions,
+            alerts=decision.states,
+            snapshots=snapshots,
+            clients={name: _Payer(p) for name, p in wiring.providers.items()},
             timeout=settings.poll.timeout.total_seconds(),
         )
-        report.outgoing.extend(await self.topups.act(view))
+        outgoing = await self.topups.act(view)
         if self.metrics is not None:
             for entry in self.topups.recorded:
                 self.metrics.count_topup(entry.account, entry.state.value)
+        return [route(message, routes, wiring.policy, now) for message, routes in outgoing]
 
-    def _render_transitions(self, report: CycleReport, now: datetime) -> None:
-        rules = self.rules_by_name
-        send_resolved = self.runtime.loaded.settings.notify.send_resolved
-        active = self.silences.active(now)
-        for transition in report.transitions + self._silences_ended(report, now, active):
-            if transition.reason is Reason.RESOLVED and not send_resolved:
-                continue
-            silence = silenced_by(transition.key, active, now)
-            if silence is not None:
-                log.info(
-                    "notify.silenced",
-                    alert=str(transition.key),
-                    silence=silence.id,
-                    reason=transition.reason.value,
-                )
-                continue
-            rule = rules.get(transition.key.rule)
-            if rule is not None and rule.mute and is_muted(rule.mute, now):
-                log.info("notify.muted", alert=str(transition.key), reason=transition.reason.value)
-                continue
-            report.outgoing.append((render(transition, rule), rule.routes if rule else ()))
+    # -- 6 commit --------------------------------------------------------------------
 
-    def _silences_ended(
-        self, report: CycleReport, now: datetime, active: list[Silence]
-    ) -> list[Transition]:
-        """A firing alert whose silence ended is notified once more ("still firing")."""
-        report.silences_ended = self.silences.ended_unhandled(now)
-        notified = {t.key for t in report.transitions}
-        out = still_firing(
-            report.alerts, report.findings, report.silences_ended, active, now, notified=notified
-        )
-        for transition in out:
-            if transition.state is not None:
-                report.alerts[transition.key] = transition.state
-        return out
+    def _commit(
+        self,
+        wiring: Wiring,
+        collected: Sequence[Collected],
+        decision: Decision,
+        messages: Sequence[Routed],
+        now: datetime,
+        duration_s: float,
+    ) -> None:
+        errors = sum(len(c.failures) for c in collected)
+        with self.store.transaction():
+            for one in collected:
+                _write_collected(self.store, one, now)
+            self.store.save_alerts(decision.states)
+            for routed in messages:
+                targets = [t for r in routed.routes for t in wiring.notifier.targets(r)]
+                self.outbox.enqueue(routed.message, targets, now)
+            self.topups.commit()  # top-up messages are in the outbox now
+            self.silences.mark_handled(decision.silences_ended)
+            self.store.record_cycle(now, duration_s=duration_s, errors=errors)
+        if self._last_prune is None or now - self._last_prune >= PRUNE_EVERY:
+            self._prune(now)
 
-    def _enqueue(self, report: CycleReport, now: datetime) -> None:
-        for message, rule_routes in report.outgoing:
-            report.messages.append(message)
-            routes = self.notifier.routes_for(rule_routes, message.severity)
-            muted = (
-                [] if message.urgent else [r for r in routes if is_muted(self._route_mutes(r), now)]
-            )
-            if muted:
-                log.info("notify.muted", routes=muted, title=message.title)
-            targets = [t for r in routes if r not in muted for t in self.notifier.targets(r)]
-            if not targets and not muted:
-                log.warning("notify.no_route", rule=message.rule, title=message.title)
-            self.outbox.enqueue(message, targets, now)
+    def _prune(self, now: datetime) -> None:
+        deleted = self.store.prune(now)
+        deleted["outbox_messages"] = self.outbox.prune(now)
+        deleted["silences"] = self.silences.prune(now)
+        self._last_prune = now
+        log.debug("store.pruned", **deleted)
 
-    def _route_mutes(self, route: str) -> list[MuteSpec]:
-        config = self.runtime.loaded.settings.notify.routes.get(route)
-        return config.mute if config is not None else []
+    # -- 7 deliver -------------------------------------------------------------------
 
-    async def _deliver(self, report: CycleReport, now: datetime, *, flush_all: bool) -> None:
-        notify = self.runtime.loaded.settings.notify
-        policy = Policy(
+    async def _deliver(self, wiring: Wiring, now: datetime, *, flush_all: bool) -> _Delivered:
+        notify = wiring.runtime.loaded.settings.notify
+        policy = FlushPolicy(
             give_up_after=notify.give_up_after,
             failures_before_fallback=notify.failures_before_fallback,
             fallbacks={n: r.fallback for n, r in notify.routes.items() if r.fallback},
         )
         everything = flush_all or not self._flushed_since_start
         result = await flush(
-            self.outbox, self.notifier, now, policy, everything=everything, clock=self.clock
+            self.outbox, wiring.notifier, now, policy, everything=everything, clock=self.clock
         )
         self._flushed_since_start = True
-        report.deliveries = [
-            Delivery(item.route, item.url_masked, True) for item in result.delivered
-        ] + [delivery for _, delivery in result.failed]
-        report.backlog = self.outbox.backlog()
-        report.gave_up = len(result.expired)
+        deliveries = [Delivery(i.route, i.url_masked, True) for i in result.delivered]
+        deliveries += [delivery for _, delivery in result.failed]
+        return _Delivered(tuple(deliveries), self.outbox.backlog(), len(result.expired))
 
-    def _commit(self, report: CycleReport, now: datetime, duration_s: float) -> None:
-        with self.store.transaction():
-            for collected in report.collected:
-                collected.commit(self.store, now)
-            self.store.save_alerts(report.alerts)
-            self._enqueue(report, now)
-            self.topups.commit()  # top-up messages are in the outbox now
-            self.silences.mark_handled(report.silences_ended)
-            self.store.record_cycle(now, duration_s=duration_s, errors=len(report.source_errors))
-        if self._last_prune is None or now - self._last_prune >= PRUNE_EVERY:
-            deleted = self.store.prune(now)
-            deleted["outbox_messages"] = self.outbox.prune(now)
-            deleted["silences"] = self.silences.prune(now)
-            self._last_prune = now
-            log.debug("store.pruned", **deleted)
+    # -- 8 report --------------------------------------------------------------------
 
-    def _log(self, report: CycleReport) -> None:
+    def _report(self, result: CycleResult) -> None:
         log.info(
             "cycle.finished",
-            duration_s=round(report.duration_s, 3),
-            requests=report.requests,
-            source_errors=len(report.source_errors),
-            transitions=len(report.transitions),
-            firing=sum(1 for s in report.alerts.values() if s.fired_at is not None),
-            delivered=sum(1 for d in report.deliveries if d.ok),
-            failed=sum(1 for d in report.deliveries if not d.ok),
-            backlog=report.backlog,
+            duration_s=round(result.duration_s, 3),
+            requests=result.requests,
+            source_errors=len(result.source_errors),
+            transitions=len(result.transitions),
+            firing=result.firing,
+            delivered=sum(1 for d in result.deliveries if d.ok),
+            failed=sum(1 for d in result.deliveries if not d.ok),
+            backlog=result.backlog,
         )
         if self.metrics is not None:
-            self.metrics.observe_cycle(report)
-
-    async def run(
-        self,
-        stop: asyncio.Event,
-        *,
-        reload: asyncio.Event | None = None,
-        loader: Callable[[], Runtime] | None = None,
-        service: ServiceNotifier | None = None,
-        watchdog: float | None = None,
-    ) -> None:
-        """Cycles at a fixed rate until `stop` is set; the cycle in flight finishes.
-
-        The loop, the systemd protocol (READY/STATUS/WATCHDOG/RELOADING/STOPPING) and the
-        SIGHUP reload (`reload` set → `loader()` between cycles) live in
-        `watcher.service.supervisor`; `watchdog` is the WATCHDOG=1 period in seconds (None: off).
-        """
-        from watcher.service.supervisor import Supervisor
-
-        await Supervisor(
-            self, stop, reload=reload, loader=loader, service=service, watchdog=watchdog
-        ).run()
+            self.metrics.observe_cycle(result)
 
     async def aclose(self) -> None:
-        for client in self.clients.values():
-            await client.aclose()
+        await close_providers(self.providers)
 
 
-def summarize(report: CycleReport) -> list[str]:
-    """Human summary of a cycle for `once` (stdout)."""
-    lines = [
-        f"cycle at {report.at:%Y-%m-%d %H:%M:%S} UTC: {count_of(report.requests, 'API request')} "
-        f"in {report.duration_s:.2f}s"
-    ]
-    for collected in report.collected:
-        snap = collected.snapshot
-        parts = [f"{s}: {collected.behind.get(s, 'ok')}" for s in sorted(collected.succeeded)]
-        parts += [f"{s}: FAILED ({err})" for s, err in sorted(collected.errors.items())]
-        lines.append(f"  account {snap.account}: " + ("; ".join(parts) or "nothing polled"))
-        if snap.balance is not None:
-            b = snap.balance
-            lines.append(
-                f"    balance {b.balance} {b.currency}, available credit {b.available_credit} "
-                f"{b.currency}"
-            )
-        if snap.new_audit_events:
-            lines.append(f"    {count_of(len(snap.new_audit_events), 'new audit event')}")
-        if snap.webhook_failures:
-            failures = count_of(
-                len(snap.webhook_failures), "failed webhook delivery", "failed webhook deliveries"
-            )
-            lines.append(f"    {failures} in the window")
-    lines += alert_lines(report.alerts.values())
-    delivered = sum(1 for d in report.deliveries if d.ok)
-    failed = [d for d in report.deliveries if not d.ok]
-    lines.append(
-        f"notifications: {count_of(len(report.messages), 'new message')}, "
-        f"{count_of(delivered, 'delivery', 'deliveries')} ok, "
-        f"{len(failed)} failed, {report.backlog} waiting for retry"
+def _evaluate(
+    runtime: Runtime, snapshots: Sequence[AccountSnapshot], now: datetime
+) -> list[RuleResult]:
+    after = runtime.loaded.settings.poll.source_down_after
+    return evaluate(runtime.rules, snapshots, now, source_down_after=after)
+
+
+def _result(
+    now: datetime,
+    started: float,
+    requests: int,
+    collected: Sequence[Collected],
+    decision: Decision,
+    messages: Sequence[Routed],
+    delivered: _Delivered,
+) -> CycleResult:
+    """The cycle's immutable result (failed deliveries already written are dropped)."""
+    return CycleResult(
+        at=now,
+        duration_s=time.monotonic() - started,
+        requests=requests,
+        collected=tuple(replace(c, webhook_failures=()) for c in collected),
+        transitions=decision.transitions,
+        alerts=decision.states,
+        findings=decision.findings,
+        messages=tuple(m.message for m in messages),
+        deliveries=delivered.deliveries,
+        backlog=delivered.backlog,
+        gave_up=delivered.gave_up,
     )
-    lines += [f"  failed: {d.route} {d.url} ({d.error})" for d in failed]
-    return lines
 
 
-def alert_lines(states: Iterable[AlertState]) -> list[str]:
-    """One line per alert, for `once` and `status`."""
-    items = sorted(states, key=lambda s: s.key)
-    if not items:
-        return ["alerts: none"]
-    lines = ["alerts:"]
-    for state in items:
-        lines.append(
-            f"  {state.phase.value.upper():8} {state.severity.label:8} {state.key}: "
-            f"{state.value} ({state.threshold})"
+def _requests(wiring: Wiring) -> int:
+    return sum(provider.requests_sent for provider in wiring.providers.values())
+
+
+def _with_errors(
+    collected: Collected, failing_since: Mapping[tuple[str, str], datetime], now: datetime
+) -> Collected:
+    """The snapshot's `errors` from the provider's failures and the stored health."""
+    if not collected.failures:
+        return collected
+    errors = {
+        source: SourceError(
+            source,
+            failure.message,
+            auth=failure.auth,
+            failing_since=failing_since.get((collected.account, str(source)), now),
         )
-    return lines
+        for source, failure in collected.failures.items()
+    }
+    return replace(collected, snapshot=replace(collected.snapshot, errors=errors))
+
+
+def _write_collected(store: Store, collected: Collected, now: datetime) -> None:
+    """What one account's collect read, into the store (inside the commit)."""
+    account = collected.account
+    if collected.balance_sample is not None:
+        store.add_balance_sample(account, now, collected.balance_sample)
+    if collected.webhook_failures:
+        store.upsert_webhook_failures(account, collected.webhook_failures)
+    if collected.audit_seen:
+        store.mark_audit_seen(account, collected.audit_seen, now)
+    for source, value in collected.cursors.items():
+        store.set_cursor(account, str(source), value)
+    for source, resume in collected.resumes.items():
+        store.set_resume(account, str(source), resume)
+    for source in collected.succeeded:
+        store.record_source_result(account, str(source), now, None)
+    for source, failure in collected.failures.items():
+        store.record_source_result(account, str(source), now, failure.message, auth=failure.auth)
+
+
+def _log_routing(decision: Decision, messages: Sequence[Routed]) -> None:
+    """The decisions not to notify, as log events (silenced, muted, no route)."""
+    for held in decision.held:
+        if held.silence is not None:
+            log.info(
+                "notify.silenced",
+                alert=str(held.key),
+                silence=held.silence,
+                reason=held.reason.value,
+            )
+        else:
+            log.info("notify.muted", alert=str(held.key), reason=held.reason.value)
+    for routed in messages:
+        message = routed.message
+        if routed.muted:
+            log.info("notify.muted", routes=list(routed.muted), title=message.title)
+        if not routed.routes and not routed.muted:
+            log.warning("notify.no_route", rule=message.rule, title=message.title)

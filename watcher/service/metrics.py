@@ -1,9 +1,10 @@
 """Prometheus metrics and `/healthz`, served on `metrics.listen` from a background thread.
 
-The daemon feeds `Metrics` once per cycle (`observe_cycle`), the Telnyx clients once
-per HTTP attempt (`count_request`). Everything lives in a private registry. The process
-collector of prometheus_client reads `/proc/stat`, which `ProcSubset=pid` hides, so
-RSS and CPU time come from `/proc/self/status` and `getrusage` instead.
+The daemon feeds `Metrics` once per cycle (`observe_cycle`, plain values: `CycleFacts`),
+the providers' clients once per HTTP attempt (`count_request`). Everything lives in a
+private registry. The process collector of prometheus_client reads `/proc/stat`, which
+`ProcSubset=pid` hides, so RSS and CPU time come from `/proc/self/status` and
+`getrusage` instead.
 
 `/healthz` answers 200 while a cycle without source errors finished within the last
 three poll intervals (or the daemon started less than three intervals ago), else 503.
@@ -17,10 +18,11 @@ import socket
 import socketserver
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import structlog
 from prometheus_client import (
@@ -35,8 +37,7 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-if TYPE_CHECKING:
-    from watcher.service.cycle import CycleReport
+from watcher.core.model import Balance
 
 log = structlog.get_logger(__name__)
 
@@ -46,6 +47,41 @@ BALANCE_FIELDS = ("balance", "available_credit", "credit_limit", "pending")
 DURATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 _STATUS_FILE = Path("/proc/self/status")
 POLL_INTERVAL_S = 5.0  # how often the idle server thread wakes up; stop() wakes it at once
+
+
+class CycleFacts(Protocol):
+    """What `observe_cycle` reads of a finished cycle: plain values (the cycle's
+    `CycleResult` is one).
+
+    - `source_states`: (account, source, read) of every source polled.
+    - `balances`: the balance read, per account.
+    - `alert_phases`: (rule, phase) of every alert state.
+    - `delivery_results`: (route, ok) of every delivery attempt.
+    """
+
+    @property
+    def at(self) -> datetime: ...
+
+    @property
+    def duration_s(self) -> float: ...
+
+    @property
+    def source_states(self) -> Sequence[tuple[str, str, bool]]: ...
+
+    @property
+    def balances(self) -> Mapping[str, Balance]: ...
+
+    @property
+    def alert_phases(self) -> Sequence[tuple[str, str]]: ...
+
+    @property
+    def delivery_results(self) -> Sequence[tuple[str, bool]]: ...
+
+    @property
+    def gave_up(self) -> int: ...
+
+    @property
+    def backlog(self) -> int: ...
 
 
 class Metrics:
@@ -130,7 +166,7 @@ class Metrics:
     # ------------------------------------------------------------------ feeding
 
     def count_request(self, endpoint: str, status: int | None) -> None:
-        """One HTTP attempt (the TelnyxClient `on_request` hook); None = transport error."""
+        """One HTTP attempt (the clients' `on_request` hook); None = transport error."""
         self.requests.labels(endpoint, "error" if status is None else str(status)).inc()
 
     def count_topup(self, account: str, result: str) -> None:
@@ -141,31 +177,27 @@ class Metrics:
         """The outbox backlog after a flush."""
         self.outbox_pending.set(count)
 
-    def observe_cycle(self, report: CycleReport) -> None:
+    def observe_cycle(self, cycle: CycleFacts) -> None:
         """Record one finished cycle: duration, balances, sources, alerts, deliveries,
         notifications given up."""
-        self.poll_duration.observe(report.duration_s)
-        ok = not report.source_errors
+        self.poll_duration.observe(cycle.duration_s)
+        ok = all(up for _, _, up in cycle.source_states)
         self.cycles.labels("ok" if ok else "source_errors").inc()
-        for collected in report.collected:
-            snap = collected.snapshot
-            for source in collected.succeeded:
-                self.source_up.labels(snap.account, str(source)).set(1)
-            for source in collected.errors:
-                self.source_up.labels(snap.account, str(source)).set(0)
-            if snap.balance is not None:
-                self._set_balance(snap.account, snap.balance)
-        self._set_alerts((s.key.rule, s.phase.value) for s in report.alerts.values())
-        for delivery in report.deliveries:
-            self.notifications.labels(delivery.route, "ok" if delivery.ok else "failed").inc()
-        self.given_up.inc(report.gave_up)
-        self.outbox_pending.set(report.backlog)
+        for account, source, up in cycle.source_states:
+            self.source_up.labels(account, source).set(1 if up else 0)
+        for account, balance in cycle.balances.items():
+            self._set_balance(account, balance)
+        self._set_alerts(cycle.alert_phases)
+        for route, delivered in cycle.delivery_results:
+            self.notifications.labels(route, "ok" if delivered else "failed").inc()
+        self.given_up.inc(cycle.gave_up)
+        self.outbox_pending.set(cycle.backlog)
         if ok:
             with self._lock:
                 self._last_success = self.clock()
-            self.last_success.set(report.at.timestamp())
+            self.last_success.set(cycle.at.timestamp())
 
-    def _set_balance(self, account: str, balance: Any) -> None:
+    def _set_balance(self, account: str, balance: Balance) -> None:
         labels = {(account, name, balance.currency) for name in BALANCE_FIELDS}
         for stale in self._balance_labels.get(account, set()) - labels:
             self.balance.remove(*stale)

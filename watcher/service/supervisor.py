@@ -12,7 +12,7 @@
 - `STATUS=` one line after each cycle.
 - SIGHUP (the `reload` event): between cycles `RELOADING=1` + `MONOTONIC_USEC`, then the
   loader (config, rules, secrets); on success the daemon's wiring (runtime, notifier,
-  clients) is swapped in one assignment, keeping the store and so the alert states of
+  providers) is swapped in one assignment, keeping the store and so the alert states of
   rules that still exist; on failure every `file:line:col` error is logged and the
   running set is kept. `READY=1` either way.
 - SIGTERM/SIGINT (the `stop` event): `STOPPING=1` at once, the cycle in flight finishes.
@@ -36,9 +36,10 @@ from watcher.config.yamlfile import ConfigError
 from watcher.notify.delivery import NotifyError
 from watcher.service import logs
 from watcher.service.sdnotify import ServiceNotifier
+from watcher.service.wiring import Runtime, Wiring, build_wiring, close_providers, register_secrets
 
 if TYPE_CHECKING:
-    from watcher.service.cycle import CycleReport, Daemon, Runtime, Wiring
+    from watcher.service.cycle import CycleResult, Daemon
 
 log = structlog.get_logger(__name__)
 
@@ -129,7 +130,7 @@ class Supervisor:
         log.warning("cycle.overran", age_s=round(age, 3), budget_s=budget)
         self.service.status(f"cycle over its {budget:g}s budget: watchdog pings stopped")
 
-    def _finished(self, task: asyncio.Task[CycleReport]) -> None:
+    def _finished(self, task: asyncio.Task[CycleResult]) -> None:
         try:
             report = task.result()
         except Exception as exc:  # a bug in one cycle must not end the daemon
@@ -210,8 +211,6 @@ class Supervisor:
 
     def _try_reload(self, loader: Callable[[], Runtime]) -> list[str]:
         """Load and swap; out: the errors (empty on success). The old wiring is parked."""
-        from watcher.service.cycle import build_wiring, register_secrets
-
         try:
             runtime = loader()
             register_secrets(runtime.secrets)
@@ -259,16 +258,15 @@ class Supervisor:
         old, self._replaced = self._replaced, None
         if old is None:
             return
-        for client in old.clients.values():
-            await client.aclose()
+        await close_providers(old.providers)
 
     def _status(self) -> str:
         return f"{self.status_line}; {self.note}" if self.note else self.status_line
 
 
-def status_line(report: CycleReport) -> str:
+def status_line(report: CycleResult) -> str:
     """The one-line `STATUS=` summary of a cycle."""
-    firing = sum(1 for s in report.alerts.values() if s.fired_at is not None)
+    firing = report.firing
     errors = len(report.source_errors)
     return (
         f"{firing} firing, {errors} source error{'s' if errors != 1 else ''}, "
@@ -291,7 +289,7 @@ def _next_start(previous: float, interval: float) -> float:
 
 
 async def _wait_any(
-    task: asyncio.Task[CycleReport] | None, events: list[asyncio.Event], seconds: float | None
+    task: asyncio.Task[CycleResult] | None, events: list[asyncio.Event], seconds: float | None
 ) -> None:
     """Return when `task` is done, any of `events` is set, or `seconds` passed (None: no limit)."""
     waiters: list[asyncio.Future[Any]] = [asyncio.ensure_future(e.wait()) for e in events]

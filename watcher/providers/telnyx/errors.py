@@ -12,6 +12,7 @@ import pydantic
 from pydantic import BaseModel
 
 from watcher.core.payment import TopupOutcome, TopupResult
+from watcher.providers.errors import ProviderError
 from watcher.providers.http import (
     clip,
     exception_text,
@@ -29,7 +30,7 @@ _CENT = Decimal("0.01")
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
 
-class TelnyxError(Exception):
+class TelnyxError(ProviderError):
     """The one error type of the client.
 
     `retryable` (429, 5xx, timeouts, connection failures) and `auth` (401/403) are decided

@@ -8,10 +8,10 @@ exception.
 A backlog is read page by page within the cycle's budget: new pages are started only in
 the first `PAGING_SHARE` of the time left, and the read goes on in the next cycle from a
 resume point (the query's fixed bounds and the next page number, in the cursors table).
-Failed deliveries are written to the store page by page, each page with its resume point
-in one transaction, and the webhook cursor moves with the last page. Audit events become
-alerts, so their seen marks, resume point and cursor are written in `Collected.commit`,
-in the cycle's one transaction with the messages: each event is alerted exactly once.
+Nothing is written here: the failed deliveries read, the audit events to mark seen, the
+resume points and cursors come back in `Collected` and the cycle writes them in its one
+commit transaction with the messages. So each audit event is alerted exactly once, and a
+crash in the middle of a backlog re-reads only what the last commit did not keep.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import json
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
 import structlog
@@ -31,32 +31,18 @@ from watcher.core.model import (
     AccountSnapshot,
     AuditEvent,
     Balance,
-    SourceError,
     SourceName,
     WebhookDelivery,
 )
+from watcher.providers.base import Collected, Needs, SourceFailure, StateView
 from watcher.providers.telnyx.client import Page, TelnyxClient, TelnyxError
-from watcher.state.store import Store, dt, ts
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
 
-DEFAULT_OVERLAP = timedelta(minutes=10)
-
 PAGING_SHARE = 0.75
 """Share of the budget left when collecting begins in which new pages may be started;
 the rest is for evaluating, committing and delivering."""
-
-
-@dataclass(frozen=True, slots=True)
-class Needs:
-    """What the loaded rules need polled."""
-
-    sources: frozenset[SourceName]
-    ratio_windows: frozenset[timedelta] = frozenset()
-    window: timedelta = timedelta(0)  # longest webhook window
-    overlap: timedelta = DEFAULT_OVERLAP
-    history: timedelta = timedelta(0)  # balance samples the rules look back on
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,8 +54,8 @@ class Resume:
     page: int = 1
 
     def text(self) -> str:
-        until = None if self.until is None else ts(self.until)
-        return json.dumps({"since": ts(self.since), "until": until, "page": self.page})
+        until = None if self.until is None else _ts(self.until)
+        return json.dumps({"since": _ts(self.since), "until": until, "page": self.page})
 
     @classmethod
     def parse(cls, text: str | None) -> Resume | None:
@@ -80,46 +66,11 @@ class Resume:
             data = json.loads(text)
             until = data["until"]
             page = int(data["page"])
-            resume = cls(dt(data["since"]), None if until is None else dt(until), page)
+            resume = cls(_dt(data["since"]), None if until is None else _dt(until), page)
         except (ValueError, KeyError, TypeError):
             log.warning("source.resume_unreadable", resume=text[:100])
             return None
         return resume if page >= 1 else None
-
-
-@dataclass(slots=True)
-class Collected:
-    """A snapshot plus what to write back when the cycle commits.
-
-    `cursors` and `resumes` (None: the read is done) are written for sources that
-    succeeded; `behind` says, per source still reading a backlog, how far it got.
-    """
-
-    snapshot: AccountSnapshot
-    balance: Balance | None = None
-    audit_events: list[AuditEvent] = field(default_factory=list)
-    succeeded: set[SourceName] = field(default_factory=set)
-    errors: dict[SourceName, TelnyxError] = field(default_factory=dict)
-    cursors: dict[SourceName, datetime] = field(default_factory=dict)
-    resumes: dict[SourceName, str | None] = field(default_factory=dict)
-    behind: dict[SourceName, str] = field(default_factory=dict)
-
-    def commit(self, store: Store, now: datetime) -> None:
-        """Write what was read (audit seen marks, cursors, resume points) and record
-        source health."""
-        account = self.snapshot.account
-        if self.balance is not None:
-            store.add_balance_sample(account, now, self.balance)
-        if self.audit_events:
-            store.mark_audit_seen(account, self.audit_events, now)
-        for source, value in self.cursors.items():
-            store.set_cursor(account, str(source), value)
-        for source, resume in self.resumes.items():
-            store.set_resume(account, str(source), resume)
-        for source in self.succeeded:
-            store.record_source_result(account, str(source), now, None)
-        for source, error in self.errors.items():
-            store.record_source_result(account, str(source), now, str(error), auth=error.auth)
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,129 +109,190 @@ async def _read_pages(
     return _Read(True)
 
 
+@dataclass(slots=True)
+class _Reading:
+    """What the concurrent source reads of one collect gather (private, mutable)."""
+
+    succeeded: set[SourceName] = field(default_factory=set)
+    failures: dict[SourceName, SourceFailure] = field(default_factory=dict)
+    cursors: dict[SourceName, datetime] = field(default_factory=dict)
+    resumes: dict[SourceName, str | None] = field(default_factory=dict)
+    behind: dict[SourceName, str] = field(default_factory=dict)
+    balance: Balance | None = None
+    audit: list[AuditEvent] = field(default_factory=list)
+    failed_deliveries: list[WebhookDelivery] = field(default_factory=list)
+    totals: dict[timedelta, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class _Job:
+    """One collect's fixed inputs."""
+
+    account: str
+    client: TelnyxClient
+    view: StateView
+    needs: Needs
+    now: datetime
+    first_start: datetime
+    deadline: float | None
+    stop: float | None
+
+
 async def collect(
     account: str,
     client: TelnyxClient,
-    store: Store,
+    view: StateView,
     needs: Needs,
     now: datetime,
     *,
     first_start: datetime,
     deadline: float | None = None,
 ) -> Collected:
-    """Poll every needed source of one account concurrently.
+    """Poll every needed source of one account concurrently; write nothing.
 
-    In: the account's client and the store, what to poll, the cycle's `now`, the time
-    of the daemon's very first start (older audit events are never alerted), and the
-    cycle's monotonic deadline. Out: the snapshot and what to commit. Never raises
-    TelnyxError: a failed source is recorded in `snapshot.errors`.
+    In: the account's client, the state to read cursors, resume points and stored
+    windows from, what to poll, the cycle's `now`, the time of the daemon's very first
+    start (older audit events are never alerted), and the cycle's monotonic deadline.
+    Out: the snapshot and what the cycle's commit writes (samples, seen audit events,
+    failed deliveries, cursors, resume points). Never raises TelnyxError: a failed
+    source is in `Collected.failures`.
     """
-    out = Collected(AccountSnapshot(account))
-    balance: Balance | None = None
-    new_events: list[AuditEvent] = []
-    totals: dict[timedelta, int] = {}
-    stop = _paging_stop(deadline)
-
-    async def guarded(source: SourceName, work: Callable[[], Awaitable[T]]) -> T | None:
-        try:
-            value = await work()
-        except TelnyxError as exc:
-            out.errors[source] = exc
-            log.warning("source.failed", account=account, source=str(source), error=str(exc))
-            return None
-        out.succeeded.add(source)
-        return value
-
-    async def audit() -> list[AuditEvent]:
-        source = SourceName.AUDIT
-        resume = Resume.parse(store.get_resume(account, str(source)))
-        if resume is None:
-            cursor = store.get_cursor(account, str(source)) or first_start
-            resume = Resume(cursor - needs.overlap, None)
-        events: list[AuditEvent] = []
-        ids: set[str] = set()
-
-        def take(page: Page[AuditEvent]) -> None:
-            fresh = [e for e in page.items if e.created_at >= first_start and e.id not in ids]
-            unseen = store.unseen_audit_events(account, fresh)
-            ids.update(e.id for e in unseen)
-            events.extend(unseen)
-
-        pages = client.audit_event_pages(
-            created_after=resume.since, first_page=resume.page, deadline=deadline
-        )
-        read = await _read_pages(pages, stop, take)
-        if read.done:
-            out.cursors[source] = now
-            out.resumes[source] = None
-        else:
-            out.resumes[source] = replace(resume, page=read.page + 1).text()
-            _behind(out, account, source, read)
-        return events
-
-    async def webhooks() -> None:
-        for window in needs.ratio_windows:
-            totals[window] = await client.count_deliveries(
-                started_gte=now - window, deadline=deadline
-            )
-        source = str(SourceName.WEBHOOKS)
-        scan = Resume.parse(store.get_resume(account, source)) or _webhook_scan(
-            store.get_cursor(account, source), needs, now
-        )
-
-        def take(page: Page[WebhookDelivery]) -> None:
-            with store.transaction():
-                store.upsert_webhook_failures(account, page.items)
-                if page.last:
-                    store.set_cursor(account, source, scan.until or now)
-                    store.set_resume(account, source, None)
-                else:
-                    store.set_resume(account, source, replace(scan, page=page.number + 1).text())
-
-        pages = client.failed_delivery_pages(
-            started_gte=scan.since,
-            started_lte=scan.until,
-            first_page=scan.page,
-            deadline=deadline,
-        )
-        read = await _read_pages(pages, stop, take)
-        if not read.done:
-            _behind(out, account, SourceName.WEBHOOKS, read)
-
-    async def get_balance() -> Balance:
-        value = await client.get_balance(deadline=deadline)
-        out.cursors[SourceName.BALANCE] = now
-        return value
-
-    jobs: list[Awaitable[object]] = []
-    if SourceName.BALANCE in needs.sources:
-        jobs.append(guarded(SourceName.BALANCE, get_balance))
-    if SourceName.AUDIT in needs.sources:
-        jobs.append(guarded(SourceName.AUDIT, audit))
-    if SourceName.WEBHOOKS in needs.sources:
-        jobs.append(guarded(SourceName.WEBHOOKS, webhooks))
-    for value in await asyncio.gather(*jobs):
-        if isinstance(value, Balance):
-            balance = value
-        elif isinstance(value, list):
-            new_events = value
-
-    failures: list[WebhookDelivery] = []
-    if SourceName.WEBHOOKS in needs.sources:
-        failures = store.webhook_failures(account, now - needs.window)
-    history = store.balance_samples(account, now - needs.history) if needs.history else []
-    out.balance = balance
-    out.audit_events = new_events
-    out.snapshot = AccountSnapshot(
-        account=account,
-        balance=balance,
-        balance_history=tuple(history),
-        new_audit_events=tuple(new_events),
-        webhook_failures=tuple(failures),
-        delivery_totals=totals,
-        errors=_source_errors(store, account, out.errors, now),
+    job = _Job(account, client, view, needs, now, first_start, deadline, _paging_stop(deadline))
+    got = _Reading()
+    readers = {
+        SourceName.BALANCE: _read_balance,
+        SourceName.AUDIT: _read_audit,
+        SourceName.WEBHOOKS: _read_webhooks,
+    }
+    await asyncio.gather(
+        *(_guarded(job, got, s, read) for s, read in readers.items() if s in needs.sources)
     )
-    return out
+    return _collected(job, got)
+
+
+async def _guarded(
+    job: _Job,
+    got: _Reading,
+    source: SourceName,
+    read: Callable[[_Job, _Reading], Awaitable[None]],
+) -> None:
+    try:
+        await read(job, got)
+    except TelnyxError as exc:
+        got.failures[source] = SourceFailure.of(exc)
+        log.warning("source.failed", account=job.account, source=str(source), error=str(exc))
+        return
+    got.succeeded.add(source)
+
+
+async def _read_balance(job: _Job, got: _Reading) -> None:
+    got.balance = await job.client.get_balance(deadline=job.deadline)
+    got.cursors[SourceName.BALANCE] = job.now
+
+
+async def _read_audit(job: _Job, got: _Reading) -> None:
+    source, account = SourceName.AUDIT, job.account
+    resume = Resume.parse(job.view.get_resume(account, str(source)))
+    if resume is None:
+        cursor = job.view.get_cursor(account, str(source)) or job.first_start
+        resume = Resume(cursor - job.needs.overlap, None)
+    events: list[AuditEvent] = []
+    ids: set[str] = set()
+
+    def take(page: Page[AuditEvent]) -> None:
+        fresh = [e for e in page.items if e.created_at >= job.first_start and e.id not in ids]
+        unseen = job.view.unseen_audit_events(account, fresh)
+        ids.update(e.id for e in unseen)
+        events.extend(unseen)
+
+    pages = job.client.audit_event_pages(
+        created_after=resume.since, first_page=resume.page, deadline=job.deadline
+    )
+    read = await _read_pages(pages, job.stop, take)
+    if read.done:
+        got.cursors[source] = job.now
+        got.resumes[source] = None
+    else:
+        got.resumes[source] = replace(resume, page=read.page + 1).text()
+        _behind(got, account, source, read)
+    got.audit = events
+
+
+async def _read_webhooks(job: _Job, got: _Reading) -> None:
+    """Delivery totals for the ratio windows, then the failed deliveries since the
+    cursor (minus the overlap), page by page within the budget; the pages and the resume
+    point are written at the commit (also those read before a page that failed), so a
+    crash re-reads from the last committed page."""
+    for window in job.needs.ratio_windows:
+        got.totals[window] = await job.client.count_deliveries(
+            started_gte=job.now - window, deadline=job.deadline
+        )
+    source = SourceName.WEBHOOKS
+    scan = Resume.parse(job.view.get_resume(job.account, str(source))) or _webhook_scan(
+        job.view.get_cursor(job.account, str(source)), job.needs, job.now
+    )
+    pages = job.client.failed_delivery_pages(
+        started_gte=scan.since,
+        started_lte=scan.until,
+        first_page=scan.page,
+        deadline=job.deadline,
+    )
+
+    def take(page: Page[WebhookDelivery]) -> None:  # progress kept even if a later page fails
+        got.failed_deliveries.extend(page.items)
+        if page.last:
+            got.cursors[source] = scan.until or job.now
+            got.resumes[source] = None
+        else:
+            got.resumes[source] = replace(scan, page=page.number + 1).text()
+
+    read = await _read_pages(pages, job.stop, take)
+    if not read.done:
+        _behind(got, job.account, source, read)
+
+
+def _collected(job: _Job, got: _Reading) -> Collected:
+    account, needs, now = job.account, job.needs, job.now
+    failures: tuple[WebhookDelivery, ...] = ()
+    if SourceName.WEBHOOKS in needs.sources:
+        stored = job.view.webhook_failures(account, now - needs.window)
+        failures = _window(stored, got.failed_deliveries, now - needs.window)
+    history = job.view.balance_samples(account, now - needs.history) if needs.history else []
+    snapshot = AccountSnapshot(
+        account=account,
+        balance=got.balance,
+        balance_history=tuple(history),
+        new_audit_events=tuple(got.audit),
+        webhook_failures=failures,
+        delivery_totals=got.totals,
+    )
+    return Collected(
+        snapshot,
+        succeeded=frozenset(got.succeeded),
+        failures=got.failures,
+        balance_sample=got.balance,
+        audit_seen=tuple(got.audit),
+        webhook_failures=tuple(got.failed_deliveries),
+        cursors=got.cursors,
+        resumes=got.resumes,
+        behind=got.behind,
+    )
+
+
+def _window(
+    stored: list[WebhookDelivery], read: list[WebhookDelivery], since: datetime
+) -> tuple[WebhookDelivery, ...]:
+    """The stored failures of the window with this cycle's reads upserted by id (as the
+    commit will store them), oldest first."""
+    if not read:
+        return tuple(stored)
+    by_id = {d.id: d for d in stored}
+    by_id.update((d.id, d) for d in read)
+    return tuple(sorted((d for d in by_id.values() if d.started_at >= since), key=_delivery_order))
+
+
+def _delivery_order(delivery: WebhookDelivery) -> tuple[datetime, str]:
+    return delivery.started_at, delivery.id
 
 
 def _paging_stop(deadline: float | None) -> float | None:
@@ -298,7 +310,7 @@ def _webhook_scan(cursor: datetime | None, needs: Needs, now: datetime) -> Resum
     return Resume(since, now)
 
 
-def _behind(out: Collected, account: str, source: SourceName, read: _Read) -> None:
+def _behind(out: _Reading, account: str, source: SourceName, read: _Read) -> None:
     out.behind[source] = read.behind()
     log.info(
         "source.catching_up",
@@ -309,17 +321,10 @@ def _behind(out: Collected, account: str, source: SourceName, read: _Read) -> No
     )
 
 
-def _source_errors(
-    store: Store, account: str, errors: dict[SourceName, TelnyxError], now: datetime
-) -> dict[SourceName, SourceError]:
-    if not errors:
-        return {}
-    since = {
-        (h.account, h.source): h.failing_since for h in store.source_health() if h.failing_since
-    }
-    return {
-        source: SourceError(
-            source, str(exc), auth=exc.auth, failing_since=since.get((account, str(source)), now)
-        )
-        for source, exc in errors.items()
-    }
+def _ts(value: datetime) -> str:
+    """A UTC instant as the resume text keeps it (ISO 8601 with microseconds)."""
+    return value.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def _dt(text: str) -> datetime:
+    return datetime.fromisoformat(text).astimezone(UTC)

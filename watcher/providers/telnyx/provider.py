@@ -1,0 +1,99 @@
+"""`TelnyxProvider`: one Telnyx account behind the `Provider` protocol, and `build`, the
+factory the registry finds by this module's name."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from pydantic import SecretStr
+
+from watcher.core.model import Balance
+from watcher.core.payment import TopupResult
+from watcher.providers.base import ClientOptions, Collected, Factory, Needs, StateView
+from watcher.providers.telnyx.client import TelnyxClient, keepalive_expiry
+from watcher.providers.telnyx.sources import collect
+
+MASK = "***"
+
+
+class TelnyxProvider:
+    """A Telnyx account: its client, read through `sources.collect`.
+
+    In: the account name, its client and its API key (for `redact` only).
+    """
+
+    kind = "telnyx"
+
+    def __init__(self, account: str, client: TelnyxClient, api_key: SecretStr) -> None:
+        self._account = account
+        self.client = client
+        self._key = api_key
+
+    def __repr__(self) -> str:
+        return f"TelnyxProvider(account={self._account!r}, client={self.client!r})"
+
+    @property
+    def account(self) -> str:
+        return self._account
+
+    @property
+    def requests_sent(self) -> int:
+        return self.client.requests_sent
+
+    async def collect(
+        self,
+        needs: Needs,
+        view: StateView,
+        now: datetime,
+        *,
+        first_start: datetime,
+        deadline: float | None,
+    ) -> Collected:
+        """See `Provider.collect` (balance, audit events, webhook failures)."""
+        return await collect(
+            self._account,
+            self.client,
+            view,
+            needs,
+            now,
+            first_start=first_start,
+            deadline=deadline,
+        )
+
+    async def read_balance(self, *, deadline: float | None) -> Balance:
+        """`GET /balance`. Raises TelnyxError (a ProviderError)."""
+        return await self.client.get_balance(deadline=deadline)
+
+    async def pay(self, amount: Decimal, *, timeout: float) -> TopupResult:  # noqa: ASYNC109
+        """One `POST /payment/stored_payment_transactions` (see `TelnyxClient.create_topup`)."""
+        return await self.client.create_topup(amount, timeout=timeout)
+
+    def redact(self, text: str) -> str:
+        secret = self._key.get_secret_value()
+        return text.replace(secret, MASK) if secret else text
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+
+def build(account: Any, secrets: Any, options: ClientOptions) -> TelnyxProvider:
+    """The provider of one `provider: telnyx` entry of `accounts`.
+
+    In: the entry (`name`, `base_url`), the runtime's `ResolvedSecrets` (its
+    `api_keys[name]`) and the client options.
+    """
+    key: SecretStr = secrets.api_keys[account.name]
+    client = TelnyxClient(
+        base_url=account.base_url,
+        api_key=key,
+        timeout=options.timeout,
+        on_request=options.on_request,
+        keepalive=keepalive_expiry(options.interval),
+    )
+    return TelnyxProvider(account.name, client, key)
+
+
+if TYPE_CHECKING:
+    _BUILD: Factory = build  # mypy: `TelnyxProvider` satisfies the `Provider` protocol
