@@ -27,7 +27,7 @@ from watcher.core.model import (
 from watcher.core.render import Message, render
 from watcher.core.rules import SOURCE_DOWN_RULE, Finding, Rule, RuleResult
 from watcher.core.silences import Silence, still_firing
-from watcher.notify.outbox import route_message
+from watcher.notify.flush import route_message
 
 GOLDEN = Path(__file__).parent / "golden"
 T0 = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)

@@ -60,12 +60,7 @@ _PENDING_MOVES: Mapping[tuple[str, str], str] = {
     # (importer, imported) -> where it is going. Emptied at each merge.
 }
 
-_KNOWN_CYCLES: Mapping[frozenset[str], str] = {
-    # TEMPORARY (emptied at merge): cycles in code others of issue 10 own.
-    frozenset({"watcher.providers.vonage.sim", "watcher.providers.vonage.sim_routes"}): (
-        "vsim: sim_routes names the account types of sim under TYPE_CHECKING"
-    ),
-}
+_KNOWN_CYCLES: Mapping[frozenset[str], str] = {}  # kept empty: untie a cycle instead
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,7 +17,8 @@ from watcher.core.lifecycle import Reason
 from watcher.core.model import Severity
 from watcher.core.render import Message
 from watcher.notify.delivery import Notifier, Route
-from watcher.notify.outbox import Outbox, Policy, backoff, flush
+from watcher.notify.flush import Policy, flush
+from watcher.notify.outbox import Outbox, backoff
 from watcher.providers.telnyx.sim import SimServer
 from watcher.state.store import Store
 

@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -32,7 +34,8 @@ from watcher.core.lifecycle import Reason
 from watcher.core.model import Severity
 from watcher.core.render import Message
 from watcher.notify.delivery import Notifier, Route, Target, url_id
-from watcher.notify.outbox import Item, Outbox, Policy, claim_ttl, flush
+from watcher.notify.flush import Policy, flush
+from watcher.notify.outbox import Item, Outbox, claim_ttl
 from watcher.state.store import Store
 
 LOW = "rules:\n  - {name: low-credit, kind: balance, below: 50, severity: critical}\n"
@@ -318,3 +321,28 @@ async def test_a_claim_is_taken_at_the_clock_not_at_the_cycle_start(
     slow.release.set()
     result = await sending
     assert [i.message.title for i in result.delivered] == [MESSAGE.title]
+
+
+HOST = socket.gethostname()
+
+
+@pytest.mark.parametrize(
+    ("case", "owner", "freed"),
+    [
+        ("a dead process of this host", f"{HOST}:4242:ab12", True),
+        ("a live process of this host", f"{HOST}:4243:ab12", False),
+        ("this very process", f"{HOST}:{{pid}}:ab12", False),
+        ("a process of another host", "elsewhere:4242:ab12", False),
+        ("a name in no known form", "a", False),
+    ],
+    ids=["dead here", "alive here", "this process", "other host", "unknown form"],
+)
+def test_the_claims_of_a_dead_owner_are_freed_at_once(
+    store: Store, case: str, owner: str, freed: bool
+) -> None:
+    first = Outbox(store, owner=owner.format(pid=os.getpid()))
+    first.enqueue(MESSAGE, [TARGET], T0)
+    assert first.claim(only(first), T0, TTL)
+    survivor = Outbox(store, owner="b")
+    assert survivor.release_dead_claims(alive=lambda pid: pid != 4242) == int(freed), case
+    assert survivor.claim(only(survivor), T0 + timedelta(seconds=1), TTL) is freed, case

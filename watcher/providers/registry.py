@@ -1,55 +1,22 @@
-"""The providers there are, found by folder: each subpackage of `watcher.providers` with a
-`provider.py` that defines `build` (a `Factory`) is the provider of that name (a shared
-package such as `simkit` has none); its `capabilities.py` says what it offers.
+"""The providers there are: every subpackage of `watcher.providers` that has the module in
+question. Adding a provider is a new folder; nothing here names one.
 
-Adding a provider is a new folder `watcher/providers/<name>/` with its `provider.py`;
-nothing here changes. Provider modules are imported when first asked for, so a command
-that builds no provider loads none.
+A provider's folder has `provider.py` with `build` (a `Factory`: account entry, resolved
+secrets, client options → `Provider`) and `capabilities.py` with `CAPABILITIES`; a shared
+package such as `simkit` has neither. Provider modules are imported when first asked for,
+so a command that builds no provider loads none.
 """
 
 from __future__ import annotations
 
-import functools
 import importlib
 import importlib.util
 import pkgutil
-from pathlib import Path
 from typing import Any
 
 import watcher.providers
 from watcher.core.capabilities import Capabilities
 from watcher.providers.base import ClientOptions, Factory, Provider
-
-
-@functools.cache
-def names() -> tuple[str, ...]:
-    """The provider names: the subpackages of `watcher.providers` with a `provider`
-    module, sorted (nothing is imported to find them)."""
-    found = pkgutil.iter_modules(watcher.providers.__path__)
-    return tuple(sorted(info.name for info in found if info.ispkg and _has_provider(info)))
-
-
-def _has_provider(info: pkgutil.ModuleInfo) -> bool:
-    folder = Path(getattr(info.module_finder, "path", "")) / info.name
-    return any(sub.name == "provider" for sub in pkgutil.iter_modules([str(folder)]))
-
-
-def factory(name: str) -> Factory:
-    """The `build` of provider `name`. Raises ValueError for an unknown provider."""
-    if name not in names():
-        raise ValueError(f"unknown provider {name!r} (known: {', '.join(names())})")
-    module = importlib.import_module(f"watcher.providers.{name}.provider")
-    built: Factory = module.build
-    return built
-
-
-def build(account: Any, secrets: Any, options: ClientOptions) -> Provider:
-    """The provider of one entry of `accounts` (by its `provider`), with its client.
-
-    In: the account entry, the runtime's `ResolvedSecrets`, the client options.
-    Raises ValueError for an unknown provider.
-    """
-    return factory(account.provider)(account, secrets, options)
 
 
 def provider_names(module: str) -> list[str]:
@@ -71,3 +38,26 @@ def capabilities() -> dict[str, Capabilities]:
         if isinstance(offer, Capabilities):
             found[name] = offer
     return found
+
+
+def names() -> list[str]:
+    """The providers that can be built: those with a `provider` module, sorted."""
+    return provider_names("provider")
+
+
+def factory(name: str) -> Factory:
+    """The `build` of provider `name`. Raises ValueError for a provider that has none."""
+    if name not in names():
+        raise ValueError(f"unknown provider {name!r} (known: {', '.join(names())})")
+    module = importlib.import_module(f"{watcher.providers.__name__}.{name}.provider")
+    built: Factory = module.build
+    return built
+
+
+def build(account: Any, secrets: Any, options: ClientOptions) -> Provider:
+    """The provider of one entry of `accounts` (by its `provider`), with its client.
+
+    In: the account entry, the runtime's `ResolvedSecrets`, the client options.
+    Raises ValueError for a provider that cannot be built.
+    """
+    return factory(account.provider)(account, secrets, options)

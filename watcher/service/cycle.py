@@ -39,8 +39,9 @@ from watcher.core.rules import (
     sources_needed,
 )
 from watcher.notify.delivery import Delivery
-from watcher.notify.outbox import Outbox, flush
-from watcher.notify.outbox import Policy as FlushPolicy
+from watcher.notify.flush import Policy as FlushPolicy
+from watcher.notify.flush import flush
+from watcher.notify.outbox import Outbox
 from watcher.providers import registry
 from watcher.providers.base import Collected, Needs, Provider
 from watcher.service.topup import CycleView, TopupActor
@@ -175,6 +176,8 @@ class Daemon:
         self.clock = clock
         self.first_start = store.first_start(clock())
         self.outbox = Outbox(store)
+        if owns_state:  # the holder of the state: a dead process's claims need not expire
+            self.outbox.release_dead_claims()
         self.silences = Silences(store)
         self.topups = TopupActor(store, clock=clock, dry_run=dry_run, owns_state=owns_state)
         self.topups.start()  # DESIGN §6.6: every `sending` entry becomes `unknown` (owner only)

@@ -90,10 +90,14 @@ def build_providers(
         on_request=on_request,
         slow_interval=poll.slow_interval,
     )
-    return {
-        account.name: registry.build(account, runtime.secrets, options)
-        for account in runtime.loaded.settings.accounts
-    }
+    buildable = registry.names()
+    providers: dict[str, Provider] = {}
+    for account in runtime.loaded.settings.accounts:
+        if account.provider not in buildable:  # a provider whose folder has no provider.py
+            log.warning("provider.not_wired", account=account.name, provider=account.provider)
+            continue
+        providers[account.name] = registry.build(account, runtime.secrets, options)
+    return providers
 
 
 def build_policy(runtime: Runtime) -> Policy:

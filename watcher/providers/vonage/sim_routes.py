@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlencode
 
 from watcher.providers.simkit import (
@@ -27,9 +27,7 @@ from watcher.providers.simkit import (
     as_utc,
     json_bytes,
 )
-
-if TYPE_CHECKING:
-    from watcher.providers.vonage.sim import Secret, Subaccount, VonageSimAccount
+from watcher.providers.vonage.sim_account import Secret, Subaccount, VonageSimAccount
 
 JSON = dict[str, Any]
 PROBLEM_TYPE = "application/problem+json"

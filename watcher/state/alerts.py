@@ -1,0 +1,171 @@
+"""How things stand: alert states, source health and the last poll cycle.
+
+Mixed into `Store` (watcher/state/store.py); every write runs in `transaction()`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from watcher.core.model import AlertKey, AlertState, Phase, Severity
+from watcher.state.db import Database, StoreError, dt, dt_or_none, ts, ts_or_none
+
+
+@dataclass(frozen=True, slots=True)
+class SourceHealth:
+    """How one source of one account fared; `failing_since` is None while it works."""
+
+    account: str
+    source: str
+    last_attempt: datetime
+    last_ok: datetime | None
+    failing_since: datetime | None
+    last_error: str | None
+    auth: bool
+
+
+@dataclass(frozen=True, slots=True)
+class CycleInfo:
+    """The last finished poll cycle."""
+
+    at: datetime
+    duration_s: float
+    errors: int
+
+
+class AlertTables(Database):
+    """The `alerts`, `source_health` and `last_cycle` tables."""
+
+    def load_alerts(self) -> dict[AlertKey, AlertState]:
+        """Every persisted alert state, by key (ordered by key).
+
+        Raises: StoreError when a row holds an unknown phase or severity.
+        """
+        rows = self._query(
+            "SELECT rule, account, alert_group, phase, severity, active_since, fired_at, "
+            "last_notified_at, notified_severity, value, threshold "
+            "FROM alerts ORDER BY rule, account, alert_group"
+        )
+        states = (self._alert_from_row(row) for row in rows)
+        return {state.key: state for state in states}
+
+    def _alert_from_row(self, row: Sequence[Any]) -> AlertState:
+        rule, account, group, phase, severity, active, fired, notified, notified_sev = row[:9]
+        try:
+            return AlertState(
+                key=AlertKey(rule=rule, account=account, group=group),
+                phase=Phase(phase),
+                severity=Severity[severity],
+                active_since=dt(active),
+                fired_at=dt_or_none(fired),
+                last_notified_at=dt_or_none(notified),
+                notified_severity=None if notified_sev is None else Severity[notified_sev],
+                value=row[9],
+                threshold=row[10],
+            )
+        except (KeyError, ValueError) as exc:
+            raise StoreError(
+                f"state database {self.path} holds an unreadable alert state for "
+                f"{rule}/{account}: {exc}"
+            ) from exc
+
+    def save_alerts(self, states: Mapping[AlertKey, AlertState]) -> None:
+        """Replace the whole set of alert states (keys absent from `states` are deleted)."""
+        rows = [_alert_row(state) for state in states.values()]
+        with self.transaction(), self._errors():
+            self._conn.execute("DELETE FROM alerts")
+            self._conn.executemany(
+                "INSERT INTO alerts (rule, account, alert_group, phase, severity, "
+                "active_since, fired_at, last_notified_at, notified_severity, value, "
+                "threshold) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+
+    # -- source health -------------------------------------------------------------
+
+    def record_source_result(
+        self, account: str, source: str, now: datetime, error: str | None, *, auth: bool = False
+    ) -> None:
+        """Record one attempt to read `source` of `account` at `now`.
+
+        In: `error` None for a success; otherwise the failure message, with `auth` set
+        when the API rejected the key. A failure keeps an earlier `failing_since`.
+        """
+        at = ts(now)
+        if error is None:
+            sql = (
+                "INSERT INTO source_health (account, source, last_attempt, last_ok, "
+                "failing_since, last_error, auth) VALUES (?, ?, ?, ?, NULL, NULL, 0) "
+                "ON CONFLICT (account, source) DO UPDATE SET last_attempt = excluded.last_attempt, "
+                "last_ok = excluded.last_ok, failing_since = NULL, last_error = NULL, auth = 0"
+            )
+            params: tuple[Any, ...] = (account, str(source), at, at)
+        else:
+            sql = (
+                "INSERT INTO source_health (account, source, last_attempt, last_ok, "
+                "failing_since, last_error, auth) VALUES (?, ?, ?, NULL, ?, ?, ?) "
+                "ON CONFLICT (account, source) DO UPDATE SET last_attempt = excluded.last_attempt, "
+                "failing_since = COALESCE(failing_since, excluded.failing_since), "
+                "last_error = excluded.last_error, auth = excluded.auth"
+            )
+            params = (account, str(source), at, at, error, int(auth))
+        with self.transaction(), self._errors():
+            self._conn.execute(sql, params)
+
+    def source_health(self) -> list[SourceHealth]:
+        """Health of every source ever attempted, ordered by account and source."""
+        rows = self._query(
+            "SELECT account, source, last_attempt, last_ok, failing_since, last_error, auth "
+            "FROM source_health ORDER BY account, source"
+        )
+        return [
+            SourceHealth(
+                account=account,
+                source=source,
+                last_attempt=dt(attempt),
+                last_ok=dt_or_none(ok),
+                failing_since=dt_or_none(failing),
+                last_error=last_error,
+                auth=bool(auth),
+            )
+            for account, source, attempt, ok, failing, last_error, auth in rows
+        ]
+
+    # -- cycles --------------------------------------------------------------------
+
+    def record_cycle(self, now: datetime, *, duration_s: float, errors: int) -> None:
+        """Remember the cycle that started at `now` (only the last one is kept)."""
+        with self.transaction(), self._errors():
+            self._conn.execute(
+                "INSERT OR REPLACE INTO last_cycle (id, at, duration_s, errors) "
+                "VALUES (1, ?, ?, ?)",
+                (ts(now), float(duration_s), int(errors)),
+            )
+
+    def last_cycle(self) -> CycleInfo | None:
+        """The last recorded cycle, or None before the first one."""
+        rows = self._query("SELECT at, duration_s, errors FROM last_cycle WHERE id = 1")
+        if not rows:
+            return None
+        at, duration_s, errors = rows[0]
+        return CycleInfo(at=dt(at), duration_s=duration_s, errors=errors)
+
+
+def _alert_row(state: AlertState) -> tuple[Any, ...]:
+    notified = state.notified_severity
+    return (
+        state.key.rule,
+        state.key.account,
+        state.key.group,
+        state.phase.value,
+        state.severity.name,
+        ts(state.active_since),
+        ts_or_none(state.fired_at),
+        ts_or_none(state.last_notified_at),
+        None if notified is None else notified.name,
+        state.value,
+        state.threshold,
+    )

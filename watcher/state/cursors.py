@@ -1,0 +1,109 @@
+"""Where reading goes on: the first start, per-source cursors and audit ids already seen.
+
+Mixed into `Store` (watcher/state/store.py); every write runs in `transaction()`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import datetime
+
+from watcher.core.model import AuditEvent
+from watcher.state.db import Database, dt, ts
+
+
+class CursorTables(Database):
+    """The `meta.first_start`, `cursors` and `audit_seen` tables."""
+
+    def first_start(self, now: datetime) -> datetime:
+        """The daemon's very first start: records `now` on the first call ever.
+
+        Out: the recorded first start (the same value on every later call and reopen).
+        """
+        with self.transaction(), self._errors():
+            self._conn.execute(
+                "INSERT OR IGNORE INTO meta (key, value) VALUES ('first_start', ?)", (ts(now),)
+            )
+            row = self._conn.execute("SELECT value FROM meta WHERE key = 'first_start'")
+            value: str = row.fetchone()[0]
+        return dt(value)
+
+    def get_cursor(self, account: str, source: str) -> datetime | None:
+        """The cursor of `source` for `account`, or None when never set."""
+        rows = self._query(
+            "SELECT value FROM cursors WHERE account = ? AND source = ?", (account, str(source))
+        )
+        return dt(rows[0][0]) if rows else None
+
+    def set_cursor(self, account: str, source: str, value: datetime) -> None:
+        """Store the cursor of `source` for `account` (replacing the previous one)."""
+        with self.transaction(), self._errors():
+            self._conn.execute(
+                "INSERT INTO cursors (account, source, value) VALUES (?, ?, ?) "
+                "ON CONFLICT (account, source) DO UPDATE SET value = excluded.value",
+                (account, str(source), ts(value)),
+            )
+
+    def get_resume(self, account: str, source: str) -> str | None:
+        """Where an unfinished read of `source` goes on (text the source wrote), or None.
+
+        Kept in the cursors table under `<source>#resume`.
+        """
+        rows = self._query(
+            "SELECT value FROM cursors WHERE account = ? AND source = ?",
+            (account, _resume_key(source)),
+        )
+        return str(rows[0][0]) if rows else None
+
+    def set_resume(self, account: str, source: str, value: str | None) -> None:
+        """Store where the unfinished read of `source` goes on; None: the read is done."""
+        key = _resume_key(source)
+        with self.transaction(), self._errors():
+            if value is None:
+                self._conn.execute(
+                    "DELETE FROM cursors WHERE account = ? AND source = ?", (account, key)
+                )
+                return
+            self._conn.execute(
+                "INSERT INTO cursors (account, source, value) VALUES (?, ?, ?) "
+                "ON CONFLICT (account, source) DO UPDATE SET value = excluded.value",
+                (account, key, value),
+            )
+
+    # -- audit ids -----------------------------------------------------------------
+
+    def unseen_audit_events(self, account: str, events: Sequence[AuditEvent]) -> list[AuditEvent]:
+        """The events whose id was never marked seen for `account`.
+
+        Out: input order kept; an id repeated within `events` appears once (first one).
+        """
+        if not events:
+            return []
+        ids = json.dumps([event.id for event in events])
+        rows = self._query(
+            "SELECT id FROM audit_seen WHERE account = ? "
+            "AND id IN (SELECT value FROM json_each(?))",
+            (account, ids),
+        )
+        skip = {row[0] for row in rows}
+        unseen: list[AuditEvent] = []
+        for event in events:
+            if event.id not in skip:
+                skip.add(event.id)
+                unseen.append(event)
+        return unseen
+
+    def mark_audit_seen(self, account: str, events: Sequence[AuditEvent], now: datetime) -> None:
+        """Record the events' ids as seen at `now`; ids already recorded keep their time."""
+        rows = [(account, event.id, ts(event.created_at), ts(now)) for event in events]
+        with self.transaction(), self._errors():
+            self._conn.executemany(
+                "INSERT OR IGNORE INTO audit_seen (account, id, created_at, seen_at) "
+                "VALUES (?, ?, ?, ?)",
+                rows,
+            )
+
+
+def _resume_key(source: str) -> str:
+    return f"{source}#resume"

@@ -1,0 +1,198 @@
+"""The state database's connection: transactions, the extension seam and timestamps.
+
+`Database` is what every table module of `watcher/state/` builds on: one sqlite3
+connection in autocommit mode, `transaction()` (BEGIN IMMEDIATE outermost, SAVEPOINTs
+nested inside it), every sqlite3 error turned into `StoreError`, and the public seam
+(`query`, `execute`, `executemany`) the feature modules (outbox, ledger, silences) use.
+Opening and migrating a file is `Store.open` (watcher/state/store.py).
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+import structlog
+
+log = structlog.get_logger("watcher.state.store")
+
+_PRAGMA_NAME = re.compile(r"[a-z_]+")
+
+
+class StoreError(Exception):
+    """The state database cannot be opened or used; the message is one sentence."""
+
+
+def ts(value: datetime) -> str:
+    """A UTC datetime as stored: ISO 8601 text with microseconds (sorts as time)."""
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"naive datetime {value.isoformat()} given to the store; use UTC")
+    return value.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def dt(text: str) -> datetime:
+    """A stored timestamp back to an aware UTC datetime."""
+    return datetime.fromisoformat(text).astimezone(UTC)
+
+
+def ts_or_none(value: datetime | None) -> str | None:
+    """`ts(value)`, or None for None."""
+    return None if value is None else ts(value)
+
+
+def dt_or_none(text: str | None) -> datetime | None:
+    """`dt(text)`, or None for None."""
+    return None if text is None else dt(text)
+
+
+class Database:
+    """One open state database connection; `Store` adds the tables and `open`."""
+
+    def __init__(self, path: Path, conn: sqlite3.Connection) -> None:
+        self.path = path
+        self._conn = conn
+        self._depth = 0
+        self.created = False  # this open created the schema in an empty database
+
+    def __repr__(self) -> str:
+        return f"Store(path={str(self.path)!r})"
+
+    # -- life cycle ----------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the connection; the store is unusable afterwards."""
+        self._conn.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def checkpoint(self) -> None:
+        """Copy every committed page into the main file and empty the `-wal` file.
+
+        After it returns, a copy of the main database file alone holds every commit so
+        far (the ledger calls it after each money write, before any POST). Skipped
+        inside an open transaction. Raises StoreError when a reader keeps the
+        checkpoint from completing within the busy timeout.
+        """
+        if self._depth > 0:
+            return
+        with self._errors():
+            busy, _, _ = self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        if busy:
+            raise StoreError(
+                f"state database {self.path} failed: the write-ahead log could not be "
+                "checkpointed (another process kept reading)"
+            )
+
+    def meta(self, key: str) -> str | None:
+        """The value stored under `key` in `meta`, or None."""
+        rows = self._query("SELECT value FROM meta WHERE key = ?", (key,))
+        return str(rows[0][0]) if rows else None
+
+    def set_meta(self, key: str, value: str | None) -> None:
+        """Store (or, with None, delete) `key` in `meta`."""
+        if value is None:
+            self.execute("DELETE FROM meta WHERE key = ?", (key,))
+            return
+        self.execute(
+            "INSERT INTO meta (key, value) VALUES (?, ?) "
+            "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (key, value),
+        )
+
+    # -- transactions --------------------------------------------------------------
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """One atomic unit of work: commits on normal exit, rolls back on any exception.
+
+        The outermost call runs `BEGIN IMMEDIATE`; calls nested inside it (including
+        every write method) become savepoints of the same transaction.
+        Raises: StoreError when SQLite fails to begin or commit; the caller's own
+        exception is re-raised unchanged after the rollback.
+        """
+        nested = self._depth > 0
+        savepoint = f"sp{self._depth}"
+        with self._errors():
+            self._conn.execute(f"SAVEPOINT {savepoint}" if nested else "BEGIN IMMEDIATE")
+        self._depth += 1
+        try:
+            yield
+        except BaseException:
+            self._depth -= 1
+            self._undo(savepoint if nested else None)
+            raise
+        self._depth -= 1
+        try:
+            with self._errors():
+                self._conn.execute(f"RELEASE {savepoint}" if nested else "COMMIT")
+        except StoreError:
+            self._undo(savepoint if nested else None)
+            raise
+
+    def _undo(self, savepoint: str | None) -> None:
+        if not self._conn.in_transaction:
+            return  # SQLite already rolled back (e.g. after a disk-full error)
+        try:
+            if savepoint is None:
+                self._conn.execute("ROLLBACK")
+            else:
+                self._conn.execute(f"ROLLBACK TO {savepoint}")
+                self._conn.execute(f"RELEASE {savepoint}")
+        except sqlite3.Error as exc:
+            log.error("store.rollback_failed", path=str(self.path), error=str(exc))
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        try:
+            yield
+        except sqlite3.Error as exc:
+            raise StoreError(f"state database {self.path} failed: {exc}") from exc
+
+    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        with self._errors():
+            return self._conn.execute(sql, params).fetchall()
+
+    # -- extension seam: feature modules (outbox, ledger, silences) keep their SQL in
+    # -- their own module, with their tables as a migration appended to MIGRATIONS.
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        """Rows of a read query. Raises StoreError."""
+        return self._query(sql, params)
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """Run one write statement in (or as) a transaction; returns the rows changed.
+
+        Raises StoreError.
+        """
+        with self.transaction(), self._errors():
+            return self._conn.execute(sql, params).rowcount
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> int:
+        """Run one write statement for each row, in one transaction. Raises StoreError."""
+        with self.transaction(), self._errors():
+            return self._conn.executemany(sql, rows).rowcount
+
+    def pragma(self, name: str) -> Any:
+        """The current value of `PRAGMA name` on this connection (for diagnostics).
+
+        Raises: ValueError for a name that is not a plain pragma identifier.
+        """
+        if not _PRAGMA_NAME.fullmatch(name):
+            raise ValueError(f"not a pragma name: {name!r}")
+        rows = self._query(f"PRAGMA {name}")
+        return rows[0][0] if rows else None

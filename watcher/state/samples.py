@@ -1,0 +1,173 @@
+"""What was read: balance samples and failed webhook deliveries, and their retention.
+
+Mixed into `Store` (watcher/state/store.py); every write runs in `transaction()`.
+`prune` also forgets old audit ids (watcher/state/cursors.py), as it always did.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import structlog
+
+from watcher.core.model import Balance, WebhookDelivery
+from watcher.state.db import Database, dt, ts
+
+log = structlog.get_logger("watcher.state.store")  # log lines unchanged by the split
+
+
+class SampleTables(Database):
+    """The `balance_samples` and `webhook_failures` tables, and `prune`."""
+
+    def add_balance_sample(self, account: str, at: datetime, balance: Balance) -> None:
+        """Store one balance sample; a second sample at the same instant replaces it."""
+        with self.transaction(), self._errors():
+            self._conn.execute(
+                "INSERT OR REPLACE INTO balance_samples (account, at, balance, "
+                "available_credit, credit_limit, pending, currency) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    account,
+                    ts(at),
+                    str(balance.balance),
+                    str(balance.available_credit),
+                    str(balance.credit_limit),
+                    str(balance.pending),
+                    balance.currency,
+                ),
+            )
+
+    def balance_samples(self, account: str, since: datetime) -> list[tuple[datetime, Balance]]:
+        """Samples of `account` taken at or after `since`, oldest first."""
+        rows = self._query(
+            "SELECT at, balance, available_credit, credit_limit, pending, currency "
+            "FROM balance_samples WHERE account = ? AND at >= ? ORDER BY at",
+            (account, ts(since)),
+        )
+        return [
+            (
+                dt(at),
+                Balance(
+                    balance=Decimal(bal),
+                    available_credit=Decimal(avail),
+                    credit_limit=Decimal(limit),
+                    pending=Decimal(pending),
+                    currency=currency,
+                ),
+            )
+            for at, bal, avail, limit, pending, currency in rows
+        ]
+
+    # -- webhook failures ----------------------------------------------------------
+
+    def upsert_webhook_failures(self, account: str, deliveries: Sequence[WebhookDelivery]) -> int:
+        """Store failed deliveries; a known id is updated in place, not duplicated.
+
+        Out: how many ids were not stored before.
+        """
+        new = 0
+        with self.transaction(), self._errors():
+            for delivery in deliveries:
+                row = _delivery_row(account, delivery)
+                inserted = self._conn.execute(
+                    "INSERT OR IGNORE INTO webhook_failures (account, id, started_at, "
+                    "status, event_type, url, http_status, error) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    row,
+                ).rowcount
+                if inserted:
+                    new += 1
+                    continue
+                self._conn.execute(
+                    "UPDATE webhook_failures SET started_at = ?, status = ?, event_type = ?, "
+                    "url = ?, http_status = ?, error = ? WHERE account = ? AND id = ?",
+                    (*row[2:], account, delivery.id),
+                )
+        return new
+
+    def webhook_failures(self, account: str, since: datetime) -> list[WebhookDelivery]:
+        """Stored failed deliveries of `account` started at or after `since`, oldest first.
+
+        Rows are read one by one (never all of them as well as the result), and texts
+        that repeat from row to row (status, event type, URL, error) are one object each,
+        so that a window of 50,000 failures costs a few MB, not tens.
+        """
+        shared: dict[str, str] = {}
+
+        def one(text: str) -> str:
+            return shared.setdefault(text, text)
+
+        with self._errors():
+            rows = self._conn.execute(
+                "SELECT id, started_at, status, event_type, url, http_status, error "
+                "FROM webhook_failures WHERE account = ? AND started_at >= ? "
+                "ORDER BY started_at, id",
+                (account, ts(since)),
+            )
+            return [
+                WebhookDelivery(
+                    id=id_,
+                    started_at=dt(started_at),
+                    status=one(status),
+                    event_type=one(event_type),
+                    url=one(url),
+                    http_status=http_status,
+                    error=one(error),
+                )
+                for id_, started_at, status, event_type, url, http_status, error in rows
+            ]
+
+    # -- size ----------------------------------------------------------------------
+
+    def prune(
+        self,
+        now: datetime,
+        *,
+        keep_samples: timedelta = timedelta(days=8),
+        keep_seen: timedelta = timedelta(days=3),
+        keep_failures: timedelta = timedelta(days=2),
+    ) -> dict[str, int]:
+        """Delete rows older than their retention, measured back from `now`.
+
+        Audit ids go only when both their event and their sighting are older than
+        `keep_seen`, so an id that a re-read may still return is never forgotten.
+        Out: rows deleted per table (`balance_samples`, `audit_seen`, `webhook_failures`).
+        """
+        seen_cutoff = ts(now - keep_seen)
+        statements = {
+            "balance_samples": (
+                "DELETE FROM balance_samples WHERE at < ?",
+                (ts(now - keep_samples),),
+            ),
+            "audit_seen": (
+                "DELETE FROM audit_seen WHERE seen_at < ? AND created_at < ?",
+                (seen_cutoff, seen_cutoff),
+            ),
+            "webhook_failures": (
+                "DELETE FROM webhook_failures WHERE started_at < ?",
+                (ts(now - keep_failures),),
+            ),
+        }
+        deleted: dict[str, int] = {}
+        with self.transaction(), self._errors():
+            for table, (sql, params) in statements.items():
+                deleted[table] = self._conn.execute(sql, params).rowcount
+        if any(deleted.values()):
+            log.debug("store.pruned", path=str(self.path), **deleted)
+        return deleted
+
+
+def _delivery_row(account: str, delivery: WebhookDelivery) -> tuple[Any, ...]:
+    return (
+        account,
+        delivery.id,
+        ts(delivery.started_at),
+        delivery.status,
+        delivery.event_type,
+        delivery.url,
+        delivery.http_status,
+        delivery.error,
+    )
