@@ -49,6 +49,13 @@ rules:
     severity: critical
 """
 
+CREDIT_LIMIT = """\
+  - name: credit-limit-low
+    kind: balance
+    field: credit_limit
+    below: 10
+"""
+
 AUDIT_RULES = """\
 rules:
   - name: auto-reload-change
@@ -153,7 +160,8 @@ def test_an_autoreload_disable_event_alerts_once_an_ignored_one_never(
 def test_a_telnyx_and_a_vonage_account_alert_separately(
     tmp_path: Path, sim: SimServer, vonage: VonageSimServer, receiver: Receiver
 ) -> None:
-    config = write_config(tmp_path, sim.base_url, [receiver.url], LOW_CREDIT)
+    rules = LOW_CREDIT + CREDIT_LIMIT  # Vonage has no credit limit: judged for main only
+    config = write_config(tmp_path, sim.base_url, [receiver.url], rules)
     text = config.read_text().replace("poll:", vonage_account(vonage, currency="EUR") + "poll:", 1)
     config.write_text(text)
     sim.account.set_balance("45.00")
@@ -161,6 +169,7 @@ def test_a_telnyx_and_a_vonage_account_alert_separately(
     assert sorted(receiver.titles) == [
         "[CRITICAL] low-credit firing — eu",
         "[CRITICAL] low-credit firing — main",
+        "[WARNING] credit-limit-low firing — main",
     ]
     bodies = {str(m["title"]): str(m["message"]) for m in receiver.messages}
     assert "40.12345678 EUR" in bodies["[CRITICAL] low-credit firing — eu"]
@@ -168,8 +177,8 @@ def test_a_telnyx_and_a_vonage_account_alert_separately(
 
     vonage.account.set_balance("500")  # only the Vonage account recovers
     once(config)
-    assert receiver.titles[2].startswith("[RESOLVED] low-credit — eu")
-    assert len(receiver.messages) == 3
+    assert receiver.titles[3].startswith("[RESOLVED] low-credit — eu")
+    assert len(receiver.messages) == 4
 
 
 # -- the provider itself, on a real store: the settings form and the subaccounts ---------
