@@ -298,6 +298,10 @@ def test_auto_reload_off_is_a_failed_top_up_and_topup_unavailable_until_fixed(
     assert entry.state is EntryState.FAILED
     assert "not auto-reload enabled" in (entry.error or "")
     assert "[CRITICAL] top-up failed 50.00 EUR — eu" in receiver.titles
+    failed = str(
+        receiver.messages[receiver.titles.index("[CRITICAL] top-up failed 50.00 EUR — eu")]
+    )
+    assert "the auto-reload payment in the Vonage dashboard" in failed and "Telnyx" not in failed
     assert vonage.account.balance() == Decimal("40.12345678")
 
     unavailable = "[CRITICAL] watcher-topup-unavailable firing — eu"

@@ -455,7 +455,8 @@ class TopupActor:
             caps = Caps.of(config) if config is not None else None
             lookback = caps.lookback if caps is not None else MONTH
             entries = self.ledger.entries(account=entry.account, since=now - lookback)
-            message = render_entry(entry, caps, usage(entries, now))
+            provider = "vonage" if isinstance(config, VonageTopupConfig) else "telnyx"
+            message = render_entry(entry, caps, usage(entries, now), provider=provider)
             out.append((message, routes.get(entry.rule, ())))
             self._announced.append(entry.id)
         return out
