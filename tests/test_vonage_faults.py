@@ -133,12 +133,18 @@ def test_audit_403_disables_the_source_with_one_warning_and_no_source_down(
     daemon = start(config, WATCHER_ALLOW_FAST_POLL="1")
     try:
         wait_for(lambda: requests(vonage, BALANCE) >= 4)
+        audit_reads = requests(vonage, AUDIT)
+        vonage.account.disable_audit(False)  # enabled now: read again after a reload only
+        wait_for(lambda: requests(vonage, BALANCE) >= 6)
+        unchanged = requests(vonage, AUDIT)
+        daemon.send_signal(signal.SIGHUP)  # a reload builds the provider anew
+        wait_for(lambda: requests(vonage, AUDIT) > unchanged)
         daemon.send_signal(signal.SIGTERM)
         out, err = daemon.communicate(timeout=20)
     finally:
         daemon.kill()
     assert daemon.returncode == 0, err
-    assert requests(vonage, AUDIT) == 1  # disabled after the first 403
+    assert audit_reads == unchanged == 1  # disabled after the first 403, until the reload
     disabled = [line for line in (out + err).splitlines() if "source.disabled" in line]
     assert len(disabled) == 1, disabled
     assert "audit" in disabled[0]

@@ -39,6 +39,7 @@ from watcher.providers.base import ClientOptions, Needs
 from watcher.providers.telnyx.sim import SimServer
 from watcher.providers.vonage.provider import VonageProvider
 from watcher.providers.vonage.sim import VonageSimServer
+from watcher.providers.vonage.sources import Resume
 from watcher.state.ledger import EntryState, VerifyState
 from watcher.state.store import Store
 
@@ -333,3 +334,24 @@ def test_a_top_up_that_adds_another_amount_than_configured_is_alerted(
     assert ledger(tmp_path)[0].verify_state is VerifyState.OK  # it did show up
     once(config)  # said once
     assert sum("differs" in t for t in receiver.titles) == 1
+
+
+async def test_an_unfinished_audit_read_goes_on_from_its_resume_point(
+    tmp_path: Path, vonage: VonageSimServer
+) -> None:
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=5)
+    for i in range(250):  # three pages of 100
+        vonage.account.add_audit_event(created_at=start + timedelta(seconds=i))
+    provider = _provider(vonage)
+    needs = Needs(frozenset({SourceName.AUDIT}))
+    until = start + timedelta(minutes=10)
+    resume = Resume(start - timedelta(minutes=10), until, 2).text()
+    with Store.open(tmp_path / "state.db") as store:
+        with store.transaction():
+            store.set_resume("eu", "audit", resume)
+        got = await provider.collect(needs, store, until, first_start=start, deadline=None)
+        await provider.aclose()
+    pages = [r.query["page"] for r in vonage.account.requests if r.path == AUDIT]
+    assert pages == ["2", "3"]  # page 1 was read (and committed) by an earlier cycle
+    assert len(got.snapshot.new_audit_events) == 150
+    assert got.cursors[SourceName.AUDIT] == until and got.resumes[SourceName.AUDIT] is None
