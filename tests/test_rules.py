@@ -26,6 +26,7 @@ from watcher.core.rules import (
     RuleFile,
     audit_matches,
     evaluate,
+    money,
     ratio_windows,
     sources_needed,
 )
@@ -214,6 +215,28 @@ def test_balance_finding_renders_money_exactly() -> None:
     (finding,) = only(evaluate([rule(**LEVELS)], [snap], NOW)).findings
     assert finding.value == "45.50 USD"
     assert finding.threshold == "below 50.00 USD"
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        ("45.5", "45.50 EUR"),  # at least two places
+        ("45", "45.00 EUR"),
+        ("1234.5", "1,234.50 EUR"),
+        ("40.12345678", "40.12345678 EUR"),  # Vonage: up to 8 places, shown as given
+        ("1234.00000001", "1,234.00000001 EUR"),
+        ("-0.125", "-0.125 EUR"),
+        ("40.10000000", "40.10000000 EUR"),  # digits given are never dropped
+    ],
+)
+def test_money_keeps_every_digit_given_and_at_least_two(value: str, shown: str) -> None:
+    assert money(Decimal(value), "EUR") == shown
+
+
+def test_a_vonage_balance_finding_shows_the_exact_value() -> None:
+    snap = AccountSnapshot("eu", balance=balance("40.12345678"), provider="vonage")
+    (finding,) = only(evaluate([rule(**LEVELS)], [snap], NOW)).findings
+    assert finding.value == "40.12345678 USD"
 
 
 def test_balance_not_judged_without_balance() -> None:

@@ -94,15 +94,17 @@ def _fast_poll_allowed(info: ValidationInfo) -> bool:
 
 
 class PollConfig(BaseModel):
-    """`poll`: how often cycles start, how long one HTTP request may take, and how long a
+    """`poll`: how often cycles start, how long one HTTP request may take, how long a
     source may fail before the built-in `watcher-source-down` alert fires (at once for a
-    rejected key)."""
+    rejected key), and how often slow sources are read (`slow_interval`)."""
 
     model_config = _strict_config()
 
     interval: Duration = timedelta(seconds=60)
     timeout: Duration = timedelta(seconds=10)
     source_down_after: Duration = timedelta(minutes=5)
+    slow_interval: Duration = timedelta(minutes=10)
+    """How often slow sources are read (Vonage secrets, settings, subaccounts)."""
 
     @model_validator(mode="before")
     @classmethod
@@ -129,6 +131,13 @@ class PollConfig(BaseModel):
                 "must be at least {minimum} (got {value})",
                 {"minimum": duration_text(MIN_POLL_INTERVAL), "value": duration_text(value)},
             )
+        return value
+
+    @field_validator("slow_interval")
+    @classmethod
+    def _slow_interval_positive(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):
+            raise PydanticCustomError("poll_slow_interval", "must be longer than 0s")
         return value
 
     @field_validator("timeout")

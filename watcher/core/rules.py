@@ -213,9 +213,12 @@ def _not_judged(rule: Rule, snap: AccountSnapshot) -> RuleResult:
 
 
 def money(value: Decimal, currency: str = "") -> str:
-    """`Decimal('45.5')` -> `'45.50 USD'`."""
-    text = f"{value.quantize(Decimal('0.01')):,}" if value == value else str(value)
-    return f"{text} {currency}".strip()
+    """`Decimal('45.5')` -> `'45.50 USD'`: at least two places, and every digit given
+    (Vonage's `Decimal('40.12345678')` -> `'40.12345678 EUR'`), never rounded."""
+    if not value.is_finite():
+        return f"{value} {currency}".strip()
+    places = max(2, -int(value.as_tuple().exponent))
+    return f"{value.quantize(Decimal(1).scaleb(-places)):,} {currency}".strip()
 
 
 def _balance(rule: BalanceRule, snap: AccountSnapshot) -> RuleResult:

@@ -80,32 +80,53 @@ def refusal_text(
     raise AssertionError(refuse.why)  # pragma: no cover
 
 
+def _transaction(entry: Entry) -> str:
+    return "" if entry.transaction_id is None else f" (transaction {entry.transaction_id})"
+
+
 def _why_line(entry: Entry) -> str:
     return f"Why: {entry.reason}"
 
 
-def render_entry(entry: Entry, caps: Caps | None, used: Usage) -> Message:
+PLACES = {
+    "telnyx": ("the Telnyx portal (Billing)", "the Telnyx portal", "the stored payment method"),
+    "vonage": (
+        "the Vonage dashboard (Billing & payments)",
+        "the Vonage dashboard",
+        "the auto-reload payment",
+    ),
+}
+"""Per provider: where a human checks payments (in full and short), and what a top-up
+pays with."""
+
+
+def render_entry(
+    entry: Entry, caps: Caps | None, used: Usage, *, provider: str = "telnyx"
+) -> Message:
     """The notification for a ledger entry's outcome. Pure.
 
     In: the entry, the account's caps (None when the account is gone from the config),
-    the caps used now. Out: a `Message` titled per DESIGN §5, e.g.
-    `[INFO] top-up paid 100.00 USD — main`; the body gives the amount, the caps used,
-    the transaction id and the API's error where there is one, and what to do.
+    the caps used now, the account's provider (names the place to check). Out: a
+    `Message` titled per DESIGN §5, e.g. `[INFO] top-up paid 100.00 USD — main`; the body
+    gives the amount, the caps used, the transaction id and the API's error where there
+    is one, and what to do.
     """
+    portal, site, method = PLACES.get(provider, PLACES["telnyx"])
     amount = money(entry.amount, entry.currency)
     lines: list[str]
     if entry.state is EntryState.SUCCEEDED and entry.verify_state is VerifyState.MISSING:
         severity, title = Severity.CRITICAL, f"top-up not reflected in balance {amount}"
         lines = [
-            f"Top-up #{entry.id} of {amount} was paid (transaction {entry.transaction_id}) at "
+            f"Top-up #{entry.id} of {amount} was paid{_transaction(entry)} at "
             f"{when(entry.finished_at or entry.created_at)}, but the balance did not rise by "
             f"about that amount since ({entry.error or 'no balance read since'}).",
-            "Check the transaction in the Telnyx portal (Billing) before anything else.",
+            f"Check the transaction in {portal} before anything else.",
         ]
     elif entry.state is EntryState.SUCCEEDED:
         severity, title = Severity.INFO, f"top-up paid {amount}"
-        lines = [f"Paid {amount} from the stored payment method.", _why_line(entry)]
-        lines.append(f"Transaction id: {entry.transaction_id}")
+        lines = [f"Paid {amount} from {method}.", _why_line(entry)]
+        if entry.transaction_id is not None:  # Vonage gives none
+            lines.append(f"Transaction id: {entry.transaction_id}")
     elif entry.state is EntryState.UNKNOWN:
         severity, title = Severity.CRITICAL, f"top-up outcome unknown {amount}"
         lines = [
@@ -113,7 +134,7 @@ def render_entry(entry: Entry, caps: Caps | None, used: Usage) -> Message:
             "It may or may not have been charged. It counts toward the caps and is never "
             "retried automatically.",
             _why_line(entry),
-            "Check the transactions in the Telnyx portal (Billing), then record what happened: "
+            f"Check the transactions in {portal}, then record what happened: "
             f'account-watcher topups settle {entry.id} --as succeeded|failed --reason "..."',
         ]
     elif entry.state is EntryState.FAILED:
@@ -122,12 +143,12 @@ def render_entry(entry: Entry, caps: Caps | None, used: Usage) -> Message:
             f"The top-up of {amount} was refused by the API; no money was moved.",
             f"API error: {entry.error}",
             _why_line(entry),
-            "Credit is still low: check the stored payment method in the Telnyx portal.",
+            f"Credit is still low: check {method} in {site}.",
         ]
     elif entry.state is EntryState.DRY_RUN:
         severity, title = Severity.INFO, f"top-up dry run: would have paid {amount}"
         lines = [
-            f"Dry run: would have paid {amount} from the stored payment method; nothing was "
+            f"Dry run: would have paid {amount} from {method}; nothing was "
             "sent. Set accounts[].topup.enabled: true to pay for real.",
             _why_line(entry),
         ]

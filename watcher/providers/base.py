@@ -205,11 +205,14 @@ class ClientOptions:
     - `timeout`: seconds one HTTP request may take (`poll.timeout`).
     - `interval`: the poll interval (idle connections are kept about that long).
     - `on_request(endpoint, status)`: called per HTTP attempt (None: transport error).
+    - `slow_interval`: how often slow sources are read (`poll.slow_interval`; each is
+      also read when it never was, its last read time being its cursor in the state).
     """
 
     timeout: float
     interval: timedelta
     on_request: Callable[[str, int | None], None] | None = None
+    slow_interval: timedelta = timedelta(minutes=10)
 
 
 Factory = Callable[[Any, Any, ClientOptions], Provider]

@@ -42,6 +42,7 @@ from watcher.notify.delivery import Delivery
 from watcher.notify.flush import Policy as FlushPolicy
 from watcher.notify.flush import flush
 from watcher.notify.outbox import Outbox
+from watcher.providers import registry
 from watcher.providers.base import Collected, Needs, Provider
 from watcher.service.topup import CycleView, TopupActor
 from watcher.service.wiring import Runtime, Wiring, close_providers
@@ -212,7 +213,10 @@ class Daemon:
         deadline = started + wiring.runtime.interval.total_seconds()
         collected = await self._collect(wiring, now, deadline)  # 2
         snapshots = [c.snapshot for c in collected]
-        results = _evaluate(wiring.runtime, snapshots, now)  # 3
+        results = [
+            *_evaluate(wiring.runtime, snapshots, now),
+            *self.topups.unavailable(snapshots),
+        ]  # 3
         decision = self._decide(wiring, results, snapshots, now)  # 4
         messages = [*await self._act(wiring, decision, snapshots, now), *decision.messages]  # 5
         _log_routing(decision, messages)
@@ -366,7 +370,8 @@ def _evaluate(
     runtime: Runtime, snapshots: Sequence[AccountSnapshot], now: datetime
 ) -> list[RuleResult]:
     after = runtime.loaded.settings.poll.source_down_after
-    return evaluate(runtime.rules, snapshots, now, source_down_after=after)
+    offers = registry.capabilities()  # a rule is judged only where the provider offers it
+    return evaluate(runtime.rules, snapshots, now, source_down_after=after, capabilities=offers)
 
 
 def _result(

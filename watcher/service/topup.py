@@ -34,14 +34,14 @@ from decimal import Decimal
 
 import structlog
 
-from watcher.config.settings import AccountConfig, TopupConfig
+from watcher.config.settings import AccountConfig, TopupConfig, VonageTopupConfig
 from watcher.core.durations import format_duration
 from watcher.core.ledger_types import Entry, EntryState, NewEntry, VerifyState
 from watcher.core.lifecycle import Transition
 from watcher.core.model import AccountSnapshot, AlertKey, AlertState, Balance
 from watcher.core.payment import TopupOutcome, TopupResult
 from watcher.core.render import Message
-from watcher.core.rules import Rule, money
+from watcher.core.rules import Rule, RuleResult, money
 from watcher.core.topup import (
     MONTH,
     Caps,
@@ -57,13 +57,15 @@ from watcher.core.topup import (
     still_critical,
     usage,
 )
+from watcher.core.topup_amount import amount_differs, render_amount_differs
 from watcher.core.topup_text import (
     refusal_text,
     render_entry,
     render_fresh_state,
     render_state_lost,
 )
-from watcher.providers.telnyx.client import TelnyxError
+from watcher.core.topup_unavailable import judge_unavailable, unavailable_reason
+from watcher.providers.errors import ProviderError
 from watcher.state.ledger import FRESH_KEY, LOST_KEY, Ledger
 from watcher.state.store import Store
 
@@ -138,6 +140,7 @@ class TopupActor:
         self._checkpoint = checkpoint
         self._announced: list[int] = []
         self._noticed: list[str] = []
+        self._differs: list[Message] = []  # amount mismatches found by the last verification
         self.recorded: list[Entry] = []  # entries written by the last `act`, for metrics
         self.skipped: list[Skipped] = []  # would-be top-ups of the last `act`, not owner
 
@@ -195,6 +198,16 @@ class TopupActor:
                 max_per_day=str(config.max_per_day),
             )
         return out
+
+    def unavailable(self, snapshots: Sequence[AccountSnapshot]) -> list[RuleResult]:
+        """The built-in `watcher-topup-unavailable` for each account, from its ledger."""
+        since = self.clock() - MONTH
+        return [
+            judge_unavailable(
+                s, unavailable_reason(self.ledger.entries(account=s.account, since=since))
+            )
+            for s in snapshots
+        ]
 
     def not_owner_lines(self) -> list[str]:
         """Summary lines for `once` without the state lock ([] when this process owns it)."""
@@ -273,7 +286,7 @@ class TopupActor:
     ) -> Balance | None:
         try:
             return await payer.get_balance(deadline=_deadline(http_timeout))
-        except TelnyxError as exc:
+        except ProviderError as exc:
             log.warning(
                 "topup.skipped",
                 account=account,
@@ -400,6 +413,7 @@ class TopupActor:
                     account=entry.account,
                     amount=str(entry.amount),
                 )
+                self._check_amount(entry, max(seen) - before, configs.get(entry.account))
                 continue
             config = configs.get(entry.account)
             within = config.verify_within if config is not None else TopupConfig().verify_within
@@ -418,6 +432,14 @@ class TopupActor:
                     amount=str(entry.amount),
                 )
 
+    def _check_amount(self, entry: Entry, rose: Decimal, config: TopupConfig | None) -> None:
+        """Vonage adds an amount of its own choosing: a rise far from the configured one
+        is alerted once, at verification (DESIGN §6.4)."""
+        if not isinstance(config, VonageTopupConfig) or not amount_differs(entry.amount, rose):
+            return
+        log.warning("topup.amount_differs", entry=entry.id, account=entry.account, rose=str(rose))
+        self._differs.append(render_amount_differs(entry, rose))
+
     def announcements(
         self, rules: Sequence[Rule], configs: Mapping[str, TopupConfig]
     ) -> list[Outgoing]:
@@ -425,13 +447,16 @@ class TopupActor:
         routes = {rule.name: rule.routes for rule in rules}
         now = self.clock()
         out: list[Outgoing] = [(m, ()) for m in self._notices(configs)]
+        out += [(m, routes.get(m.rule, ())) for m in self._differs]
+        self._differs = []
         self._announced = []
         for entry in self.ledger.to_announce():
             config = configs.get(entry.account)
             caps = Caps.of(config) if config is not None else None
             lookback = caps.lookback if caps is not None else MONTH
             entries = self.ledger.entries(account=entry.account, since=now - lookback)
-            message = render_entry(entry, caps, usage(entries, now))
+            provider = "vonage" if isinstance(config, VonageTopupConfig) else "telnyx"
+            message = render_entry(entry, caps, usage(entries, now), provider=provider)
             out.append((message, routes.get(entry.rule, ())))
             self._announced.append(entry.id)
         return out

@@ -83,10 +83,12 @@ def build_providers(
     runtime: Runtime, *, on_request: OnRequest | None = None
 ) -> dict[str, Provider]:
     """One provider per configured account, by name (each with its own HTTP client)."""
+    poll = runtime.loaded.settings.poll
     options = ClientOptions(
-        timeout=runtime.loaded.settings.poll.timeout.total_seconds(),
+        timeout=poll.timeout.total_seconds(),
         interval=runtime.interval,
         on_request=on_request,
+        slow_interval=poll.slow_interval,
     )
     buildable = registry.names()
     providers: dict[str, Provider] = {}

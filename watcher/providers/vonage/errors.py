@@ -12,6 +12,7 @@ import pydantic
 from pydantic import BaseModel
 
 from watcher.core.payment import TopupOutcome, TopupResult
+from watcher.providers.errors import ProviderError
 from watcher.providers.http import (
     clip,
     exception_text,
@@ -31,7 +32,7 @@ AUTO_RELOAD_DISABLED = "not auto-reload enabled"
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
 
-class VonageError(Exception):
+class VonageError(ProviderError):
     """The one error type of the Vonage client.
 
     `retryable` (429, 5xx, timeouts, connection failures) and `auth` (401/403) are decided
