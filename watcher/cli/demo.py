@@ -1,9 +1,12 @@
-"""`account-watcher demo`: the real daemon against a simulated account, in under a minute.
+"""`account-watcher demo`: the real daemon against two simulated accounts, in under a minute.
 
-A story plays on the loopback simulator: credit drains (warning, then critical, then a
-payment resolves it), an unexpected configuration change lands in the audit log (and an
-expected one that the rule ignores), and a burst of webhook failures comes and goes.
-Alerts print to the terminal as they fire, through a custom apprise scheme.
+A story plays on the loopback simulators, one Telnyx account (`demo`) and one Vonage
+account (`eu`). Telnyx: credit drains (warning, then critical, then a payment resolves
+it), an unexpected configuration change lands in the audit log (and an expected one that
+the rule ignores), and a burst of webhook failures comes and goes. Vonage: someone turns
+auto-reload off, a new API secret appears, and the balance (8 decimals, in EUR) dips
+below the warning level until it is topped up by hand. Alerts print to the terminal as
+they fire, through a custom apprise scheme.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from typing import Any
 from apprise.decorators import notify as apprise_notify
 
 from watcher.providers.telnyx.sim import SimAccount, SimServer
+from watcher.providers.vonage.sim import VonageSimAccount, VonageSimServer
 from watcher.service import logs
 from watcher.service.cycle import Daemon
 from watcher.service.supervisor import Supervisor
@@ -32,15 +36,26 @@ from watcher.state.store import Store
 
 DEMO_KEY_ENV = "ACCOUNT_WATCHER_DEMO_KEY"
 DEMO_KEY = "demo-key-not-a-secret"
+DEMO_VONAGE_KEY = "demo1234"
+DEMO_VONAGE_SECRET_ENV = "ACCOUNT_WATCHER_DEMO_VONAGE_SECRET"  # noqa: S105 (a variable name)
+DEMO_VONAGE_SECRET = "demo-Vonage-secret-not-a-secret"  # noqa: S105 (the simulator's fake)
 
 CONFIG = """\
 accounts:
   - name: demo
     api_key: env:{key_env}
     base_url: {base_url}
+  - name: eu
+    provider: vonage
+    api_key: {vonage_key}
+    api_secret: env:{vonage_secret_env}
+    currency: EUR
+    rest_url: {vonage_url}
+    api_url: {vonage_url}
 poll:
   interval: {interval}s
   timeout: {timeout}s
+  slow_interval: {interval}s
 rules: [rules.yaml]
 state:
   path: {state}
@@ -61,17 +76,30 @@ rules:
     field: available_credit
     below: {warning: 100, critical: 50}
     clear_above: 120
-    description: Add credit in the Telnyx portal before calls and messages start failing.
+    description: Add credit in the provider's portal before calls and messages start failing.
   - name: unexpected-config-change
     kind: audit
+    accounts: [demo]
     severity: critical
     match:
       change_made_by: [account_owner, organization_member, account_manager]
     ignore:
       - field: tags
     description: Someone changed the account outside the change process. Check it was intended.
+  - name: auto-reload-switched-off
+    kind: audit
+    accounts: [eu]
+    severity: critical
+    match:
+      event_type: AUTORELOAD_DISABLE
+    description: Auto-reload was switched off; the account will not refill itself.
+  - name: api-secret-change
+    kind: credentials
+    accounts: [eu]
+    description: An API secret was created or revoked. Check that it was you.
   - name: webhook-failure-spike
     kind: webhook_failures
+    accounts: [demo]
     window: {window}s
     at_least: 10
     group_by: url
@@ -106,6 +134,13 @@ class Story:
     burst_at: float = 12.0
     window: float = 20.0
     ends_at: float = 40.0
+    eu_balance: Decimal = Decimal("140.12345678")
+    eu_auto_reload_off_at: float = 8.0
+    eu_low_at: float = 10.0
+    eu_low_balance: Decimal = Decimal("86.40123456")
+    eu_secret_at: float = 16.0
+    eu_paid_at: float = 30.0
+    eu_paid_balance: Decimal = Decimal("150.00000000")
 
     def at(self, seconds: float) -> float:
         return seconds / self.speed
@@ -158,6 +193,30 @@ def _script(
     ]
 
 
+def _vonage_script(
+    account: VonageSimAccount, story: Story, started: float
+) -> list[tuple[float, Callable[[], Any]]]:
+    def auto_reload_off() -> None:
+        account.set_auto_reload(False)
+        account.add_audit_event(
+            event_type="AUTORELOAD_DISABLE",
+            user_email="mallory@example.com",
+            source="CD",
+            source_ip="203.0.113.7",
+            source_country="NL",
+        )
+
+    def new_secret() -> None:
+        account.add_secret(value="Another-secret-9")
+
+    return [
+        (started + story.at(story.eu_auto_reload_off_at), auto_reload_off),
+        (started + story.at(story.eu_low_at), lambda: account.set_balance(story.eu_low_balance)),
+        (started + story.at(story.eu_secret_at), new_secret),
+        (started + story.at(story.eu_paid_at), lambda: account.set_balance(story.eu_paid_balance)),
+    ]
+
+
 def run_demo(*, speed: float = 1.0) -> int:
     """Play the story; return the exit code (0)."""
     story = Story(speed=speed)
@@ -166,25 +225,37 @@ def run_demo(*, speed: float = 1.0) -> int:
 
 async def _run(story: Story) -> int:
     account = SimAccount(api_key=DEMO_KEY)
+    eu = VonageSimAccount(
+        api_key=DEMO_VONAGE_KEY, api_secret=DEMO_VONAGE_SECRET, balance=story.eu_balance
+    )
+    eu.set_auto_reload(True, trx="demo-trx", amount="50.00")
     started = time.monotonic()
     account.set_balance_script(lambda _now: story.balance(time.monotonic() - started))
-    with SimServer(account) as server, tempfile.TemporaryDirectory(prefix="aw-demo-") as tmp:
-        config = _write_config(Path(tmp), server.base_url, story)
-        environ = {**os.environ, DEMO_KEY_ENV: DEMO_KEY}
+    with (
+        SimServer(account) as server,
+        VonageSimServer(eu) as eu_server,
+        tempfile.TemporaryDirectory(prefix="aw-demo-") as tmp,
+    ):
+        config = _write_config(Path(tmp), server.base_url, eu_server.url, story)
+        environ = {
+            **os.environ,
+            DEMO_KEY_ENV: DEMO_KEY,
+            DEMO_VONAGE_SECRET_ENV: DEMO_VONAGE_SECRET,
+        }
         runtime = load_runtime(config, environ, allow_fast_poll=True)
         logs.configure_logging(level="warning", fmt="console")
         print(_intro(story), flush=True)
         with Store.open(runtime.loaded.settings.state.resolve_state_path(environ)) as store:
             daemon = Daemon(build_wiring(runtime), store)
             stop = asyncio.Event()
-            events = _script(account, story, started)
+            events = _script(account, story, started) + _vonage_script(eu, story, started)
             try:
                 await asyncio.gather(
                     Supervisor(daemon, stop).run(), _drive(events, story, started, stop)
                 )
             finally:
                 await daemon.aclose()
-        requests = account.request_count()
+        requests = account.request_count() + eu.request_count()
     print(_summary(requests, time.monotonic() - started), flush=True)
     return 0
 
@@ -199,7 +270,7 @@ async def _drive(
     stop.set()
 
 
-def _write_config(tmp: Path, base_url: str, story: Story) -> Path:
+def _write_config(tmp: Path, base_url: str, vonage_url: str, story: Story) -> Path:
     interval = max(0.2, story.at(story.interval))
     (tmp / "rules.yaml").write_text(RULES.replace("{window}", f"{story.at(story.window):g}"))
     path = tmp / "config.yaml"
@@ -207,6 +278,9 @@ def _write_config(tmp: Path, base_url: str, story: Story) -> Path:
         CONFIG.format(
             key_env=DEMO_KEY_ENV,
             base_url=base_url,
+            vonage_key=DEMO_VONAGE_KEY,
+            vonage_secret_env=DEMO_VONAGE_SECRET_ENV,
+            vonage_url=vonage_url,
             interval=f"{interval:g}",
             timeout=f"{interval:g}",
             state=tmp / "state.db",
@@ -217,10 +291,11 @@ def _write_config(tmp: Path, base_url: str, story: Story) -> Path:
 
 def _intro(story: Story) -> str:
     return (
-        "account-watcher demo: the real daemon against a simulated Telnyx account on "
-        f"127.0.0.1, polling every {story.at(story.interval):g}s.\n"
-        "Watch for: credit draining (warning, then critical), an unexpected config change, "
-        "a burst of webhook failures; then a payment and the failures age out (resolved).\n"
+        "account-watcher demo: the real daemon against a simulated Telnyx account (demo) "
+        f"and a Vonage account (eu) on 127.0.0.1, polling every {story.at(story.interval):g}s."
+        "\nWatch for: Telnyx credit draining (warning, then critical), an unexpected config "
+        "change, a burst of webhook failures; Vonage auto-reload switched off, a new API "
+        "secret, a low balance in EUR; then payments and the failures age out (resolved).\n"
         f"The story ends by itself in about {story.at(story.ends_at):.0f}s."
     )
 
