@@ -162,8 +162,12 @@ def test_silence_of_nothing_warns_and_unknown_account_is_refused(
     assert "silence #1 added:" in result.stdout
     assert result.stderr == (
         "account-watcher: warning: 'no-such-*' matches no rule of the loaded config "
-        "(low-credit, watcher-source-down); the silence is kept for rules added later\n"
+        "(low-credit, watcher-notify-failing, watcher-source-down, watcher-topup-unavailable); "
+        "the silence is kept for rules added later\n"
     )
+    for builtin in ("watcher-notify-failing", "watcher-topup-unavailable"):
+        result = silence_add(config, builtin)
+        assert (result.returncode, result.stderr) == (0, ""), builtin
     result = silence_add(config, "low-*")
     assert (result.returncode, result.stderr) == (0, "")
     result = silence_add(config, "watcher-*", "--account", "main")
@@ -172,7 +176,7 @@ def test_silence_of_nothing_warns_and_unknown_account_is_refused(
     result = silence_add(config, "*", "--account", "ghost")
     assert result.returncode == 2
     assert result.stderr == "account-watcher: no account 'ghost' in the config (accounts: main)\n"
-    assert "silences: 3" in cli(config, "silence", "list")
+    assert "silences: 5" in cli(config, "silence", "list")
 
 
 def test_topups_of_an_unknown_account_is_refused(

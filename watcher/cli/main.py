@@ -38,7 +38,9 @@ from watcher.config.settings import (
 from watcher.config.yamlfile import ConfigError, load_yaml
 from watcher.core.rules import SOURCE_DOWN_RULE
 from watcher.core.silences import unmatched_warning
+from watcher.core.topup_unavailable import TOPUP_UNAVAILABLE_RULE
 from watcher.notify.delivery import NotifyError
+from watcher.notify.flush import NOTIFIER_RULE
 from watcher.providers.registry import capabilities
 from watcher.service import logs
 from watcher.service.cycle import Daemon
@@ -419,13 +421,17 @@ def cmd_silence(path: Path, args: argparse.Namespace) -> int:
             raise Exit(EXIT_USAGE, f"no silence with id {args.id}") from None
 
 
+BUILTIN_RULES = frozenset({SOURCE_DOWN_RULE, NOTIFIER_RULE, TOPUP_UNAVAILABLE_RULE})
+"""The rules the daemon brings itself; a silence may name them."""
+
+
 def _check_silence_scope(loaded: LoadedSettings, rule_glob: str, account: str | None) -> None:
     try:
         cli_topups.check_account(loaded.settings, account)
     except ValueError as exc:
         raise Exit(EXIT_USAGE, str(exc)) from None
     names = {rule.name for rule in load_rules(loaded.settings.rules, loaded.config_dir).rules}
-    warning = unmatched_warning(rule_glob, names | {SOURCE_DOWN_RULE})
+    warning = unmatched_warning(rule_glob, names | BUILTIN_RULES)
     if warning is not None:
         print(f"account-watcher: warning: {warning}", file=sys.stderr)
 
