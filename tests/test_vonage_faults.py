@@ -72,13 +72,16 @@ def test_429_with_a_millisecond_rate_limit_reset_is_waited_for_and_recovers(
     tmp_path: Path, vonage: VonageSimServer, receiver: Receiver
 ) -> None:
     config = _config(tmp_path, vonage, receiver)
-    reset_ms = int((time.time() + 3) * 1000)  # epoch milliseconds, no Retry-After
+    reset_ms = int((time.time() + 4) * 1000)  # epoch milliseconds, no Retry-After
     fault = Fault.status(429, headers={"X-RateLimit-Reset": str(reset_ms)})
     vonage.account.inject_fault(BALANCE, fault)
     out = once(config).stdout
     first, second = [r.received_at for r in vonage.account.requests if r.path == BALANCE]
-    gap = (second - first).total_seconds()
-    assert 1.5 <= gap < 5.0, gap  # waited until the reset, within the cycle
+    # waited until the reset (read as epoch ms, not as seconds-until or epoch seconds);
+    # the start-up of `once` may take a while on a busy machine, so only the retry's time
+    # is measured against the reset, not the gap
+    retried_at = second.timestamp() * 1000
+    assert retried_at >= reset_ms - 250, (retried_at - reset_ms, first, second)
     assert "balance: ok" in out
     assert receiver.titles == [LOW]
 
