@@ -272,6 +272,8 @@ def caps_lines(
         mode = "paying" if account.topup.enabled else "dry run (topup.enabled: false)"
         if stopped is not None:  # the kill switch or a lost state wins over both
             mode = f"not paying (top-ups {stopped})"
+        elif active_holds(ledger.holds.unreleased(account.name), now, account.topup.hold_after):
+            mode = "not paying (top-ups ON HOLD, see fraud holds)"
         text = f"  {account.name}: {mode}; used {caps_text(caps, usage(entries, now), currency)}"
         unknown = sum(1 for e in entries if e.state is EntryState.UNKNOWN)
         if unknown:

@@ -1,0 +1,136 @@
+"""The fraud hold (DESIGN §6.3) through the real CLI against the Telnyx simulator: an
+unexpected audit event with `holds_topups` holds the top-up that critical credit asks
+for (zero POSTs, one `held` notification naming the rule and the event); `topups
+release` lets exactly one POST through at the next cycle; `topups hold` by hand holds;
+`status` and `topups` show the holds and their history."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from conftest import API_KEY, Receiver, run_cli
+from topup_support import PAID, low_credit_rules, posts, topup_caps, write_topup_config
+
+from watcher.providers.telnyx.sim import SimServer
+
+HELD = "[WARNING] top-up refused (held) 100.00 USD — main"
+AUDIT_RULE = """\
+  - name: unexpected-config-change
+    kind: audit
+    match: {change_made_by: organization_member}
+    severity: critical
+    holds_topups: true
+"""
+RULES = low_credit_rules() + AUDIT_RULE
+INTRUDER = "0c3b9e6e-4a8b-4f0e-9d2a-5c8f1e7d3a21"
+
+
+def cli(config: Path, *args: str) -> str:
+    result = run_cli("--config", str(config), *args)
+    assert result.returncode == 0, result.stderr
+    assert API_KEY not in result.stdout + result.stderr
+    return result.stdout
+
+
+def setup(tmp_path: Path, sim: SimServer, receiver: Receiver) -> Path:
+    config = write_topup_config(
+        tmp_path, topup_caps("300.00"), sim=sim, notify_url=receiver.url, rules=RULES
+    )
+    cli(config, "once")  # the first start: the account's history is not alerted
+    assert receiver.messages == []
+    return config
+
+
+def held_messages(receiver: Receiver) -> list[dict[str, object]]:
+    return [m for m in receiver.messages if m.get("title") == HELD]
+
+
+def test_an_audit_hold_refuses_the_top_up_until_released(
+    tmp_path: Path, sim: SimServer, receiver: Receiver
+) -> None:
+    config = setup(tmp_path, sim, receiver)
+    sim.account.add_audit_event(
+        change_made_by="organization_member",
+        user_id=INTRUDER,
+        changes=[{"field": "webhook_url", "from": "https://a.example", "to": "https://evil"}],
+    )
+    cli(config, "once")
+    assert receiver.titles == ["[CRITICAL] unexpected-config-change: 1 audit event — main"]
+    status = cli(config, "status")
+    assert "main: ON HOLD" in status and "rule unexpected-config-change" in status
+
+    sim.account.set_balance("40.00")  # critical credit: a top-up is due, but held
+    cli(config, "once")
+    cli(config, "once")  # still critical: refused again, not notified again
+    assert posts(sim) == 0
+    held = held_messages(receiver)
+    assert len(held) == 1
+    body = str(held[0]["message"])
+    assert "rule unexpected-config-change" in body
+    assert f"organization_member (user {INTRUDER}) update" in body and "https://evil" in body
+    assert "account-watcher topups release --account main" in body
+    assert PAID not in receiver.titles
+
+    out = cli(config, "topups", "release", "--account", "main", "--reason", "was our deploy")
+    assert "main: released 1 hold(s)" in out
+    assert posts(sim) == 0  # a release takes effect at the next cycle
+    cli(config, "once")
+    assert posts(sim) == 1
+    assert receiver.titles.count(PAID) == 1
+    cli(config, "once")  # min_interval: no second POST
+    assert posts(sim) == 1
+    history = cli(config, "topups")
+    assert "held by rule unexpected-config-change" in history
+    assert "released by " in history and ": was our deploy" in history
+    assert "ON HOLD" not in cli(config, "status")
+
+
+def test_a_hold_by_hand_holds_until_released_and_names_who(
+    tmp_path: Path, sim: SimServer, receiver: Receiver
+) -> None:
+    config = setup(tmp_path, sim, receiver)
+    env_user = {"SUDO_USER": "alice"}
+    result = run_cli(
+        "--config",
+        str(config),
+        "topups",
+        "hold",
+        "--account",
+        "main",
+        "--reason",
+        "a login from abroad",
+        env={**_env(), **env_user},
+    )
+    assert result.returncode == 0, result.stderr
+    assert "held by hand by alice" in result.stdout and "until released" in result.stdout
+    sim.account.set_balance("40.00")
+    cli(config, "once")
+    assert posts(sim) == 0
+    held = held_messages(receiver)
+    assert len(held) == 1 and "by hand by alice" in str(held[0]["message"])
+    assert "a login from abroad" in str(held[0]["message"])
+    cli(config, "topups", "release", "--account", "main", "--reason", "it was Bob")
+    cli(config, "once")
+    assert posts(sim) == 1
+
+
+def test_hold_and_release_of_an_unknown_account_are_usage_errors(
+    tmp_path: Path, sim: SimServer, receiver: Receiver
+) -> None:
+    config = setup(tmp_path, sim, receiver)
+    for action in ("hold", "release"):
+        result = run_cli(
+            "--config", str(config), "topups", action, "--account", "nope", "--reason", "x"
+        )
+        assert result.returncode == 2
+        assert result.stderr.strip().splitlines() == [
+            "account-watcher: no account 'nope' in the config (accounts: main)"
+        ]
+    out = cli(config, "topups", "release", "--account", "main", "--reason", "nothing held")
+    assert out.strip() == "main: top-ups were not on hold"
+
+
+def _env() -> dict[str, str]:
+    from conftest import cli_env
+
+    return cli_env()
