@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 import pytest
 
@@ -209,12 +210,12 @@ def test_a_stateful_rule_fires_every_cycle_it_is_firing_in_one_episode() -> None
     key = AlertKey("spend-spike", "main", "")
     firing = AlertState(key, Phase.FIRING, Severity.CRITICAL, T0, T0, value="250.00")
     pending = AlertState(key, Phase.PENDING, Severity.CRITICAL, T0)
-    rules = [Stateful()]
-    got = find_firings(rules, [], {key: firing}, T0 + H)  # type: ignore[list-item]
+    rules: list[Any] = [Stateful()]
+    got = find_firings(rules, [], {key: firing}, T0 + H)
     assert got == [
         Firing("main", "spend-spike", T0.isoformat(timespec="microseconds"), "250.00", T0 + H)
     ]
-    assert find_firings(rules, [], {key: pending}, T0 + H) == []  # type: ignore[list-item]
+    assert find_firings(rules, [], {key: pending}, T0 + H) == []
 
 
 def test_which_rules_and_kinds_hold() -> None:
