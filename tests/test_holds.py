@@ -5,6 +5,7 @@ Time is a parameter: every case states the holds and `now`, and what binds then.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -187,11 +188,12 @@ def test_one_shot_firings_each_cycle_its_own_episode_with_the_event_as_cause() -
     assert len(firings) == 1
     firing = firings[0]
     assert (firing.account, firing.rule, firing.at) == ("main", "config-change", T0)
-    assert firing.episode == T0.isoformat(timespec="microseconds")
+    assert firing.episode == "event ev1 +0"  # each event is alerted once: its own episode
     assert "organization_member (user u-7) update mp-1" in firing.cause
     assert "webhook_url" in firing.cause and "https://evil" in firing.cause
-    later = find_firings([AUDIT], transitions[:1], {}, T0 + M)
-    assert later[0].episode != firing.episode
+    other = Finding(key, Severity.CRITICAL, events=(replace(EVENT, id="ev2"), EVENT))
+    later = find_firings([AUDIT], [events_transition("config-change", other)], {}, T0 + M)
+    assert later[0].episode == "event ev2 +1" and later[0].at == T0 + M
 
 
 def test_a_credentials_firing_names_the_secret_ids() -> None:
@@ -200,6 +202,7 @@ def test_a_credentials_firing_names_the_secret_ids() -> None:
     finding = Finding(key, Severity.CRITICAL, credential_changes=changes)
     firing = find_firings([SECRETS], [events_transition("secrets", finding)], {}, T0)[0]
     assert firing.cause == "API secret ad6dc56f added, secret 0b1c removed"
+    assert firing.episode == "secret added ad6dc56f +1"
 
 
 def test_a_stateful_rule_fires_every_cycle_it_is_firing_in_one_episode() -> None:

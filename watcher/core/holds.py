@@ -3,8 +3,9 @@
 - A rule with `holds_topups: true` that fires (`find_firings`) puts its account's
   top-ups on hold for `topup.hold_after` from its last firing. A one-shot rule (audit,
   credentials) fires at each cycle that brings it new events: each such cycle is its own
-  firing (`episode` = the cycle's time). A stateful rule fires every cycle it is firing
-  (one episode: the alert's `fired_at`), so its hold lasts `hold_after` past the end.
+  firing (`episode`: the first new event's id; events are alerted once). A stateful rule
+  fires every cycle it is firing (one episode: the alert's `fired_at`), so its hold
+  lasts `hold_after` past the end.
 - A hold set by hand (`topups hold`) lasts until released.
 - `topups release` lifts every hold of the account; a later firing (a new episode)
   holds again, one of a released episode does not.
@@ -124,7 +125,7 @@ def find_firings(
     """
     holding = {rule.name for rule in rules if holds_topups(rule)}
     out = [
-        Firing(t.key.account, t.key.rule, _stamp(now), cause_of(t.finding), now)
+        Firing(t.key.account, t.key.rule, episode_of(t.finding, now), cause_of(t.finding), now)
         for t in transitions
         if t.reason is Reason.EVENTS and t.key.rule in holding and t.finding is not None
     ]
@@ -134,6 +135,17 @@ def find_firings(
         if key.rule in holding and state.phase is Phase.FIRING and state.fired_at is not None
     ]
     return sorted(out, key=lambda f: (f.account, f.rule, f.episode))
+
+
+def episode_of(finding: Finding, now: datetime) -> str:
+    """A one-shot firing's episode: its first event's (or secret change's) id — each is
+    alerted once — and how many came with it; else the cycle's time."""
+    if finding.events:
+        return f"event {finding.events[0].id} +{len(finding.events) - 1}"
+    if finding.credential_changes:
+        first = finding.credential_changes[0]
+        return f"secret {first.change} {first.id} +{len(finding.credential_changes) - 1}"
+    return _stamp(now)
 
 
 def cause_of(finding: Finding | None) -> str:

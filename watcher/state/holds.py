@@ -15,6 +15,7 @@ lift it: the recovery restores it and refuses top-ups (`state-lost`).
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -120,7 +121,7 @@ class Holds:
 
     def hold(self, account: str, *, by: str, reason: str, now: datetime) -> Hold:
         """A hold set by hand (until released)."""
-        firing = Firing(account, "", now.isoformat(), reason, now)
+        firing = Firing(account, "", f"manual {uuid.uuid4().hex}", reason, now)  # each its own
         with self.store.transaction():
             hold = self._must_get(self._insert(HoldKind.MANUAL, firing, by))
             self._journal(record(hold))
