@@ -10,8 +10,18 @@ from pathlib import Path
 
 from conftest import API_KEY, Receiver, run_cli
 from topup_support import PAID, low_credit_rules, posts, topup_caps, write_topup_config
+from vonage_support import (
+    TOPUP_CAPS,
+    env,
+    low_credit_topup_rules,
+    vonage_account,
+    vonage_fixture,  # noqa: F401 (the fixture `vonage`)
+    write_vonage_config,
+)
+from vonage_support import once as vonage_once
 
 from watcher.providers.telnyx.sim import SimServer
+from watcher.providers.vonage.sim import VonageSimServer
 
 HELD = "[WARNING] top-up refused (held) 100.00 USD — main"
 AUDIT_RULE = """\
@@ -128,6 +138,50 @@ def test_hold_and_release_of_an_unknown_account_are_usage_errors(
         ]
     out = cli(config, "topups", "release", "--account", "main", "--reason", "nothing held")
     assert out.strip() == "main: top-ups were not on hold"
+
+
+def test_a_vonage_secret_change_holds_the_top_up_until_released(
+    tmp_path: Path, vonage: VonageSimServer, receiver: Receiver
+) -> None:
+    rules = low_credit_topup_rules() + (
+        "  - name: credential-change\n"
+        "    kind: credentials\n"
+        "    severity: critical\n"
+        "    holds_topups: true\n"
+    )
+    account = vonage_account(vonage, currency="EUR", extra=TOPUP_CAPS)
+    poll = "{interval: 10s, timeout: 3s, slow_interval: 0.1s}"
+    config = write_vonage_config(
+        tmp_path, account, [receiver.url], rules, poll=poll, established=True
+    )
+    vonage.account.set_balance("500.00")
+    vonage_once(config)  # the first poll only records the secrets there are
+    added = vonage.account.add_secret(value="Second-Secret-77")
+    vonage_once(config)
+    vonage.account.set_balance("40.00")
+    vonage_once(config)
+    vonage_once(config)
+    assert vonage.account.topup_attempts == []
+    title = "[WARNING] top-up refused (held) 50.00 EUR — eu"
+    held = [m for m in receiver.messages if m.get("title") == title]
+    assert len(held) == 1
+    body = str(held[0]["message"])
+    assert "rule credential-change" in body and f"API secret {added.id} added" in body
+    assert "Second-Secret-77" not in body
+    result = run_cli(
+        "--config",
+        str(config),
+        "topups",
+        "release",
+        "--account",
+        "eu",
+        "--reason",
+        "ours",
+        env=env(),
+    )
+    assert result.returncode == 0, result.stderr
+    vonage_once(config)
+    assert len(vonage.account.topup_attempts) == 1
 
 
 def _env() -> dict[str, str]:
