@@ -22,6 +22,7 @@ from vonage_support import once as vonage_once
 
 from watcher.providers.telnyx.sim import SimServer
 from watcher.providers.vonage.sim import VonageSimServer
+from watcher.state.lock import Lock, acquire
 
 HELD = "[WARNING] top-up refused (held) 100.00 USD — main"
 AUDIT_RULE = """\
@@ -188,3 +189,25 @@ def _env() -> dict[str, str]:
     from conftest import cli_env
 
     return cli_env()
+
+
+def test_a_once_without_the_state_lock_still_records_the_hold(
+    tmp_path: Path, sim: SimServer, receiver: Receiver
+) -> None:
+    """The audit event a `once` next to `run` reads is seen (and so never read again) by
+    both: the hold must not be lost with it. A hold only stops payments, so any process
+    may record one, as `topups hold` does."""
+    config = setup(tmp_path, sim, receiver)
+    sim.account.add_audit_event(change_made_by="organization_member", user_id=INTRUDER)
+    with held_lock(tmp_path / "state.db"):
+        cli(config, "once")  # the audit event is seen here, by a process without the lock
+    sim.account.set_balance("40.00")
+    cli(config, "once")  # now the owner: the top-up is due, and held
+    assert posts(sim) == 0
+    assert len(held_messages(receiver)) == 1
+
+
+def held_lock(state: Path) -> Lock:
+    lock = acquire(state)
+    assert lock is not None
+    return lock

@@ -13,7 +13,9 @@ top-up is recorded as `dry_run` and notified; nothing is POSTed.
 
 Ownership: only the process holding the state lock (watcher/state/lock.py) reconciles and
 pays. An actor built with `owns_state=False` (a `once` while `run` holds the lock) never
-touches the ledger: no reconcile, no verification, no POST, no entry, no message; a
+touches the ledger's entries: no reconcile, no verification, no POST, no entry, no
+message (it does record the fraud holds its rules' firings set: they only stop
+payments, and the events behind them are not read again by the owner); a
 would-be top-up is only logged (`topup.skipped`, why `not_owner`) and listed in
 `not_owner_lines()`.
 
@@ -167,11 +169,11 @@ class TopupActor:
         """
         configs = {account.name: account.topup for account in view.accounts}
         self.recorded = []
+        self._hold(view)  # also without the state lock: a hold only stops payments
         if not self.owns_state:
             self.skipped = self._skip_all(view, configs)
             return []
         self._verify(view, configs)
-        self._hold(view)
         for trigger in find_triggers(view.rules, view.transitions, view.alerts, view.snapshots):
             config = configs.get(trigger.account)
             client = view.clients.get(trigger.account)
