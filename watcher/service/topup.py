@@ -14,8 +14,7 @@ top-up is recorded as `dry_run` and notified; nothing is POSTed.
 Ownership: only the process holding the state lock (watcher/state/lock.py) reconciles and
 pays. An actor built with `owns_state=False` (a `once` while `run` holds the lock) never
 touches the ledger's entries: no reconcile, no verification, no POST, no entry, no
-message (it does record the fraud holds its rules' firings set: they only stop
-payments, and the events behind them are not read again by the owner); a
+message (it records fraud holds: they only stop payments); a
 would-be top-up is only logged (`topup.skipped`, why `not_owner`) and listed in
 `not_owner_lines()`.
 
