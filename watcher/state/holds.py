@@ -116,7 +116,8 @@ class Holds:
                 hold_id = self._insert(HoldKind.RULE, firing, None)
             hold = self._must_get(hold_id)
             self._journal(record(hold))
-        log.warning("topup.held", account=hold.account, rule=hold.rule, hold=hold.id)
+        emit = log.debug if rows else log.warning  # a stateful rule extends it every cycle
+        emit("topup.held", account=hold.account, rule=hold.rule, hold=hold.id)
         return hold
 
     def hold(self, account: str, *, by: str, reason: str, now: datetime) -> Hold:
