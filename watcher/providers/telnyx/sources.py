@@ -12,6 +12,9 @@ Nothing is written here: the failed deliveries read, the audit events to mark se
 resume points and cursors come back in `Collected` and the cycle writes them in its one
 commit transaction with the messages. So each audit event is alerted exactly once, and a
 crash in the middle of a backlog re-reads only what the last commit did not keep.
+
+Invoices are a slow source (`invoices.py`): read only when due, at most hourly; between
+reads the snapshot carries the invoices of the last read, kept in the state.
 """
 
 from __future__ import annotations
