@@ -22,3 +22,23 @@ def test_httpx_command_line_client_is_not_loaded(module: str) -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert result.stdout.split() == []
+
+
+def _loaded_after(code: str, modules: tuple[str, ...]) -> list[str]:
+    """Which of `modules` a fresh interpreter has loaded after running `code`."""
+    probe = f"{code}\nimport sys\nprint(' '.join(m for m in {modules!r} if m in sys.modules))\n"
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    )
+    return result.stdout.split()
+
+
+def test_finding_the_providers_imports_no_shared_package() -> None:
+    """`run` and `check` ask the registry which providers there are; the simulators' kit
+    (a shared package, http.server and all) is not imported to find out."""
+    code = (
+        "from watcher.providers import registry\n"
+        "assert 'telnyx' in registry.capabilities() and 'telnyx' in registry.names()\n"
+    )
+    shared = ("watcher.providers.simkit", "http.server", "socketserver")
+    assert _loaded_after(code, shared) == []
