@@ -463,8 +463,28 @@ class CredentialsRule(_HoldsRule):
         return self
 
 
+class InvoiceRule(_Rule):
+    """Fires for each invoice (Telnyx) still unpaid `unpaid_for` after its period ended;
+    one alert per invoice, resolved when it is paid (or gone)."""
+
+    placeholders: ClassVar[Mapping[str, str]] = {
+        **COMMON_PLACEHOLDERS,
+        "value": "e.g. `invoice 48eff763-… for 2026-10-01 – 2026-10-31 unpaid for 9d 4h`",
+        "invoice_id": "the invoice's id",
+        "period": "the invoiced period, e.g. `2026-10-01 – 2026-10-31`",
+        "unpaid_for": "how long since the period ended (end of its last day, UTC)",
+    }
+
+    kind: Literal["invoice"] = _doc("an unpaid invoice (telnyx), one alert each", "invoice")
+    unpaid_for: Duration = _doc(
+        "fire for an invoice with `paid: false` whose period ended (at the end of its last "
+        "day, UTC) longer ago than this; invoices are read at most hourly",
+        "7d",
+    )
+
+
 Rule = Annotated[
-    BalanceRule | ForecastRule | AuditRule | WebhookFailuresRule | CredentialsRule,
+    BalanceRule | ForecastRule | AuditRule | WebhookFailuresRule | CredentialsRule | InvoiceRule,
     Field(discriminator="kind"),
 ]
 

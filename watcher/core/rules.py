@@ -10,19 +10,18 @@ from __future__ import annotations
 import fnmatch
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from dataclasses import field as dc_field
 from datetime import datetime, timedelta
 from decimal import Decimal
 
 from watcher.core.capabilities import Capabilities
 from watcher.core.durations import format_duration
+from watcher.core.findings import Finding, RuleResult
 from watcher.core.forecast import eta_phrase, fit_burn, per_hour_text, runs_out_in, runs_out_text
+from watcher.core.invoice import judge_invoices
 from watcher.core.model import (
     AccountSnapshot,
     AlertKey,
     AuditEvent,
-    CredentialChange,
     Severity,
     SourceError,
     SourceName,
@@ -42,6 +41,7 @@ from watcher.core.rulekinds import (
     CredentialsRule,
     ForecastField,
     ForecastRule,
+    InvoiceRule,
     Patterns,
     Rule,
     RuleFile,
@@ -65,6 +65,7 @@ __all__ = [
     "Finding",
     "ForecastField",
     "ForecastRule",
+    "InvoiceRule",
     "Patterns",
     "Rule",
     "RuleFile",
@@ -91,6 +92,7 @@ def sources_needed(rules: Iterable[Rule]) -> frozenset[SourceName]:
         AuditRule: SourceName.AUDIT,
         WebhookFailuresRule: SourceName.WEBHOOKS,
         CredentialsRule: SourceName.CREDENTIALS,
+        InvoiceRule: SourceName.INVOICES,
     }
     return frozenset(kinds[type(rule)] for rule in rules if rule.enabled)
 
@@ -114,49 +116,6 @@ def longest_lookback(rules: Iterable[Rule]) -> timedelta:
     forecast rules (0s without any)."""
     lookbacks = [r.lookback for r in rules if isinstance(r, ForecastRule) and r.enabled]
     return max(lookbacks, default=timedelta(0))
-
-
-# ---------------------------------------------------------------------------- findings
-
-
-@dataclass(frozen=True, slots=True)
-class Finding:
-    """The state of one alert key right now.
-
-    - `severity`: the condition holds at this severity; None when it does not.
-    - `cleared`: the condition is past its resolve threshold (hysteresis); a finding with
-      `severity=None, cleared=False` keeps a firing alert firing.
-    - `value` / `threshold`: rendered for messages; `facts` are template placeholders.
-    - `events` / `deliveries` / `credential_changes`: the audit events, failed
-      deliveries or added and removed API secrets behind it.
-    """
-
-    key: AlertKey
-    severity: Severity | None
-    cleared: bool = True
-    value: str = ""
-    threshold: str = ""
-    facts: Mapping[str, str] = dc_field(default_factory=dict)
-    events: tuple[AuditEvent, ...] = ()
-    deliveries: tuple[WebhookDelivery, ...] = ()
-    credential_changes: tuple[CredentialChange, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class RuleResult:
-    """One rule judged for one account.
-
-    `judged` is False when a source the rule needs failed this cycle: the lifecycle then
-    leaves that rule's alerts exactly as they are. Keys of the rule absent from
-    `findings` are treated as cleared.
-    """
-
-    rule: str
-    account: str
-    judged: bool
-    findings: tuple[Finding, ...] = ()
-    hold_for: timedelta = timedelta(0)
-    one_shot: bool = False
 
 
 def evaluate(
@@ -202,6 +161,8 @@ def _evaluate_one(rule: Rule, snap: AccountSnapshot, now: datetime) -> RuleResul
         return _audit(rule, snap)
     if isinstance(rule, CredentialsRule):
         return _credentials(rule, snap)
+    if isinstance(rule, InvoiceRule):
+        return judge_invoices(rule, snap, now)
     return _webhooks(rule, snap, now)
 
 

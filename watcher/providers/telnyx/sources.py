@@ -12,6 +12,9 @@ Nothing is written here: the failed deliveries read, the audit events to mark se
 resume points and cursors come back in `Collected` and the cycle writes them in its one
 commit transaction with the messages. So each audit event is alerted exactly once, and a
 crash in the middle of a backlog re-reads only what the last commit did not keep.
+
+Invoices are a slow source (`invoices.py`): read only when due, at most hourly; between
+reads the snapshot carries the invoices of the last read, kept in the state.
 """
 
 from __future__ import annotations
@@ -31,10 +34,12 @@ from watcher.core.model import (
     AccountSnapshot,
     AuditEvent,
     Balance,
+    Invoice,
     SourceName,
     WebhookDelivery,
 )
 from watcher.providers.base import Collected, Needs, SourceFailure, StateView
+from watcher.providers.telnyx import invoices
 from watcher.providers.telnyx.client import Page, TelnyxClient, TelnyxError
 
 log = structlog.get_logger(__name__)
@@ -122,6 +127,7 @@ class _Reading:
     audit: list[AuditEvent] = field(default_factory=list)
     failed_deliveries: list[WebhookDelivery] = field(default_factory=list)
     totals: dict[timedelta, int] = field(default_factory=dict)
+    invoices: tuple[Invoice, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +142,7 @@ class _Job:
     first_start: datetime
     deadline: float | None
     stop: float | None
+    slow_interval: timedelta = timedelta(minutes=10)
 
 
 async def collect(
@@ -147,27 +154,37 @@ async def collect(
     *,
     first_start: datetime,
     deadline: float | None = None,
+    slow_interval: timedelta = timedelta(minutes=10),
 ) -> Collected:
-    """Poll every needed source of one account concurrently; write nothing.
+    """Poll every needed (and due) source of one account concurrently; write nothing.
 
     In: the account's client, the state to read cursors, resume points and stored
     windows from, what to poll, the cycle's `now`, the time of the daemon's very first
-    start (older audit events are never alerted), and the cycle's monotonic deadline.
+    start (older audit events are never alerted), the cycle's monotonic deadline and
+    how often slow sources are read (`poll.slow_interval`; invoices at least hourly).
     Out: the snapshot and what the cycle's commit writes (samples, seen audit events,
     failed deliveries, cursors, resume points). Never raises TelnyxError: a failed
     source is in `Collected.failures`.
     """
-    job = _Job(account, client, view, needs, now, first_start, deadline, _paging_stop(deadline))
+    stop = _paging_stop(deadline)
+    job = _Job(account, client, view, needs, now, first_start, deadline, stop, slow_interval)
     got = _Reading()
     readers = {
         SourceName.BALANCE: _read_balance,
         SourceName.AUDIT: _read_audit,
         SourceName.WEBHOOKS: _read_webhooks,
+        SourceName.INVOICES: _read_invoices,
     }
-    await asyncio.gather(
-        *(_guarded(job, got, s, read) for s, read in readers.items() if s in needs.sources)
-    )
+    wanted = {s: read for s, read in readers.items() if s in needs.sources and _due(job, s)}
+    await asyncio.gather(*(_guarded(job, got, s, read) for s, read in wanted.items()))
     return _collected(job, got)
+
+
+def _due(job: _Job, source: SourceName) -> bool:
+    """Every cycle for a fast source; the invoices when due (`invoices.due`)."""
+    if source is SourceName.INVOICES:
+        return invoices.due(job.view, job.account, job.now, job.slow_interval)
+    return True
 
 
 async def _guarded(
@@ -251,6 +268,20 @@ async def _read_webhooks(job: _Job, got: _Reading) -> None:
         _behind(got, job.account, source, read)
 
 
+async def _read_invoices(job: _Job, got: _Reading) -> None:
+    """Every invoice, kept as the source's resume text for the cycles until the next read."""
+    got.invoices = tuple(await job.client.list_invoices(deadline=job.deadline))
+    got.resumes[SourceName.INVOICES] = invoices.text(got.invoices)
+    got.cursors[SourceName.INVOICES] = job.now
+
+
+def _kept_invoices(job: _Job, got: _Reading) -> tuple[Invoice, ...] | None:
+    """This cycle's read, else the last one kept (None when the rules need none)."""
+    if SourceName.INVOICES not in job.needs.sources:
+        return None
+    return got.invoices if got.invoices is not None else invoices.kept(job.view, job.account)
+
+
 def _collected(job: _Job, got: _Reading) -> Collected:
     account, needs, now = job.account, job.needs, job.now
     failures: tuple[WebhookDelivery, ...] = ()
@@ -265,6 +296,7 @@ def _collected(job: _Job, got: _Reading) -> Collected:
         new_audit_events=tuple(got.audit),
         webhook_failures=failures,
         delivery_totals=got.totals,
+        invoices=_kept_invoices(job, got),
     )
     return Collected(
         snapshot,

@@ -40,6 +40,7 @@ from watcher.core.model import (
 )
 from watcher.providers.base import Collected, Needs, SourceFailure, StateView
 from watcher.providers.http import Page
+from watcher.providers.slow import due
 from watcher.providers.vonage.client import VonageClient
 from watcher.providers.vonage.errors import VonageError
 from watcher.providers.vonage.wire import (
@@ -149,10 +150,7 @@ def _readers(job: _Job) -> dict[SourceName, Reader]:
 
 def _due(job: _Job, source: SourceName) -> bool:
     """Every cycle for a fast source; a slow one when never read or `slow_interval` on."""
-    if source not in SLOW:
-        return True
-    last = job.view.get_cursor(job.name, str(source))
-    return last is None or job.now - last >= job.account.slow_interval
+    return source not in SLOW or due(job.view, job.name, source, job.now, job.account.slow_interval)
 
 
 async def _guarded(job: _Job, got: _Reading, source: SourceName, read: Reader) -> None:
