@@ -178,8 +178,7 @@ class _MoneyRule(_Rule):
 
 
 class _HoldsRule(_Rule):
-    """Rules whose firing can put the account's top-ups on hold (DESIGN §6.3); a kind
-    takes the key by deriving from this class."""
+    """A kind deriving from this can hold the account's top-ups (DESIGN §6.3)."""
 
     holds_topups: bool = _doc(
         "when the rule fires, hold the account's top-ups for accounts[].topup.hold_after "
