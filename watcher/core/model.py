@@ -191,6 +191,8 @@ class AlertState:
     - `last_notified_at` / `notified_severity`: what was last notified, for repeats and
       escalation.
     - `value` / `threshold`: last rendered values, for `status` and resolved messages.
+    - `clear_since`: when the condition of a firing alert cleared, while the rule's
+      `keep_firing_for` keeps it firing (None otherwise).
     """
 
     key: AlertKey
@@ -202,3 +204,4 @@ class AlertState:
     notified_severity: Severity | None = None
     value: str = ""
     threshold: str = ""
+    clear_since: datetime | None = None

@@ -112,6 +112,14 @@ class _Rule(BaseModel):
         default=timedelta(0),
         alias="for",
     )
+    keep_firing_for: Duration = _doc(
+        "flap damping (as in Prometheus): once firing, the alert stays firing this long "
+        "after the condition clears and resolves only if it stays clear; a condition that "
+        "returns inside the window continues the same alert (0s: resolve at once); not "
+        "for the one-shot kinds (audit, credentials)",
+        "10m",
+        default=timedelta(0),
+    )
     route: str | list[str] | None = _doc(
         "route name(s) from notify.routes in the config; default: notify.default_route",
         "ops",
@@ -164,6 +172,13 @@ class _Rule(BaseModel):
     @property
     def level(self) -> Severity:
         return Severity.parse(self.severity)
+
+
+def _one_shot_keep(value: timedelta, why: str) -> timedelta:
+    """One-shot kinds never resolve, so there is nothing to keep firing."""
+    if value > timedelta(0):
+        raise ValueError(f"`keep_firing_for` does not apply to {why}")
+    return value
 
 
 class _MoneyRule(_Rule):
@@ -364,6 +379,10 @@ class AuditRule(_Rule):
         default_factory=list,
     )
 
+    _no_keep = field_validator("keep_firing_for")(
+        lambda value: _one_shot_keep(value, "audit rules: each event alerts once")
+    )
+
     @model_validator(mode="after")
     def _check(self) -> Self:
         if self.for_ > timedelta(0):
@@ -449,6 +468,10 @@ class CredentialsRule(_Rule):
         if self.for_ > timedelta(0):
             raise ValueError("`for` does not apply to credentials rules: each change alerts once")
         return self
+
+    _no_keep = field_validator("keep_firing_for")(
+        lambda value: _one_shot_keep(value, "credentials rules: each change alerts once")
+    )
 
 
 Rule = Annotated[

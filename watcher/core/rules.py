@@ -7,6 +7,7 @@ no I/O: `now` is a parameter. Every name of `rulekinds` is re-exported here.
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
@@ -157,6 +158,7 @@ class RuleResult:
     findings: tuple[Finding, ...] = ()
     hold_for: timedelta = timedelta(0)
     one_shot: bool = False
+    keep_for: timedelta = timedelta(0)
 
 
 def evaluate(
@@ -181,7 +183,8 @@ def evaluate(
         offer = offers.get(snap.provider)
         for rule in rules:
             if rule.applies_to(snap.account) and (offer is None or can_judge(offer, rule)):
-                results.append(_evaluate_one(rule, snap, now))
+                result = _evaluate_one(rule, snap, now)
+                results.append(dataclasses.replace(result, keep_for=rule.keep_firing_for))
         results.append(_source_down(snap, now, source_down_after))
     return results
 
