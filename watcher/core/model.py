@@ -149,6 +149,9 @@ class AccountSnapshot:
       poll only records what is there, so it has none).
     - `errors`: sources that failed this cycle; rules needing them are not judged.
     - `provider`: the account's provider (`telnyx`, `vonage`).
+    - `settings`: the provider's settings flattened to its drift field names (e.g.
+      `auto_recharge.enabled`, `settings.mo_callback_url`; money as Decimal), the last
+      read of a slow source included; None when no drift rule needs them.
     """
 
     account: str
@@ -160,6 +163,7 @@ class AccountSnapshot:
     errors: Mapping[SourceName, SourceError] = field(default_factory=dict)
     provider: str = "telnyx"
     credential_changes: tuple[CredentialChange, ...] = ()
+    settings: Mapping[str, object] | None = None
 
 
 @dataclass(frozen=True, slots=True, order=True)

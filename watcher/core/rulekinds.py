@@ -17,11 +17,15 @@ from pydantic import (
     ConfigDict,
     Discriminator,
     Field,
+    StrictBool,
+    StrictInt,
+    StrictStr,
     Tag,
     field_validator,
     model_validator,
 )
 
+from watcher.core.auditfields import AuditField
 from watcher.core.durations import Duration
 from watcher.core.model import Severity
 from watcher.core.mute import MuteSpec
@@ -29,28 +33,6 @@ from watcher.core.mute import MuteSpec
 SeverityName = Literal["info", "warning", "critical"]
 BalanceField = Literal["available_credit", "balance", "credit_limit", "pending"]
 ForecastField = Literal["available_credit", "balance"]
-TELNYX_AUDIT_FIELDS = (
-    "change_type",
-    "change_made_by",
-    "resource_id",
-    "alternate_resource_id",
-    "user_id",
-    "field",
-)
-VONAGE_AUDIT_FIELDS = ("event_type", "source", "source_ip", "source_country", "user_email")
-AuditField = Literal[
-    "change_type",
-    "change_made_by",
-    "resource_id",
-    "alternate_resource_id",
-    "user_id",
-    "field",
-    "event_type",
-    "source",
-    "source_ip",
-    "source_country",
-    "user_email",
-]
 
 
 def _shape(value: Any) -> str:
@@ -113,10 +95,9 @@ class _Rule(BaseModel):
         alias="for",
     )
     keep_firing_for: Duration = _doc(
-        "flap damping (as in Prometheus): once firing, the alert stays firing this long "
-        "after the condition clears and resolves only if it stays clear; a condition that "
-        "returns inside the window continues the same alert (0s: resolve at once); not "
-        "for the one-shot kinds (audit, credentials)",
+        "flap damping (as in Prometheus): once firing, stay firing this long after the "
+        "condition clears; a return inside the window continues the alert (not for audit, "
+        "credentials)",
         "10m",
         default=timedelta(0),
     )
@@ -474,8 +455,33 @@ class CredentialsRule(_Rule):
     )
 
 
+DriftValue = StrictBool | StrictInt | float | StrictStr | None
+
+
+class DriftRule(_Rule):
+    """Fires while a provider setting differs from `expect` (`watcher.core.drift`)."""
+
+    placeholders: ClassVar[Mapping[str, str]] = {
+        **COMMON_PLACEHOLDERS,
+        "value": "each differing field, e.g. `auto_recharge.enabled: expected true → false`",
+        "fields": "the differing fields, comma-separated",
+        "count": "how many fields differ",
+    }
+
+    kind: Literal["drift"] = _doc("provider settings must stay as expected", "drift")
+    expect: dict[str, DriftValue] = _doc(
+        "setting → expected value: telnyx auto_recharge.enabled, .threshold_amount, "
+        ".recharge_amount, .preference; vonage auto_reload, settings.mo_callback_url, "
+        ".dr_callback_url, .max_outbound_request, .max_inbound_request, "
+        ".max_calls_per_second (money as a quoted decimal string)",
+        {"auto_recharge.enabled": True, "auto_recharge.threshold_amount": "20.00"},
+        {"auto_reload": True, "settings.mo_callback_url": "https://example.com/mo"},
+        min_length=1,
+    )
+
+
 Rule = Annotated[
-    BalanceRule | ForecastRule | AuditRule | WebhookFailuresRule | CredentialsRule,
+    BalanceRule | ForecastRule | AuditRule | WebhookFailuresRule | CredentialsRule | DriftRule,
     Field(discriminator="kind"),
 ]
 

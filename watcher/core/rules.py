@@ -11,19 +11,19 @@ import dataclasses
 import fnmatch
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from dataclasses import field as dc_field
 from datetime import datetime, timedelta
 from decimal import Decimal
 
+from watcher.core.auditfields import TELNYX_AUDIT_FIELDS, VONAGE_AUDIT_FIELDS, AuditField
 from watcher.core.capabilities import Capabilities
+from watcher.core.drift import drift_sources, judge_drift
 from watcher.core.durations import format_duration
+from watcher.core.findings import Finding, RuleResult
 from watcher.core.forecast import eta_phrase, fit_burn, per_hour_text, runs_out_in, runs_out_text
 from watcher.core.model import (
     AccountSnapshot,
     AlertKey,
     AuditEvent,
-    CredentialChange,
     Severity,
     SourceError,
     SourceName,
@@ -34,13 +34,11 @@ from watcher.core.rulekinds import (
     KEY_REJECTED_GROUP,
     MAX_LOOKBACK,
     SOURCE_DOWN_RULE,
-    TELNYX_AUDIT_FIELDS,
-    VONAGE_AUDIT_FIELDS,
-    AuditField,
     AuditRule,
     BalanceField,
     BalanceRule,
     CredentialsRule,
+    DriftRule,
     ForecastField,
     ForecastRule,
     Patterns,
@@ -63,6 +61,7 @@ __all__ = [
     "BalanceField",
     "BalanceRule",
     "CredentialsRule",
+    "DriftRule",
     "Finding",
     "ForecastField",
     "ForecastRule",
@@ -93,7 +92,9 @@ def sources_needed(rules: Iterable[Rule]) -> frozenset[SourceName]:
         WebhookFailuresRule: SourceName.WEBHOOKS,
         CredentialsRule: SourceName.CREDENTIALS,
     }
-    return frozenset(kinds[type(rule)] for rule in rules if rule.enabled)
+    enabled = [rule for rule in rules if rule.enabled]
+    drifts = [drift_sources(r) for r in enabled if isinstance(r, DriftRule)]
+    return frozenset(kinds[type(r)] for r in enabled if type(r) in kinds).union(*drifts)
 
 
 def ratio_windows(rules: Iterable[Rule]) -> frozenset[timedelta]:
@@ -115,50 +116,6 @@ def longest_lookback(rules: Iterable[Rule]) -> timedelta:
     forecast rules (0s without any)."""
     lookbacks = [r.lookback for r in rules if isinstance(r, ForecastRule) and r.enabled]
     return max(lookbacks, default=timedelta(0))
-
-
-# ---------------------------------------------------------------------------- findings
-
-
-@dataclass(frozen=True, slots=True)
-class Finding:
-    """The state of one alert key right now.
-
-    - `severity`: the condition holds at this severity; None when it does not.
-    - `cleared`: the condition is past its resolve threshold (hysteresis); a finding with
-      `severity=None, cleared=False` keeps a firing alert firing.
-    - `value` / `threshold`: rendered for messages; `facts` are template placeholders.
-    - `events` / `deliveries` / `credential_changes`: the audit events, failed
-      deliveries or added and removed API secrets behind it.
-    """
-
-    key: AlertKey
-    severity: Severity | None
-    cleared: bool = True
-    value: str = ""
-    threshold: str = ""
-    facts: Mapping[str, str] = dc_field(default_factory=dict)
-    events: tuple[AuditEvent, ...] = ()
-    deliveries: tuple[WebhookDelivery, ...] = ()
-    credential_changes: tuple[CredentialChange, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class RuleResult:
-    """One rule judged for one account.
-
-    `judged` is False when a source the rule needs failed this cycle: the lifecycle then
-    leaves that rule's alerts exactly as they are. Keys of the rule absent from
-    `findings` are treated as cleared.
-    """
-
-    rule: str
-    account: str
-    judged: bool
-    findings: tuple[Finding, ...] = ()
-    hold_for: timedelta = timedelta(0)
-    one_shot: bool = False
-    keep_for: timedelta = timedelta(0)
 
 
 def evaluate(
@@ -183,20 +140,27 @@ def evaluate(
         offer = offers.get(snap.provider)
         for rule in rules:
             if rule.applies_to(snap.account) and (offer is None or can_judge(offer, rule)):
-                result = _evaluate_one(rule, snap, now)
+                result = _evaluate_one(rule, snap, now, offer)
                 results.append(dataclasses.replace(result, keep_for=rule.keep_firing_for))
         results.append(_source_down(snap, now, source_down_after))
     return results
 
 
 def can_judge(offer: Capabilities, rule: Rule) -> bool:
-    """Whether a provider offering `offer` has the rule's kind (and balance field)."""
+    """Whether a provider offering `offer` has the rule's kind (and balance field, or one
+    of a drift rule's fields)."""
     if not offer.offers(rule.kind):
         return False
+    if isinstance(rule, DriftRule):
+        return any(name in offer.drift_fields for name in rule.expect)
     return not isinstance(rule, BalanceRule | ForecastRule) or rule.field in offer.balance_fields
 
 
-def _evaluate_one(rule: Rule, snap: AccountSnapshot, now: datetime) -> RuleResult:
+def _evaluate_one(
+    rule: Rule, snap: AccountSnapshot, now: datetime, offer: Capabilities | None
+) -> RuleResult:
+    if isinstance(rule, DriftRule):
+        return judge_drift(rule, snap, None if offer is None else offer.drift_fields)
     if isinstance(rule, BalanceRule):
         return _balance(rule, snap)
     if isinstance(rule, ForecastRule):

@@ -3,7 +3,7 @@ factory the registry finds by this module's name."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -21,15 +21,23 @@ MASK = "***"
 class TelnyxProvider:
     """A Telnyx account: its client, read through `sources.collect`.
 
-    In: the account name, its client and its API key (for `redact` only).
+    In: the account name, its client, its API key (for `redact` only) and how often
+    slow sources are read.
     """
 
     kind = "telnyx"
 
-    def __init__(self, account: str, client: TelnyxClient, api_key: SecretStr) -> None:
+    def __init__(
+        self,
+        account: str,
+        client: TelnyxClient,
+        api_key: SecretStr,
+        slow_interval: timedelta = timedelta(minutes=10),
+    ) -> None:
         self._account = account
         self.client = client
         self._key = api_key
+        self._slow_interval = slow_interval
 
     def __repr__(self) -> str:
         return f"TelnyxProvider(account={self._account!r}, client={self.client!r})"
@@ -51,7 +59,8 @@ class TelnyxProvider:
         first_start: datetime,
         deadline: float | None,
     ) -> Collected:
-        """See `Provider.collect` (balance, audit events, webhook failures)."""
+        """See `Provider.collect` (balance, audit events, webhook failures, and the
+        auto-recharge prefs every `slow_interval`)."""
         return await collect(
             self._account,
             self.client,
@@ -60,6 +69,7 @@ class TelnyxProvider:
             now,
             first_start=first_start,
             deadline=deadline,
+            slow_interval=self._slow_interval,
         )
 
     async def read_balance(self, *, deadline: float | None) -> Balance:
@@ -92,7 +102,7 @@ def build(account: Any, secrets: Any, options: ClientOptions) -> TelnyxProvider:
         on_request=options.on_request,
         keepalive=keepalive_expiry(options.interval),
     )
-    return TelnyxProvider(account.name, client, key)
+    return TelnyxProvider(account.name, client, key, options.slow_interval)
 
 
 if TYPE_CHECKING:

@@ -8,6 +8,11 @@ exception.
 A backlog is read page by page within the cycle's budget: new pages are started only in
 the first `PAGING_SHARE` of the time left, and the read goes on in the next cycle from a
 resume point (the query's fixed bounds and the next page number, in the cursors table).
+The auto-recharge prefs (`SETTINGS`, only when a drift rule needs them) are a slow source:
+read when never read or `slow_interval` after the last read (its cursor); the flattened
+prefs are kept as its resume text (`watcher.providers.settings_text`), so drift rules
+are judged every cycle from the last read.
+
 Nothing is written here: the failed deliveries read, the audit events to mark seen, the
 resume points and cursors come back in `Collected` and the cycle writes them in its one
 commit transaction with the messages. So each audit event is alerted exactly once, and a
@@ -35,7 +40,10 @@ from watcher.core.model import (
     WebhookDelivery,
 )
 from watcher.providers.base import Collected, Needs, SourceFailure, StateView
+from watcher.providers.settings_text import parse_settings, settings_text
+from watcher.providers.telnyx.capabilities import CAPABILITIES
 from watcher.providers.telnyx.client import Page, TelnyxClient, TelnyxError
+from watcher.providers.telnyx.wire import AutoRechargePrefs
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
@@ -122,6 +130,7 @@ class _Reading:
     audit: list[AuditEvent] = field(default_factory=list)
     failed_deliveries: list[WebhookDelivery] = field(default_factory=list)
     totals: dict[timedelta, int] = field(default_factory=dict)
+    settings: dict[str, object] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +145,7 @@ class _Job:
     first_start: datetime
     deadline: float | None
     stop: float | None
+    slow_interval: timedelta = timedelta(minutes=10)
 
 
 async def collect(
@@ -147,25 +157,33 @@ async def collect(
     *,
     first_start: datetime,
     deadline: float | None = None,
+    slow_interval: timedelta = timedelta(minutes=10),
 ) -> Collected:
-    """Poll every needed source of one account concurrently; write nothing.
+    """Poll every needed (and due) source of one account concurrently; write nothing.
 
     In: the account's client, the state to read cursors, resume points and stored
     windows from, what to poll, the cycle's `now`, the time of the daemon's very first
-    start (older audit events are never alerted), and the cycle's monotonic deadline.
+    start (older audit events are never alerted), the cycle's monotonic deadline and
+    how often slow sources are read.
     Out: the snapshot and what the cycle's commit writes (samples, seen audit events,
     failed deliveries, cursors, resume points). Never raises TelnyxError: a failed
     source is in `Collected.failures`.
     """
-    job = _Job(account, client, view, needs, now, first_start, deadline, _paging_stop(deadline))
+    stop = _paging_stop(deadline)
+    job = _Job(account, client, view, needs, now, first_start, deadline, stop, slow_interval)
     got = _Reading()
     readers = {
         SourceName.BALANCE: _read_balance,
         SourceName.AUDIT: _read_audit,
         SourceName.WEBHOOKS: _read_webhooks,
+        SourceName.SETTINGS: _read_prefs,
     }
     await asyncio.gather(
-        *(_guarded(job, got, s, read) for s, read in readers.items() if s in needs.sources)
+        *(
+            _guarded(job, got, s, read)
+            for s, read in readers.items()
+            if s in needs.sources and _due(job, s)
+        )
     )
     return _collected(job, got)
 
@@ -251,6 +269,53 @@ async def _read_webhooks(job: _Job, got: _Reading) -> None:
         _behind(got, job.account, source, read)
 
 
+# --------------------------------------------------------------------------- slow: prefs
+
+SLOW = frozenset({SourceName.SETTINGS})
+"""Sources read every `slow_interval`, not every cycle (DESIGN §2.1)."""
+
+
+def _due(job: _Job, source: SourceName) -> bool:
+    """Every cycle for a fast source; a slow one when never read (or its last read is
+    not kept) or `slow_interval` on."""
+    if source not in SLOW:
+        return True
+    last = job.view.get_cursor(job.account, str(source))
+    if last is None or job.view.get_resume(job.account, str(source)) is None:
+        return True
+    return job.now - last >= job.slow_interval
+
+
+async def _read_prefs(job: _Job, got: _Reading) -> None:
+    prefs = await job.client.get_auto_recharge_prefs(deadline=job.deadline)
+    got.settings = prefs_settings(prefs)
+    got.resumes[SourceName.SETTINGS] = settings_text(got.settings)
+    got.cursors[SourceName.SETTINGS] = job.now
+
+
+def prefs_settings(prefs: AutoRechargePrefs) -> dict[str, object]:
+    """The prefs flattened to the drift fields (`auto_recharge.enabled`, ...)."""
+    return {
+        "auto_recharge.enabled": prefs.enabled,
+        "auto_recharge.threshold_amount": prefs.threshold_amount,
+        "auto_recharge.recharge_amount": prefs.recharge_amount,
+        "auto_recharge.preference": prefs.preference,
+    }
+
+
+def _settings(job: _Job, got: _Reading) -> dict[str, object] | None:
+    """This cycle's read, else the last one kept; None when no rule needs them."""
+    if SourceName.SETTINGS not in job.needs.sources:
+        return None
+    if got.settings is not None:
+        return got.settings
+    stored = job.view.get_resume(job.account, str(SourceName.SETTINGS))
+    return parse_settings(stored, CAPABILITIES.drift_fields)
+
+
+# --------------------------------------------------------------------------- result
+
+
 def _collected(job: _Job, got: _Reading) -> Collected:
     account, needs, now = job.account, job.needs, job.now
     failures: tuple[WebhookDelivery, ...] = ()
@@ -265,6 +330,7 @@ def _collected(job: _Job, got: _Reading) -> Collected:
         new_audit_events=tuple(got.audit),
         webhook_failures=failures,
         delivery_totals=got.totals,
+        settings=_settings(job, got),
     )
     return Collected(
         snapshot,
