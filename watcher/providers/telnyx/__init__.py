@@ -1,4 +1,6 @@
-"""Telnyx: the API client, its wire models and error classifier, the sources and the simulator.
+"""Telnyx: the API client, its wire models and error classifier, the sources, the provider
+and the simulator.
 
-It may import `watcher.core`, `watcher.config` and `watcher.providers` helpers.
+It may import `watcher.core`, `watcher.config` and the shared `watcher.providers` helpers,
+never another provider's folder.
 """
