@@ -13,7 +13,13 @@ import yaml
 from conftest import REPO, run_cli
 
 from watcher.config.schema import DRAFT, SCHEMA_ID, rule_file_schema, schema_text
-from watcher.core.rules import AuditRule, BalanceRule, ForecastRule, WebhookFailuresRule
+from watcher.core.rules import (
+    AuditRule,
+    BalanceRule,
+    ForecastRule,
+    InvoiceRule,
+    WebhookFailuresRule,
+)
 
 RULES_DIR = REPO / "rules"
 RULE_FILES = sorted(RULES_DIR.glob("*.yaml"))
@@ -46,7 +52,7 @@ def test_there_are_example_rule_files_of_every_kind() -> None:
         for path in RULE_FILES
         for rule in yaml.safe_load(path.read_text(encoding="utf-8"))["rules"]
     }
-    assert kinds == {"balance", "forecast", "audit", "webhook_failures", "drift"}
+    assert kinds == {"balance", "forecast", "audit", "webhook_failures", "invoice", "drift"}
 
 
 @pytest.mark.parametrize("path", RULE_FILES, ids=lambda p: p.name)
@@ -90,6 +96,7 @@ def test_examples_in_the_schema_are_valid_values(printed: dict[str, Any]) -> Non
         (ForecastRule, "{burn_rate}"),
         (AuditRule, "{count}"),
         (WebhookFailuresRule, "{ratio}"),
+        (InvoiceRule, "{invoice_id}"),
     ],
 )
 def test_summary_description_lists_the_kinds_placeholders(model: type, placeholder: str) -> None:

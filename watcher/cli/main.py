@@ -102,6 +102,8 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> NoReturn:
     """Entry point of the console script and `python -m watcher`."""
     args = _parser().parse_args(argv)
+    if args.command != "run":  # off while the modules loaded (watcher/__main__.py)
+        gc.enable()
     # Until a command configures logging from the config: warnings only, on stderr, so
     # that results on stdout stay clean.
     logs.configure_logging(level="debug" if args.debug else "warning", fmt="auto")
@@ -327,8 +329,10 @@ async def cmd_run(path: Path) -> int:
             accounts=len(daemon.providers),
         )
         # What start-up built (modules, models, config) lives as long as the process:
-        # out of the collector's sight, every later full collection is cheaper.
+        # out of the collector's sight, every later full collection is cheaper. The
+        # collector was off until here (watcher/__main__.py).
         gc.freeze()
+        gc.enable()
         try:
             await Supervisor(
                 daemon,

@@ -10,24 +10,17 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, get_args
 
 from pydantic.json_schema import GenerateJsonSchema
 
 from watcher.core.durations import duration_text
-from watcher.core.rules import (
-    COMMON_PLACEHOLDERS,
-    AuditRule,
-    BalanceRule,
-    CredentialsRule,
-    ForecastRule,
-    RuleFile,
-    WebhookFailuresRule,
-)
+from watcher.core.rules import COMMON_PLACEHOLDERS, Rule, RuleFile
 
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
 SCHEMA_ID = "urn:account-watcher:rule-file"
-KINDS = (BalanceRule, ForecastRule, AuditRule, WebhookFailuresRule, CredentialsRule)
+KINDS: tuple[Any, ...] = get_args(get_args(Rule)[0])
+"""Every rule kind's model, from the `Rule` union (a new kind needs no edit here)."""
 
 
 class _Generator(GenerateJsonSchema):

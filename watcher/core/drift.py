@@ -1,4 +1,5 @@
-"""Drift: a provider's settings against a drift rule's `expect` (DESIGN section 4). Pure.
+"""Drift: the `drift` rule kind and its evaluation, a provider's settings against the
+rule's `expect` (DESIGN section 4). Pure.
 
 A provider fills `AccountSnapshot.settings` with its settings flattened to the field
 names of its `Capabilities.drift_fields` (`auto_recharge.enabled`, `auto_reload`,
@@ -15,10 +16,38 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
+from typing import ClassVar, Literal
+
+from pydantic import StrictBool, StrictInt, StrictStr
 
 from watcher.core.findings import Finding, RuleResult
 from watcher.core.model import AccountSnapshot, AlertKey, SourceName
-from watcher.core.rulekinds import DriftRule
+from watcher.core.rulekinds import COMMON_PLACEHOLDERS, _doc, _Rule
+
+DriftValue = StrictBool | StrictInt | float | StrictStr | None
+
+
+class DriftRule(_Rule):
+    """Fires while a provider setting differs from `expect` (`watcher.core.drift`)."""
+
+    placeholders: ClassVar[Mapping[str, str]] = {
+        **COMMON_PLACEHOLDERS,
+        "value": "each differing field, e.g. `auto_recharge.enabled: expected true → false`",
+        "fields": "the differing fields, comma-separated",
+        "count": "how many fields differ",
+    }
+
+    kind: Literal["drift"] = _doc("provider settings must stay as expected", "drift")
+    expect: dict[str, DriftValue] = _doc(
+        "setting → expected value: telnyx auto_recharge.enabled, .threshold_amount, "
+        ".recharge_amount, .preference; vonage auto_reload, settings.mo_callback_url, "
+        ".dr_callback_url, .max_outbound_request, .max_inbound_request, "
+        ".max_calls_per_second (money as a quoted decimal string)",
+        {"auto_recharge.enabled": True, "auto_recharge.threshold_amount": "20.00"},
+        {"auto_reload": True, "settings.mo_callback_url": "https://example.com/mo"},
+        min_length=1,
+    )
+
 
 TYPE_WORDS: Mapping[type, str] = {
     bool: "true or false",

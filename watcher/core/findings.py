@@ -1,7 +1,6 @@
-"""What rules found: one `Finding` per alert key, one `RuleResult` per (rule, account).
-
-Pure data, produced by `watcher.core.rules.evaluate` (and the kinds' own modules, e.g.
-`watcher.core.drift`), consumed by the lifecycle. Re-exported by `watcher.core.rules`.
+"""What a rule found: `Finding` (one alert key's state right now) and `RuleResult` (one
+rule judged for one account). Pure data, re-exported by `watcher.core.rules`; the kinds'
+evaluations (`rules`, `invoice`, `drift`) build them and the lifecycle reads them.
 """
 
 from __future__ import annotations
@@ -11,7 +10,13 @@ from dataclasses import dataclass
 from dataclasses import field as dc_field
 from datetime import timedelta
 
-from watcher.core.model import AlertKey, AuditEvent, CredentialChange, Severity, WebhookDelivery
+from watcher.core.model import (
+    AlertKey,
+    AuditEvent,
+    CredentialChange,
+    Severity,
+    WebhookDelivery,
+)
 
 
 @dataclass(frozen=True, slots=True)

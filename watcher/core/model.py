@@ -9,7 +9,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Literal
 
@@ -39,6 +39,7 @@ class SourceName(enum.StrEnum):
     CREDENTIALS = "credentials"  # vonage: the account's API secrets
     SETTINGS = "settings"  # vonage: POST /account/settings with an empty form
     SUBACCOUNTS = "subaccounts"  # vonage: when `subaccounts: true`
+    INVOICES = "invoices"  # telnyx: GET /invoices, at most hourly
 
 
 BALANCE_FIELDS = ("available_credit", "balance", "credit_limit", "pending")
@@ -127,6 +128,17 @@ class WebhookDelivery:
 
 
 @dataclass(frozen=True, slots=True)
+class Invoice:
+    """One entry of Telnyx's `GET /invoices`: the billing period (dates, both days
+    included) and whether it is paid. The API gives no amount or currency."""
+
+    id: str
+    period_start: date
+    period_end: date
+    paid: bool
+
+
+@dataclass(frozen=True, slots=True)
 class SourceError:
     """A source that could not be read this cycle. `auth` is set when the key was rejected."""
 
@@ -149,6 +161,8 @@ class AccountSnapshot:
       poll only records what is there, so it has none).
     - `errors`: sources that failed this cycle; rules needing them are not judged.
     - `provider`: the account's provider (`telnyx`, `vonage`).
+    - `invoices`: the invoices of the last read (a slow source, read at most hourly; the
+      same ones on every cycle in between); None when not polled or never read.
     - `settings`: the provider's settings flattened to its drift field names (e.g.
       `auto_recharge.enabled`, `settings.mo_callback_url`; money as Decimal), the last
       read of a slow source included; None when no drift rule needs them.
@@ -163,6 +177,7 @@ class AccountSnapshot:
     errors: Mapping[SourceName, SourceError] = field(default_factory=dict)
     provider: str = "telnyx"
     credential_changes: tuple[CredentialChange, ...] = ()
+    invoices: tuple[Invoice, ...] | None = None
     settings: Mapping[str, object] | None = None
 
 

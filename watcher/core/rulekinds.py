@@ -1,7 +1,9 @@
-"""Rule kinds: frozen pydantic models, one per `kind` (DESIGN section 4), and `RuleFile`.
+"""Rule kinds: frozen pydantic models, one per `kind` (DESIGN section 4), and their base.
 
 Pure data: no client, no clock, no file. The evaluation beside them is in
-`watcher.core.rules`, which re-exports every name of this module.
+`watcher.core.rules`, which re-exports every name of this module. A kind may live in its
+own module beside its evaluation (`watcher.core.drift`); the union of all kinds, `Rule`,
+and `RuleFile` are in `watcher.core.rulefile`.
 """
 
 from __future__ import annotations
@@ -17,9 +19,6 @@ from pydantic import (
     ConfigDict,
     Discriminator,
     Field,
-    StrictBool,
-    StrictInt,
-    StrictStr,
     Tag,
     field_validator,
     model_validator,
@@ -455,44 +454,21 @@ class CredentialsRule(_Rule):
     )
 
 
-DriftValue = StrictBool | StrictInt | float | StrictStr | None
-
-
-class DriftRule(_Rule):
-    """Fires while a provider setting differs from `expect` (`watcher.core.drift`)."""
+class InvoiceRule(_Rule):
+    """Fires for each invoice (Telnyx) still unpaid `unpaid_for` after its period ended;
+    one alert per invoice, resolved when it is paid (or gone)."""
 
     placeholders: ClassVar[Mapping[str, str]] = {
         **COMMON_PLACEHOLDERS,
-        "value": "each differing field, e.g. `auto_recharge.enabled: expected true → false`",
-        "fields": "the differing fields, comma-separated",
-        "count": "how many fields differ",
+        "value": "e.g. `invoice 48eff763-… for 2026-10-01 – 2026-10-31 unpaid for 9d 4h`",
+        "invoice_id": "the invoice's id",
+        "period": "the invoiced period, e.g. `2026-10-01 – 2026-10-31`",
+        "unpaid_for": "how long since the period ended (end of its last day, UTC)",
     }
 
-    kind: Literal["drift"] = _doc("provider settings must stay as expected", "drift")
-    expect: dict[str, DriftValue] = _doc(
-        "setting → expected value: telnyx auto_recharge.enabled, .threshold_amount, "
-        ".recharge_amount, .preference; vonage auto_reload, settings.mo_callback_url, "
-        ".dr_callback_url, .max_outbound_request, .max_inbound_request, "
-        ".max_calls_per_second (money as a quoted decimal string)",
-        {"auto_recharge.enabled": True, "auto_recharge.threshold_amount": "20.00"},
-        {"auto_reload": True, "settings.mo_callback_url": "https://example.com/mo"},
-        min_length=1,
-    )
-
-
-Rule = Annotated[
-    BalanceRule | ForecastRule | AuditRule | WebhookFailuresRule | CredentialsRule | DriftRule,
-    Field(discriminator="kind"),
-]
-
-
-class RuleFile(BaseModel):
-    """A rule file of account-watcher: a list of rules under `rules:`."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, title="account-watcher rule file")
-
-    rules: list[Rule] = _doc(
-        "the rules of this file; names must be unique across all files",
-        [{"name": "low-credit", "kind": "balance", "below": {"warning": 100, "critical": 50}}],
-        default_factory=list,
+    kind: Literal["invoice"] = _doc("an unpaid invoice (telnyx), one alert each", "invoice")
+    unpaid_for: Duration = _doc(
+        "fire for an invoice with `paid: false` whose period ended (at the end of its last "
+        "day, UTC) longer ago than this; invoices are read at most hourly",
+        "7d",
     )

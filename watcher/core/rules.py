@@ -16,10 +16,11 @@ from decimal import Decimal
 
 from watcher.core.auditfields import TELNYX_AUDIT_FIELDS, VONAGE_AUDIT_FIELDS, AuditField
 from watcher.core.capabilities import Capabilities
-from watcher.core.drift import drift_sources, judge_drift
+from watcher.core.drift import DriftRule, drift_sources, judge_drift
 from watcher.core.durations import format_duration
 from watcher.core.findings import Finding, RuleResult
 from watcher.core.forecast import eta_phrase, fit_burn, per_hour_text, runs_out_in, runs_out_text
+from watcher.core.invoice import judge_invoices
 from watcher.core.model import (
     AccountSnapshot,
     AlertKey,
@@ -29,6 +30,7 @@ from watcher.core.model import (
     SourceName,
     WebhookDelivery,
 )
+from watcher.core.rulefile import Rule, RuleFile
 from watcher.core.rulekinds import (
     COMMON_PLACEHOLDERS,
     KEY_REJECTED_GROUP,
@@ -38,12 +40,10 @@ from watcher.core.rulekinds import (
     BalanceField,
     BalanceRule,
     CredentialsRule,
-    DriftRule,
     ForecastField,
     ForecastRule,
+    InvoiceRule,
     Patterns,
-    Rule,
-    RuleFile,
     SeverityName,
     Threshold,
     WebhookFailuresRule,
@@ -65,6 +65,7 @@ __all__ = [
     "Finding",
     "ForecastField",
     "ForecastRule",
+    "InvoiceRule",
     "Patterns",
     "Rule",
     "RuleFile",
@@ -91,6 +92,7 @@ def sources_needed(rules: Iterable[Rule]) -> frozenset[SourceName]:
         AuditRule: SourceName.AUDIT,
         WebhookFailuresRule: SourceName.WEBHOOKS,
         CredentialsRule: SourceName.CREDENTIALS,
+        InvoiceRule: SourceName.INVOICES,
     }
     enabled = [rule for rule in rules if rule.enabled]
     drifts = [drift_sources(r) for r in enabled if isinstance(r, DriftRule)]
@@ -169,6 +171,8 @@ def _evaluate_one(
         return _audit(rule, snap)
     if isinstance(rule, CredentialsRule):
         return _credentials(rule, snap)
+    if isinstance(rule, InvoiceRule):
+        return judge_invoices(rule, snap, now)
     return _webhooks(rule, snap, now)
 
 

@@ -10,7 +10,7 @@ so a command that builds no provider loads none.
 from __future__ import annotations
 
 import importlib
-import importlib.util
+import os
 import pkgutil
 from typing import Any
 
@@ -20,13 +20,21 @@ from watcher.providers.base import ClientOptions, Factory, Provider
 
 
 def provider_names(module: str) -> list[str]:
-    """Names of the provider subpackages that have `module` (e.g. `capabilities`), sorted."""
-    base = watcher.providers.__name__
+    """Names of the provider subpackages that have `module` (e.g. `capabilities`), sorted.
+
+    Found by listing the folders, importing none: a shared package (`simkit`, with the
+    simulators' HTTP server) would otherwise load at every start-up for nothing.
+    """
     return sorted(
         info.name
         for info in pkgutil.iter_modules(watcher.providers.__path__)
-        if info.ispkg and importlib.util.find_spec(f"{base}.{info.name}.{module}") is not None
+        if info.ispkg and _has_module(info.name, module)
     )
+
+
+def _has_module(package: str, module: str) -> bool:
+    folders = [os.path.join(base, package) for base in watcher.providers.__path__]
+    return any(found.name == module for found in pkgutil.iter_modules(folders))
 
 
 def capabilities() -> dict[str, Capabilities]:

@@ -8,7 +8,7 @@ from watcher.core.auditfields import TELNYX_AUDIT_FIELDS
 from watcher.core.capabilities import Capabilities
 
 CAPABILITIES = Capabilities(
-    kinds=frozenset({"balance", "forecast", "audit", "webhook_failures", "drift"}),
+    kinds=frozenset({"balance", "forecast", "audit", "webhook_failures", "invoice", "drift"}),
     audit_fields=frozenset(TELNYX_AUDIT_FIELDS),
     balance_fields=frozenset({"available_credit", "balance", "credit_limit", "pending"}),
     drift_fields={  # GET /payment/auto_recharge_prefs

@@ -26,7 +26,7 @@ import httpx
 import pydantic
 import structlog
 
-from watcher.core.model import AuditEvent, Balance, WebhookDelivery
+from watcher.core.model import AuditEvent, Balance, Invoice, WebhookDelivery
 from watcher.core.payment import TopupOutcome, TopupResult
 from watcher.providers.http import (
     BACKOFF_INITIAL,
@@ -59,11 +59,13 @@ from watcher.providers.telnyx.wire import (
     BalanceBody,
     CountBody,
     Delivery,
+    InvoiceItem,
     PageBody,
     query_time,
     to_audit_event,
     to_balance,
     to_delivery,
+    to_invoice,
     to_prefs,
 )
 
@@ -95,7 +97,7 @@ OutT = TypeVar("OutT")
 
 
 class TelnyxClient:
-    """Reads balance, audit events, webhook deliveries and auto-recharge prefs.
+    """Reads balance, audit events, webhook deliveries, auto-recharge prefs and invoices.
 
     Retries follow `classify`: only retryable errors, at most `max_attempts` requests per
     call (per page), waiting the server's Retry-After / x-ratelimit-reset (capped at
@@ -306,6 +308,14 @@ class TelnyxClient:
         endpoint = "/payment/auto_recharge_prefs"
         response = await self._get(endpoint, {}, deadline)
         return to_prefs(parse(AutoRechargeBody, response, endpoint))
+
+    async def list_invoices(self, *, deadline: float | None = None) -> list[Invoice]:
+        """Every invoice (`GET /invoices`, oldest period first, 250 per page, every page
+        until `page_number >= total_pages`). Raises TelnyxError (also for an invoice
+        without `invoice_id`, `paid`, `period_start` or `period_end`)."""
+        params = {"sort": "period_start", "page[size]": str(MAX_PAGE_SIZE)}
+        pages = self._pages("/invoices", params, PageBody[InvoiceItem], to_invoice, 1, deadline)
+        return [invoice async for page in pages for invoice in page.items]
 
     async def create_topup(
         self,

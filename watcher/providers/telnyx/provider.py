@@ -21,8 +21,8 @@ MASK = "***"
 class TelnyxProvider:
     """A Telnyx account: its client, read through `sources.collect`.
 
-    In: the account name, its client, its API key (for `redact` only) and how often
-    slow sources are read.
+    In: the account name, its client, its API key (for `redact` only) and how often slow
+    sources are read (`poll.slow_interval`).
     """
 
     kind = "telnyx"
@@ -59,8 +59,8 @@ class TelnyxProvider:
         first_start: datetime,
         deadline: float | None,
     ) -> Collected:
-        """See `Provider.collect` (balance, audit events, webhook failures, and the
-        auto-recharge prefs every `slow_interval`)."""
+        """See `Provider.collect` (balance, audit events, webhook failures, and the slow
+        invoices and auto-recharge prefs)."""
         return await collect(
             self._account,
             self.client,

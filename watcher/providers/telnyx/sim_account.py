@@ -1,4 +1,5 @@
-"""The Telnyx simulator's account: balances, audit events, webhook deliveries, top-ups.
+"""The Telnyx simulator's account: balances, audit events, webhook deliveries, top-ups,
+invoices.
 
 `SimAccount` holds all scripted state of one simulated account; its clock, pending
 faults, revoked key and request log come from `simkit.SimAccountBase` (see
@@ -11,7 +12,7 @@ import copy
 import hmac
 import uuid
 from collections.abc import Callable
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -69,6 +70,7 @@ class SimAccount(SimAccountBase):
         self._listing: dict[str, tuple[tuple[Any, ...], list[JSON]]] = {}  # per endpoint
         self._topups: list[Decimal] = []
         self._transactions: list[JSON] = []
+        self._invoices: dict[str, JSON] = {}  # by invoice_id, in the order added
         self._auto_recharge: JSON = {
             "enabled": False,
             "id": "1524126400473204723",
@@ -280,6 +282,45 @@ class SimAccount(SimAccountBase):
         with self._lock:
             self._deliveries.extend(deliveries)
             self._version += 1
+
+    # invoices
+
+    def add_invoice(
+        self,
+        *,
+        period_start: date,
+        period_end: date,
+        paid: bool = False,
+        id: str | None = None,
+    ) -> JSON:
+        """Store an invoice (`GET /invoices` shape); return its JSON as served (a copy)."""
+        invoice_id = id or str(uuid.uuid4())
+        invoice: JSON = {
+            "file_id": str(uuid.uuid4()),
+            "invoice_id": invoice_id,
+            "paid": paid,
+            "period_end": period_end.isoformat(),
+            "period_start": period_start.isoformat(),
+            "url": f"https://api.telnyx.com:443/v2/invoices/{invoice_id}",
+        }
+        with self._lock:
+            self._invoices[invoice_id] = invoice
+        return dict(invoice)
+
+    def set_invoice_paid(self, invoice_id: str, paid: bool = True) -> None:
+        """Mark an invoice paid (or unpaid again). Raises KeyError for an unknown id."""
+        with self._lock:
+            self._invoices[invoice_id]["paid"] = paid
+
+    def remove_invoice(self, invoice_id: str) -> None:
+        """Stop listing an invoice. Raises KeyError for an unknown id."""
+        with self._lock:
+            del self._invoices[invoice_id]
+
+    def invoices(self) -> list[JSON]:
+        """The invoices as served (copies), in the order added."""
+        with self._lock:
+            return [dict(invoice) for invoice in self._invoices.values()]
 
     # what the server did (faults, auth and the request log: SimAccountBase)
 

@@ -155,6 +155,25 @@ def _get_auto_recharge_prefs(account: SimAccount, request: RecordedRequest) -> J
     return {"data": account.auto_recharge_prefs()}
 
 
+def _list_invoices(account: SimAccount, request: RecordedRequest) -> JSON:
+    page = _page(request.query)
+    order = request.query.get("sort")
+    if order not in (None, "period_start", "-period_start"):
+        raise _ApiError(400, "sort must be period_start or -period_start")
+    invoices = account.invoices()
+    if order is not None:
+        invoices.sort(key=lambda i: (i["period_start"], i["invoice_id"]), reverse=order[0] == "-")
+    return _paginate(invoices, page)
+
+
+def _get_invoice(account: SimAccount, request: RecordedRequest) -> JSON:
+    invoice_id = request.path.removeprefix(_INVOICE_PREFIX)
+    found = [i for i in account.invoices() if i["invoice_id"] == invoice_id]
+    if not found:
+        raise _ApiError(404, "Invoice not found")
+    return {"data": found[0]}
+
+
 def _post_topup(account: SimAccount, request: RecordedRequest) -> JSON:
     try:
         payload = json.loads(request.body or b"null")
@@ -175,9 +194,11 @@ _ROUTES: dict[tuple[str, str], _Endpoint] = {
     ("GET", "/audit_events"): _list_audit_events,
     ("GET", "/webhook_deliveries"): _list_webhook_deliveries,
     ("GET", "/payment/auto_recharge_prefs"): _get_auto_recharge_prefs,
+    ("GET", "/invoices"): _list_invoices,
     ("POST", "/payment/stored_payment_transactions"): _post_topup,
 }
 _KNOWN_PATHS = frozenset(path for _, path in _ROUTES)
+_INVOICE_PREFIX = "/invoices/"  # GET /invoices/{id}
 
 
 class TelnyxRoutes:
@@ -202,6 +223,8 @@ def _route(account: SimAccount, request: RecordedRequest) -> Response:
     if not account._authorized(request.headers.get("authorization")):
         raise _ApiError(401)
     endpoint = _ROUTES.get((request.method, request.path))
+    if endpoint is None and request.path.startswith(_INVOICE_PREFIX) and request.method == "GET":
+        endpoint = _get_invoice
     if endpoint is not None:
         return json_response(200, endpoint(account, request))
     if request.path in _KNOWN_PATHS:

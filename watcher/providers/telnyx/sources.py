@@ -8,15 +8,15 @@ exception.
 A backlog is read page by page within the cycle's budget: new pages are started only in
 the first `PAGING_SHARE` of the time left, and the read goes on in the next cycle from a
 resume point (the query's fixed bounds and the next page number, in the cursors table).
-The auto-recharge prefs (`SETTINGS`, only when a drift rule needs them) are a slow source:
-read when never read or `slow_interval` after the last read (its cursor); the flattened
-prefs are kept as its resume text (`watcher.providers.settings_text`), so drift rules
-are judged every cycle from the last read.
-
 Nothing is written here: the failed deliveries read, the audit events to mark seen, the
 resume points and cursors come back in `Collected` and the cycle writes them in its one
 commit transaction with the messages. So each audit event is alerted exactly once, and a
 crash in the middle of a backlog re-reads only what the last commit did not keep.
+
+Invoices are a slow source (`invoices.py`): read only when due, at most hourly; between
+reads the snapshot carries the invoices of the last read, kept in the state. So are the
+auto-recharge prefs for drift rules (`prefs.py`, `SourceName.SETTINGS`): every
+`poll.slow_interval`, the last read kept and given as `AccountSnapshot.settings`.
 """
 
 from __future__ import annotations
@@ -36,14 +36,14 @@ from watcher.core.model import (
     AccountSnapshot,
     AuditEvent,
     Balance,
+    Invoice,
     SourceName,
     WebhookDelivery,
 )
 from watcher.providers.base import Collected, Needs, SourceFailure, StateView
-from watcher.providers.settings_text import parse_settings, settings_text
-from watcher.providers.telnyx.capabilities import CAPABILITIES
+from watcher.providers.settings_text import settings_text
+from watcher.providers.telnyx import invoices, prefs
 from watcher.providers.telnyx.client import Page, TelnyxClient, TelnyxError
-from watcher.providers.telnyx.wire import AutoRechargePrefs
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
@@ -130,6 +130,7 @@ class _Reading:
     audit: list[AuditEvent] = field(default_factory=list)
     failed_deliveries: list[WebhookDelivery] = field(default_factory=list)
     totals: dict[timedelta, int] = field(default_factory=dict)
+    invoices: tuple[Invoice, ...] | None = None
     settings: dict[str, object] | None = None
 
 
@@ -164,7 +165,7 @@ async def collect(
     In: the account's client, the state to read cursors, resume points and stored
     windows from, what to poll, the cycle's `now`, the time of the daemon's very first
     start (older audit events are never alerted), the cycle's monotonic deadline and
-    how often slow sources are read.
+    how often slow sources are read (`poll.slow_interval`; invoices at least hourly).
     Out: the snapshot and what the cycle's commit writes (samples, seen audit events,
     failed deliveries, cursors, resume points). Never raises TelnyxError: a failed
     source is in `Collected.failures`.
@@ -176,16 +177,21 @@ async def collect(
         SourceName.BALANCE: _read_balance,
         SourceName.AUDIT: _read_audit,
         SourceName.WEBHOOKS: _read_webhooks,
+        SourceName.INVOICES: _read_invoices,
         SourceName.SETTINGS: _read_prefs,
     }
-    await asyncio.gather(
-        *(
-            _guarded(job, got, s, read)
-            for s, read in readers.items()
-            if s in needs.sources and _due(job, s)
-        )
-    )
+    wanted = {s: read for s, read in readers.items() if s in needs.sources and _due(job, s)}
+    await asyncio.gather(*(_guarded(job, got, s, read) for s, read in wanted.items()))
     return _collected(job, got)
+
+
+def _due(job: _Job, source: SourceName) -> bool:
+    """Every cycle for a fast source; the invoices and the prefs when due."""
+    if source is SourceName.INVOICES:
+        return invoices.due(job.view, job.account, job.now, job.slow_interval)
+    if source is SourceName.SETTINGS:
+        return prefs.due(job.view, job.account, job.now, job.slow_interval)
+    return True
 
 
 async def _guarded(
@@ -269,51 +275,32 @@ async def _read_webhooks(job: _Job, got: _Reading) -> None:
         _behind(got, job.account, source, read)
 
 
-# --------------------------------------------------------------------------- slow: prefs
+async def _read_invoices(job: _Job, got: _Reading) -> None:
+    """Every invoice, kept as the source's resume text for the cycles until the next read."""
+    got.invoices = tuple(await job.client.list_invoices(deadline=job.deadline))
+    got.resumes[SourceName.INVOICES] = invoices.text(got.invoices)
+    got.cursors[SourceName.INVOICES] = job.now
 
-SLOW = frozenset({SourceName.SETTINGS})
-"""Sources read every `slow_interval`, not every cycle (DESIGN §2.1)."""
 
-
-def _due(job: _Job, source: SourceName) -> bool:
-    """Every cycle for a fast source; a slow one when never read (or its last read is
-    not kept) or `slow_interval` on."""
-    if source not in SLOW:
-        return True
-    last = job.view.get_cursor(job.account, str(source))
-    if last is None or job.view.get_resume(job.account, str(source)) is None:
-        return True
-    return job.now - last >= job.slow_interval
+def _kept_invoices(job: _Job, got: _Reading) -> tuple[Invoice, ...] | None:
+    """This cycle's read, else the last one kept (None when the rules need none)."""
+    if SourceName.INVOICES not in job.needs.sources:
+        return None
+    return got.invoices if got.invoices is not None else invoices.kept(job.view, job.account)
 
 
 async def _read_prefs(job: _Job, got: _Reading) -> None:
-    prefs = await job.client.get_auto_recharge_prefs(deadline=job.deadline)
-    got.settings = prefs_settings(prefs)
+    """The auto-recharge prefs, flattened and kept as the resume text (`prefs.py`)."""
+    got.settings = prefs.flattened(await job.client.get_auto_recharge_prefs(deadline=job.deadline))
     got.resumes[SourceName.SETTINGS] = settings_text(got.settings)
     got.cursors[SourceName.SETTINGS] = job.now
 
 
-def prefs_settings(prefs: AutoRechargePrefs) -> dict[str, object]:
-    """The prefs flattened to the drift fields (`auto_recharge.enabled`, ...)."""
-    return {
-        "auto_recharge.enabled": prefs.enabled,
-        "auto_recharge.threshold_amount": prefs.threshold_amount,
-        "auto_recharge.recharge_amount": prefs.recharge_amount,
-        "auto_recharge.preference": prefs.preference,
-    }
-
-
-def _settings(job: _Job, got: _Reading) -> dict[str, object] | None:
-    """This cycle's read, else the last one kept; None when no rule needs them."""
+def _kept_settings(job: _Job, got: _Reading) -> dict[str, object] | None:
+    """This cycle's read, else the last one kept (None when the rules need none)."""
     if SourceName.SETTINGS not in job.needs.sources:
         return None
-    if got.settings is not None:
-        return got.settings
-    stored = job.view.get_resume(job.account, str(SourceName.SETTINGS))
-    return parse_settings(stored, CAPABILITIES.drift_fields)
-
-
-# --------------------------------------------------------------------------- result
+    return got.settings if got.settings is not None else prefs.kept(job.view, job.account)
 
 
 def _collected(job: _Job, got: _Reading) -> Collected:
@@ -330,7 +317,8 @@ def _collected(job: _Job, got: _Reading) -> Collected:
         new_audit_events=tuple(got.audit),
         webhook_failures=failures,
         delivery_totals=got.totals,
-        settings=_settings(job, got),
+        invoices=_kept_invoices(job, got),
+        settings=_kept_settings(job, got),
     )
     return Collected(
         snapshot,

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Annotated, Any, Generic, TypeVar
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
-from watcher.core.model import AuditChange, AuditEvent, Balance, WebhookDelivery
+from watcher.core.model import AuditChange, AuditEvent, Balance, Invoice, WebhookDelivery
 from watcher.providers.http import clip
 
 MAX_PAGE_SIZE = 250
@@ -130,6 +130,16 @@ class AutoRechargeBody(_Wire):
     data: _AutoRechargeData
 
 
+class InvoiceItem(_Wire):
+    """One entry of `GET /invoices` (also `data` of `GET /invoices/{id}`); the fields
+    the rule needs are required: an invoice without them is a malformed answer."""
+
+    invoice_id: str = Field(min_length=1)
+    paid: bool
+    period_start: date
+    period_end: date
+
+
 class _TransactionData(_Wire):
     id: str = Field(min_length=1)
 
@@ -231,3 +241,7 @@ def to_prefs(body: AutoRechargeBody) -> AutoRechargePrefs:
         recharge_amount=data.recharge_amount,
         preference=data.preference,
     )
+
+
+def to_invoice(item: InvoiceItem) -> Invoice:
+    return Invoice(item.invoice_id, item.period_start, item.period_end, item.paid)

@@ -45,6 +45,7 @@ from watcher.core.model import (
 from watcher.providers.base import Collected, Needs, SourceFailure, StateView
 from watcher.providers.http import Page
 from watcher.providers.settings_text import parse_settings, settings_text
+from watcher.providers.slow import due
 from watcher.providers.vonage.capabilities import CAPABILITIES
 from watcher.providers.vonage.client import VonageClient
 from watcher.providers.vonage.errors import VonageError
@@ -157,12 +158,9 @@ def _readers(job: _Job) -> dict[SourceName, Reader]:
 
 def _due(job: _Job, source: SourceName) -> bool:
     """Every cycle for a fast source; a slow one when never read or `slow_interval` on."""
-    if source not in SLOW:
-        return True
-    last = job.view.get_cursor(job.name, str(source))
     if source is SourceName.SETTINGS and job.view.get_resume(job.name, str(source)) is None:
         return True  # the last read is not kept: drift needs it
-    return last is None or job.now - last >= job.account.slow_interval
+    return source not in SLOW or due(job.view, job.name, source, job.now, job.account.slow_interval)
 
 
 async def _guarded(job: _Job, got: _Reading, source: SourceName, read: Reader) -> None:
