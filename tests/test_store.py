@@ -67,6 +67,7 @@ ALERTS = {
             notified_severity=Severity.WARNING,
             value="42.00 USD",
             threshold="50 USD",
+            clear_since=at(7),
         ),
         AlertState(
             key=AlertKey("webhook-failure-spike", "main", "https://hooks.example.com/a"),

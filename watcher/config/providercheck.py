@@ -1,6 +1,7 @@
 """Rules against the providers of their accounts (DESIGN section 4): a kind, an audit
-`match` / `ignore` field or a balance `field` that no provider of the rule's accounts
-offers is an error at its key, `path:line:col: rules[i].key: message`.
+`match` / `ignore` field, a balance `field` or a drift `expect` field that no provider of
+the rule's accounts offers is an error at its key, `path:line:col: rules[i].key: message`,
+and so is an expected value of the wrong type for its field (bool, money, int, str).
 
 The providers' offers come in as a parameter (`watcher.providers.registry.capabilities()`
 at the callers): the config layer does not import providers.
@@ -12,9 +13,11 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 
 from watcher.config.accounts import AccountConfig
 from watcher.core.capabilities import Capabilities
-from watcher.core.rules import AuditRule, BalanceRule, ForecastRule, Rule
+from watcher.core.drift import as_expected
+from watcher.core.rules import AuditRule, BalanceRule, DriftRule, ForecastRule, Rule
 
-At = Callable[[str, str], str]  # (rule name, dotted key) -> "path:line:col: loc: "
+Key = str | tuple[int | str, ...]  # dotted (`match.user_id`), or a tuple when a key holds dots
+At = Callable[[str, Key], str]  # (rule name, key) -> "path:line:col: loc: "
 Offers = Mapping[str, tuple[Capabilities, list[str]]]  # provider -> (offer, account names)
 
 
@@ -51,7 +54,7 @@ def _offers(
     return offers
 
 
-def _problems(rule: Rule, offers: Offers) -> Iterator[tuple[str, str]]:
+def _problems(rule: Rule, offers: Offers) -> Iterator[tuple[Key, str]]:
     if not any(offer.offers(rule.kind) for offer, _ in offers.values()):
         yield (
             "kind",
@@ -65,6 +68,20 @@ def _problems(rule: Rule, offers: Offers) -> Iterator[tuple[str, str]]:
         known = _union(offer.balance_fields for offer, _ in offers.values())
         if rule.field not in known:
             yield "field", _missing("balance field", rule.field, offers, known)
+    if isinstance(rule, DriftRule):
+        yield from _drift_problems(rule, offers)
+
+
+def _drift_problems(rule: DriftRule, offers: Offers) -> Iterator[tuple[Key, str]]:
+    types = {n: t for offer, _ in offers.values() for n, t in offer.drift_fields.items()}
+    for name, value in rule.expect.items():
+        if name not in types:
+            yield ("expect", name), _missing("drift field", name, offers, frozenset(types))
+            continue
+        try:
+            as_expected(value, types[name])
+        except ValueError as exc:
+            yield ("expect", name), str(exc)
 
 
 def _audit_problems(rule: AuditRule, offers: Offers) -> Iterator[tuple[str, str]]:

@@ -38,8 +38,9 @@ class RulePlaces:
         self._found = found
         self._places = _places(found)
 
-    def at(self, rule: str, key: str) -> str:
-        """The prefix for a message about `key` (dotted, e.g. `route.1`) of rule `rule`."""
+    def at(self, rule: str, key: str | tuple[int | str, ...]) -> str:
+        """The prefix for a message about `key` (dotted, e.g. `route.1`, or a tuple when a
+        key holds dots, e.g. `("expect", "auto_reload")`) of rule `rule`."""
         return _where(self._places.get(rule), key, self._found.locations.get(rule, ""))
 
 
@@ -152,11 +153,11 @@ def _places(found: LoadedRules) -> dict[str, Place]:
     return places
 
 
-def _where(place: Place | None, key: str, fallback: str) -> str:
+def _where(place: Place | None, key: str | tuple[int | str, ...], fallback: str) -> str:
     if place is None:
         return f"{fallback}: "
     path, doc, index = place
-    loc: tuple[int | str, ...] = ("rules", index, *_loc(key))
+    loc: tuple[int | str, ...] = ("rules", index, *(_loc(key) if isinstance(key, str) else key))
     line, col = doc.locate(loc)
     return f"{path}:{line}:{col}: {format_loc(loc)}: "
 

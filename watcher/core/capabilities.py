@@ -7,7 +7,8 @@ judge (`watcher.config.providercheck`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True, slots=True)
@@ -17,11 +18,14 @@ class Capabilities:
     - `kinds`: rule kinds it can judge, e.g. `{"balance", "audit"}`.
     - `audit_fields`: keys audit rules may `match` / `ignore` on its events.
     - `balance_fields`: values `field` of balance and forecast rules may name.
+    - `drift_fields`: settings a drift rule may `expect`, each with its value's type
+      (`bool`, `Decimal` for money, `int` or `str`), e.g. `{"auto_reload": bool}`.
     """
 
     kinds: frozenset[str]
     audit_fields: frozenset[str] = frozenset()
     balance_fields: frozenset[str] = frozenset()
+    drift_fields: Mapping[str, type] = field(default_factory=dict, hash=False)
 
     def offers(self, kind: str) -> bool:
         return kind in self.kinds

@@ -1,6 +1,6 @@
 """What a rule found: `Finding` (one alert key's state right now) and `RuleResult` (one
 rule judged for one account). Pure data, re-exported by `watcher.core.rules`; the kinds'
-evaluations (`rules`, `invoice`) build them and the lifecycle reads them.
+evaluations (`rules`, `invoice`, `drift`) build them and the lifecycle reads them.
 """
 
 from __future__ import annotations
@@ -57,3 +57,4 @@ class RuleResult:
     findings: tuple[Finding, ...] = ()
     hold_for: timedelta = timedelta(0)
     one_shot: bool = False
+    keep_for: timedelta = timedelta(0)

@@ -27,7 +27,7 @@ from typing import Any, get_args
 from watcher.core.lifecycle import Reason, Transition
 from watcher.core.model import AlertKey, AlertState, Phase
 from watcher.core.render import audit_line, when
-from watcher.core.rulekinds import Rule
+from watcher.core.rulefile import Rule
 from watcher.core.rules import Finding
 
 HOLD_KINDS: tuple[str, ...] = tuple(

@@ -2,6 +2,12 @@
 
 `step(states, results, now, repeat_interval=...)` is pure: it returns the new states and
 the transitions to notify, each with a `Reason`. Nothing here sends or stores anything.
+
+`keep_firing_for` (a rule's `RuleResult.keep_for`, Prometheus semantics): a firing alert
+whose condition clears stays firing, quietly, and resolves only once it has stayed clear
+that long (`AlertState.clear_since` marks when it cleared). A condition that returns
+inside the window continues the same episode: no new firing notification, an escalation
+above what was announced still notifies. A pending alert is not kept.
 """
 
 from __future__ import annotations
@@ -100,7 +106,13 @@ def _advance(
     findings = {f.key: f for f in result.findings}
     for key in sorted(mine.keys() | findings.keys()):
         state, transition = advance_one(
-            mine.get(key), findings.get(key), key, now, result.hold_for, repeat_interval
+            mine.get(key),
+            findings.get(key),
+            key,
+            now,
+            result.hold_for,
+            repeat_interval,
+            keep_for=result.keep_for,
         )
         if state is not None:
             kept[key] = state
@@ -116,15 +128,22 @@ def advance_one(
     now: datetime,
     hold_for: timedelta,
     repeat_interval: timedelta,
+    *,
+    keep_for: timedelta = timedelta(0),
 ) -> tuple[AlertState | None, Transition | None]:
-    """One alert key, one evaluation. A missing finding counts as cleared."""
+    """One alert key, one evaluation. A missing finding counts as cleared; a cleared
+    firing alert resolves once it stayed clear `keep_for` (0s: at once)."""
     if finding is None or finding.severity is None:
-        return _not_holding(state, finding, key, now)
+        return _not_holding(state, finding, key, now, keep_for)
     severity = finding.severity
     if state is None:
         state = AlertState(key, Phase.PENDING, severity, active_since=now)
     state = dataclasses.replace(
-        state, severity=severity, value=finding.value, threshold=finding.threshold
+        state,
+        severity=severity,
+        value=finding.value,
+        threshold=finding.threshold,
+        clear_since=None,
     )
     if state.phase is Phase.PENDING:
         if now - state.active_since < hold_for:
@@ -149,13 +168,22 @@ def _firing(
 
 
 def _not_holding(
-    state: AlertState | None, finding: Finding | None, key: AlertKey, now: datetime
+    state: AlertState | None,
+    finding: Finding | None,
+    key: AlertKey,
+    now: datetime,
+    keep_for: timedelta,
 ) -> tuple[AlertState | None, Transition | None]:
     if state is None or state.phase is Phase.PENDING:
         return None, None
+    value = state.value if finding is None else finding.value
     if finding is not None and not finding.cleared:
-        # Inside the hysteresis band: still firing, nothing new to say.
-        return dataclasses.replace(state, value=finding.value), None
+        # Inside the hysteresis band: still firing, nothing new to say; not clear yet.
+        return dataclasses.replace(state, value=value, clear_since=None), None
+    clear_since = state.clear_since or now
+    if now - clear_since < keep_for:
+        # keep_firing_for: still firing, quietly, until it stayed clear long enough.
+        return dataclasses.replace(state, value=value, clear_since=clear_since), None
     severity = max(state.severity, state.notified_severity or state.severity)
     return None, Transition(Reason.RESOLVED, key, severity, now, state, finding)
 

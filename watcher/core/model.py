@@ -163,6 +163,9 @@ class AccountSnapshot:
     - `provider`: the account's provider (`telnyx`, `vonage`).
     - `invoices`: the invoices of the last read (a slow source, read at most hourly; the
       same ones on every cycle in between); None when not polled or never read.
+    - `settings`: the provider's settings flattened to its drift field names (e.g.
+      `auto_recharge.enabled`, `settings.mo_callback_url`; money as Decimal), the last
+      read of a slow source included; None when no drift rule needs them.
     """
 
     account: str
@@ -175,6 +178,7 @@ class AccountSnapshot:
     provider: str = "telnyx"
     credential_changes: tuple[CredentialChange, ...] = ()
     invoices: tuple[Invoice, ...] | None = None
+    settings: Mapping[str, object] | None = None
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -206,6 +210,8 @@ class AlertState:
     - `last_notified_at` / `notified_severity`: what was last notified, for repeats and
       escalation.
     - `value` / `threshold`: last rendered values, for `status` and resolved messages.
+    - `clear_since`: when the condition of a firing alert cleared, while the rule's
+      `keep_firing_for` keeps it firing (None otherwise).
     """
 
     key: AlertKey
@@ -217,3 +223,4 @@ class AlertState:
     notified_severity: Severity | None = None
     value: str = ""
     threshold: str = ""
+    clear_since: datetime | None = None

@@ -1,7 +1,9 @@
-"""Rule kinds: frozen pydantic models, one per `kind` (DESIGN section 4), and `RuleFile`.
+"""Rule kinds: frozen pydantic models, one per `kind` (DESIGN section 4), and their base.
 
 Pure data: no client, no clock, no file. The evaluation beside them is in
-`watcher.core.rules`, which re-exports every name of this module.
+`watcher.core.rules`, which re-exports every name of this module. A kind may live in its
+own module beside its evaluation (`watcher.core.drift`); the union of all kinds, `Rule`,
+and `RuleFile` are in `watcher.core.rulefile`.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from pydantic import (
     model_validator,
 )
 
+from watcher.core.auditfields import AuditField
 from watcher.core.durations import Duration
 from watcher.core.model import Severity
 from watcher.core.mute import MuteSpec
@@ -29,28 +32,6 @@ from watcher.core.mute import MuteSpec
 SeverityName = Literal["info", "warning", "critical"]
 BalanceField = Literal["available_credit", "balance", "credit_limit", "pending"]
 ForecastField = Literal["available_credit", "balance"]
-TELNYX_AUDIT_FIELDS = (
-    "change_type",
-    "change_made_by",
-    "resource_id",
-    "alternate_resource_id",
-    "user_id",
-    "field",
-)
-VONAGE_AUDIT_FIELDS = ("event_type", "source", "source_ip", "source_country", "user_email")
-AuditField = Literal[
-    "change_type",
-    "change_made_by",
-    "resource_id",
-    "alternate_resource_id",
-    "user_id",
-    "field",
-    "event_type",
-    "source",
-    "source_ip",
-    "source_country",
-    "user_email",
-]
 
 
 def _shape(value: Any) -> str:
@@ -112,6 +93,13 @@ class _Rule(BaseModel):
         default=timedelta(0),
         alias="for",
     )
+    keep_firing_for: Duration = _doc(
+        "flap damping (as in Prometheus): once firing, stay firing this long after the "
+        "condition clears; a return inside the window continues the alert (not for audit, "
+        "credentials)",
+        "10m",
+        default=timedelta(0),
+    )
     route: str | list[str] | None = _doc(
         "route name(s) from notify.routes in the config; default: notify.default_route",
         "ops",
@@ -164,6 +152,13 @@ class _Rule(BaseModel):
     @property
     def level(self) -> Severity:
         return Severity.parse(self.severity)
+
+
+def _one_shot_keep(value: timedelta, why: str) -> timedelta:
+    """One-shot kinds never resolve, so there is nothing to keep firing."""
+    if value > timedelta(0):
+        raise ValueError(f"`keep_firing_for` does not apply to {why}")
+    return value
 
 
 class _MoneyRule(_Rule):
@@ -375,6 +370,10 @@ class AuditRule(_HoldsRule):
         default_factory=list,
     )
 
+    _no_keep = field_validator("keep_firing_for")(
+        lambda value: _one_shot_keep(value, "audit rules: each event alerts once")
+    )
+
     @model_validator(mode="after")
     def _check(self) -> Self:
         if self.for_ > timedelta(0):
@@ -461,6 +460,10 @@ class CredentialsRule(_HoldsRule):
             raise ValueError("`for` does not apply to credentials rules: each change alerts once")
         return self
 
+    _no_keep = field_validator("keep_firing_for")(
+        lambda value: _one_shot_keep(value, "credentials rules: each change alerts once")
+    )
+
 
 class InvoiceRule(_Rule):
     """Fires for each invoice (Telnyx) still unpaid `unpaid_for` after its period ended;
@@ -479,22 +482,4 @@ class InvoiceRule(_Rule):
         "fire for an invoice with `paid: false` whose period ended (at the end of its last "
         "day, UTC) longer ago than this; invoices are read at most hourly",
         "7d",
-    )
-
-
-Rule = Annotated[
-    BalanceRule | ForecastRule | AuditRule | WebhookFailuresRule | CredentialsRule | InvoiceRule,
-    Field(discriminator="kind"),
-]
-
-
-class RuleFile(BaseModel):
-    """A rule file of account-watcher: a list of rules under `rules:`."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, title="account-watcher rule file")
-
-    rules: list[Rule] = _doc(
-        "the rules of this file; names must be unique across all files",
-        [{"name": "low-credit", "kind": "balance", "below": {"warning": 100, "critical": 50}}],
-        default_factory=list,
     )

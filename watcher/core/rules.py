@@ -7,13 +7,16 @@ no I/O: `now` is a parameter. Every name of `rulekinds` is re-exported here.
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from decimal import Decimal
 
+from watcher.core.auditfields import TELNYX_AUDIT_FIELDS, VONAGE_AUDIT_FIELDS, AuditField
 from watcher.core.capabilities import Capabilities
+from watcher.core.drift import DriftRule, drift_sources, judge_drift
 from watcher.core.durations import format_duration
 from watcher.core.findings import Finding, RuleResult
 from watcher.core.forecast import eta_phrase, fit_burn, per_hour_text, runs_out_in, runs_out_text
@@ -27,14 +30,12 @@ from watcher.core.model import (
     SourceName,
     WebhookDelivery,
 )
+from watcher.core.rulefile import Rule, RuleFile
 from watcher.core.rulekinds import (
     COMMON_PLACEHOLDERS,
     KEY_REJECTED_GROUP,
     MAX_LOOKBACK,
     SOURCE_DOWN_RULE,
-    TELNYX_AUDIT_FIELDS,
-    VONAGE_AUDIT_FIELDS,
-    AuditField,
     AuditRule,
     BalanceField,
     BalanceRule,
@@ -43,8 +44,6 @@ from watcher.core.rulekinds import (
     ForecastRule,
     InvoiceRule,
     Patterns,
-    Rule,
-    RuleFile,
     SeverityName,
     Threshold,
     WebhookFailuresRule,
@@ -62,6 +61,7 @@ __all__ = [
     "BalanceField",
     "BalanceRule",
     "CredentialsRule",
+    "DriftRule",
     "Finding",
     "ForecastField",
     "ForecastRule",
@@ -94,7 +94,9 @@ def sources_needed(rules: Iterable[Rule]) -> frozenset[SourceName]:
         CredentialsRule: SourceName.CREDENTIALS,
         InvoiceRule: SourceName.INVOICES,
     }
-    return frozenset(kinds[type(rule)] for rule in rules if rule.enabled)
+    enabled = [rule for rule in rules if rule.enabled]
+    drifts = [drift_sources(r) for r in enabled if isinstance(r, DriftRule)]
+    return frozenset(kinds[type(r)] for r in enabled if type(r) in kinds).union(*drifts)
 
 
 def ratio_windows(rules: Iterable[Rule]) -> frozenset[timedelta]:
@@ -140,19 +142,27 @@ def evaluate(
         offer = offers.get(snap.provider)
         for rule in rules:
             if rule.applies_to(snap.account) and (offer is None or can_judge(offer, rule)):
-                results.append(_evaluate_one(rule, snap, now))
+                result = _evaluate_one(rule, snap, now, offer)
+                results.append(dataclasses.replace(result, keep_for=rule.keep_firing_for))
         results.append(_source_down(snap, now, source_down_after))
     return results
 
 
 def can_judge(offer: Capabilities, rule: Rule) -> bool:
-    """Whether a provider offering `offer` has the rule's kind (and balance field)."""
+    """Whether a provider offering `offer` has the rule's kind (and balance field, or one
+    of a drift rule's fields)."""
     if not offer.offers(rule.kind):
         return False
+    if isinstance(rule, DriftRule):
+        return any(name in offer.drift_fields for name in rule.expect)
     return not isinstance(rule, BalanceRule | ForecastRule) or rule.field in offer.balance_fields
 
 
-def _evaluate_one(rule: Rule, snap: AccountSnapshot, now: datetime) -> RuleResult:
+def _evaluate_one(
+    rule: Rule, snap: AccountSnapshot, now: datetime, offer: Capabilities | None
+) -> RuleResult:
+    if isinstance(rule, DriftRule):
+        return judge_drift(rule, snap, None if offer is None else offer.drift_fields)
     if isinstance(rule, BalanceRule):
         return _balance(rule, snap)
     if isinstance(rule, ForecastRule):

@@ -46,7 +46,7 @@ class AlertTables(Database):
         """
         rows = self._query(
             "SELECT rule, account, alert_group, phase, severity, active_since, fired_at, "
-            "last_notified_at, notified_severity, value, threshold "
+            "last_notified_at, notified_severity, value, threshold, clear_since "
             "FROM alerts ORDER BY rule, account, alert_group"
         )
         states = (self._alert_from_row(row) for row in rows)
@@ -65,6 +65,7 @@ class AlertTables(Database):
                 notified_severity=None if notified_sev is None else Severity[notified_sev],
                 value=row[9],
                 threshold=row[10],
+                clear_since=dt_or_none(row[11]),
             )
         except (KeyError, ValueError) as exc:
             raise StoreError(
@@ -80,7 +81,7 @@ class AlertTables(Database):
             self._conn.executemany(
                 "INSERT INTO alerts (rule, account, alert_group, phase, severity, "
                 "active_since, fired_at, last_notified_at, notified_severity, value, "
-                "threshold) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "threshold, clear_since) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 rows,
             )
 
@@ -168,4 +169,5 @@ def _alert_row(state: AlertState) -> tuple[Any, ...]:
         None if notified is None else notified.name,
         state.value,
         state.threshold,
+        ts_or_none(state.clear_since),
     )

@@ -1,6 +1,6 @@
 """The fraud holds of the top-up ledger (DESIGN §6.3), in the state database.
 
-Table `topup_holds` (migration 5): one row per hold — a `holds_topups` rule's firing
+Table `topup_holds` (its own migration): one row per hold — a `holds_topups` rule's firing
 episode (`kind = 'rule'`, `last_at` its latest firing) or a hold set by hand
 (`kind = 'manual'`, `held_by`). A release stamps `released_at/by/release_reason` on
 every hold of the account in force; rows are never deleted, so the table is the holds'

@@ -169,6 +169,9 @@ MIGRATIONS: list[tuple[str, ...]] = [
         "ALTER TABLE outbox_targets ADD COLUMN claimed_by TEXT",
         "ALTER TABLE outbox_targets ADD COLUMN claimed_at TEXT",
     ),
+    (  # keep_firing_for (watcher/core/lifecycle.py): when a firing alert's condition cleared
+        "ALTER TABLE alerts ADD COLUMN clear_since TEXT",
+    ),
     (  # the fraud hold on top-ups (watcher/state/holds.py, DESIGN §6.3)
         """CREATE TABLE topup_holds (
             id INTEGER PRIMARY KEY AUTOINCREMENT,

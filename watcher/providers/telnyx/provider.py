@@ -59,7 +59,8 @@ class TelnyxProvider:
         first_start: datetime,
         deadline: float | None,
     ) -> Collected:
-        """See `Provider.collect` (balance, audit events, webhook failures, invoices)."""
+        """See `Provider.collect` (balance, audit events, webhook failures, and the slow
+        invoices and auto-recharge prefs)."""
         return await collect(
             self._account,
             self.client,

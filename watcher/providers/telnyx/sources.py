@@ -14,7 +14,9 @@ commit transaction with the messages. So each audit event is alerted exactly onc
 crash in the middle of a backlog re-reads only what the last commit did not keep.
 
 Invoices are a slow source (`invoices.py`): read only when due, at most hourly; between
-reads the snapshot carries the invoices of the last read, kept in the state.
+reads the snapshot carries the invoices of the last read, kept in the state. So are the
+auto-recharge prefs for drift rules (`prefs.py`, `SourceName.SETTINGS`): every
+`poll.slow_interval`, the last read kept and given as `AccountSnapshot.settings`.
 """
 
 from __future__ import annotations
@@ -39,7 +41,8 @@ from watcher.core.model import (
     WebhookDelivery,
 )
 from watcher.providers.base import Collected, Needs, SourceFailure, StateView
-from watcher.providers.telnyx import invoices
+from watcher.providers.settings_text import settings_text
+from watcher.providers.telnyx import invoices, prefs
 from watcher.providers.telnyx.client import Page, TelnyxClient, TelnyxError
 
 log = structlog.get_logger(__name__)
@@ -128,6 +131,7 @@ class _Reading:
     failed_deliveries: list[WebhookDelivery] = field(default_factory=list)
     totals: dict[timedelta, int] = field(default_factory=dict)
     invoices: tuple[Invoice, ...] | None = None
+    settings: dict[str, object] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,6 +178,7 @@ async def collect(
         SourceName.AUDIT: _read_audit,
         SourceName.WEBHOOKS: _read_webhooks,
         SourceName.INVOICES: _read_invoices,
+        SourceName.SETTINGS: _read_prefs,
     }
     wanted = {s: read for s, read in readers.items() if s in needs.sources and _due(job, s)}
     await asyncio.gather(*(_guarded(job, got, s, read) for s, read in wanted.items()))
@@ -181,9 +186,11 @@ async def collect(
 
 
 def _due(job: _Job, source: SourceName) -> bool:
-    """Every cycle for a fast source; the invoices when due (`invoices.due`)."""
+    """Every cycle for a fast source; the invoices and the prefs when due."""
     if source is SourceName.INVOICES:
         return invoices.due(job.view, job.account, job.now, job.slow_interval)
+    if source is SourceName.SETTINGS:
+        return prefs.due(job.view, job.account, job.now, job.slow_interval)
     return True
 
 
@@ -282,6 +289,20 @@ def _kept_invoices(job: _Job, got: _Reading) -> tuple[Invoice, ...] | None:
     return got.invoices if got.invoices is not None else invoices.kept(job.view, job.account)
 
 
+async def _read_prefs(job: _Job, got: _Reading) -> None:
+    """The auto-recharge prefs, flattened and kept as the resume text (`prefs.py`)."""
+    got.settings = prefs.flattened(await job.client.get_auto_recharge_prefs(deadline=job.deadline))
+    got.resumes[SourceName.SETTINGS] = settings_text(got.settings)
+    got.cursors[SourceName.SETTINGS] = job.now
+
+
+def _kept_settings(job: _Job, got: _Reading) -> dict[str, object] | None:
+    """This cycle's read, else the last one kept (None when the rules need none)."""
+    if SourceName.SETTINGS not in job.needs.sources:
+        return None
+    return got.settings if got.settings is not None else prefs.kept(job.view, job.account)
+
+
 def _collected(job: _Job, got: _Reading) -> Collected:
     account, needs, now = job.account, job.needs, job.now
     failures: tuple[WebhookDelivery, ...] = ()
@@ -297,6 +318,7 @@ def _collected(job: _Job, got: _Reading) -> Collected:
         webhook_failures=failures,
         delivery_totals=got.totals,
         invoices=_kept_invoices(job, got),
+        settings=_kept_settings(job, got),
     )
     return Collected(
         snapshot,

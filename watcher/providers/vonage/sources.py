@@ -11,8 +11,12 @@
 - slow sources, read when due (`slow_interval` since the last read, whose time is the
   source's cursor) and when never read: the API secrets (`credentials`: the ids seen
   are kept as the source's resume text; the first read only records them), the settings
-  (only when a rule needs them; always the EMPTY form: `VonageClient.read_settings`), and
-  the subaccounts (with `subaccounts: true`; a 403, not provisioned, disables it).
+  (only when a drift rule needs them; always the EMPTY form: `VonageClient.read_settings`;
+  the last read is kept as the resume text, `watcher.providers.settings_text`, so drift
+  is judged every cycle), and the subaccounts (with `subaccounts: true`; a 403, not
+  provisioned, disables it).
+- `AccountSnapshot.settings`: the settings as drift fields (`settings.mo_callback_url`,
+  ...) and the balance's `autoReload` as `auto_reload`.
 
 Nothing is written here: cursors, resume texts, seen audit events and the balance sample
 come back in `Collected` and the cycle writes them in its one commit.
@@ -40,13 +44,16 @@ from watcher.core.model import (
 )
 from watcher.providers.base import Collected, Needs, SourceFailure, StateView
 from watcher.providers.http import Page
+from watcher.providers.settings_text import parse_settings, settings_text
 from watcher.providers.slow import due
+from watcher.providers.vonage.capabilities import CAPABILITIES
 from watcher.providers.vonage.client import VonageClient
 from watcher.providers.vonage.errors import VonageError
 from watcher.providers.vonage.wire import (
     VonageAuditEvent,
     VonageBalance,
     VonageSecret,
+    VonageSettings,
     VonageSubaccounts,
 )
 
@@ -106,6 +113,7 @@ class _Reading:
     balance: Balance | None = None
     audit: list[AuditEvent] = field(default_factory=list)
     changes: list[CredentialChange] = field(default_factory=list)
+    settings: dict[str, object] | None = None
 
 
 Reader = Callable[[_Job, _Reading], Awaitable[None]]
@@ -150,6 +158,8 @@ def _readers(job: _Job) -> dict[SourceName, Reader]:
 
 def _due(job: _Job, source: SourceName) -> bool:
     """Every cycle for a fast source; a slow one when never read or `slow_interval` on."""
+    if source is SourceName.SETTINGS and job.view.get_resume(job.name, str(source)) is None:
+        return True  # the last read is not kept: drift needs it
     return source not in SLOW or due(job.view, job.name, source, job.now, job.account.slow_interval)
 
 
@@ -328,10 +338,32 @@ def parse_ids(text: str | None) -> frozenset[str] | None:
 
 
 async def _read_settings(job: _Job, got: _Reading) -> None:
-    """The settings, read with the empty form (no rule kind uses them yet)."""
+    """The settings, read with the empty form, kept as the resume text for drift."""
     settings = await job.client.read_settings(deadline=job.deadline)
     log.debug("source.settings", account=job.name, settings=repr(settings))
+    got.settings = settings_fields(settings)
+    got.resumes[SourceName.SETTINGS] = settings_text(got.settings)
     got.cursors[SourceName.SETTINGS] = job.now
+
+
+SETTINGS_TYPES = {k: t for k, t in CAPABILITIES.drift_fields.items() if k.startswith("settings.")}
+
+
+def settings_fields(settings: VonageSettings) -> dict[str, object]:
+    """The settings as drift fields: `settings.mo_callback_url`, ..."""
+    return {name: getattr(settings, name.removeprefix("settings.")) for name in SETTINGS_TYPES}
+
+
+def _settings(job: _Job, got: _Reading) -> dict[str, object] | None:
+    """The drift fields known this cycle: the settings (this read, else the last one
+    kept) when needed, and `auto_reload` when the balance was read."""
+    out: dict[str, object] = {}
+    if SourceName.SETTINGS in job.needs.sources:
+        stored = job.view.get_resume(job.name, str(SourceName.SETTINGS))
+        out.update(got.settings or parse_settings(stored, SETTINGS_TYPES) or {})
+    if got.balance is not None and got.balance.auto_reload is not None:
+        out["auto_reload"] = got.balance.auto_reload
+    return out or None
 
 
 async def _read_subaccounts(job: _Job, got: _Reading) -> None:
@@ -365,6 +397,7 @@ def _collected(job: _Job, got: _Reading) -> Collected:
         new_audit_events=tuple(got.audit),
         provider="vonage",
         credential_changes=tuple(got.changes),
+        settings=_settings(job, got),
     )
     return Collected(
         snapshot,
