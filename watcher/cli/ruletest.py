@@ -54,7 +54,8 @@ from watcher.cli.ruletest_input import (
 from watcher.config.ruleload import load_rules
 from watcher.config.yamlfile import ConfigError, format_validation_errors, load_yaml
 from watcher.core.durations import format_duration
-from watcher.core.ledger_types import Entry, EntryState
+from watcher.core.holds import Hold, HoldKind, binding_hold, find_firings
+from watcher.core.ledger_types import Entry, EntryState, Guard
 from watcher.core.lifecycle import Reason, Transition, step
 from watcher.core.model import (
     AccountSnapshot,
@@ -70,7 +71,17 @@ from watcher.core.model import (
 from watcher.core.mute import is_muted
 from watcher.core.render import render
 from watcher.core.rules import Rule, evaluate, longest_lookback, longest_window, ratio_windows
-from watcher.core.topup import Caps, Pay, Trigger, Wait, decide, find_triggers, still_critical
+from watcher.core.topup import (
+    Caps,
+    Pay,
+    Refusal,
+    Refuse,
+    Trigger,
+    Wait,
+    decide,
+    find_triggers,
+    still_critical,
+)
 
 # ---------------------------------------------------------------------------- simulation
 
@@ -96,8 +107,10 @@ class DryRunLedger:
     """
 
     caps: Caps
+    hold_after: timedelta = timedelta(hours=24)
     entries: list[Entry] = field(default_factory=list)
     refused: set[tuple[str, str, str]] = field(default_factory=set)
+    holds: list[Hold] = field(default_factory=list)
 
     def due(
         self,
@@ -107,15 +120,26 @@ class DryRunLedger:
         snapshot: AccountSnapshot,
         now: datetime,
     ) -> list[str]:
-        """The top-ups due at `now` (paid or refused), as `rule/account` lines."""
+        """The top-ups due at `now` (paid or refused), as `rule/account` lines; one the
+        fraud hold refuses (a `holds_topups` rule fired within `hold_after`) ends in
+        ` (held)`."""
+        for firing in find_firings(rules, transitions, alerts, now):
+            hold = Hold(
+                len(self.holds) + 1, firing.account, HoldKind.RULE, firing.rule, "", "", now, now
+            )
+            self.holds.append(hold)
         due = []
         for trigger in find_triggers(rules, transitions, alerts, [snapshot]):
-            decision = decide(trigger.kind, self.caps, self.entries, now, dry_run=True)
+            held = binding_hold(self.holds, now, self.hold_after)
+            guard = Guard(hold=held, hold_after=self.hold_after)
+            decision = decide(trigger.kind, self.caps, self.entries, now, dry_run=True, guard=guard)
             if isinstance(decision, Wait):
                 continue
             made = self._pay(trigger, now) if isinstance(decision, Pay) else self._refuse(trigger)
             if made:
-                due.append(str(AlertKey(trigger.rule.name, trigger.account, "")))
+                line = str(AlertKey(trigger.rule.name, trigger.account, ""))
+                held_now = isinstance(decision, Refuse) and decision.why is Refusal.HELD
+                due.append(line + (" (held)" if held_now else ""))
         return due
 
     def _pay(self, trigger: Trigger, now: datetime) -> bool:
@@ -157,7 +181,7 @@ class Simulation:
     ledger: DryRunLedger = field(init=False)
 
     def __post_init__(self) -> None:
-        self.ledger = DryRunLedger(Caps.of(self.case.topup))
+        self.ledger = DryRunLedger(Caps.of(self.case.topup), self.case.topup.hold_after)
 
     def time(self, index: int) -> datetime:
         return self.case.start + self.interval * index
@@ -303,8 +327,9 @@ def diff_lines(expected: Sequence[str], got: Sequence[str]) -> list[str] | None:
 
 def _topup_line(item: TopupExpect | str, account: str) -> str:
     if isinstance(item, str):
-        return item if "/" in item else _key(item, account, "")
-    return _key(item.rule, item.account or account, "")
+        name, held = item.removesuffix(" (held)"), item.endswith(" (held)")
+        return (name if "/" in name else _key(name, account, "")) + (" (held)" if held else "")
+    return _key(item.rule, item.account or account, "") + (" (held)" if item.held else "")
 
 
 def compare(expect: Expectation, seen: Observed, account: str) -> list[str]:

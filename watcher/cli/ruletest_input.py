@@ -226,8 +226,11 @@ class AlertExpect(_Strict):
 
 
 class TopupExpect(_Strict):
+    """A top-up due at that time; `held: true`: refused by the fraud hold (DESIGN §6.3)."""
+
     rule: str
     account: str | None = None
+    held: bool = False
 
 
 class Expectation(_Strict):

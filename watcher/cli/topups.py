@@ -5,6 +5,10 @@
   `unknown` entry (who: `$SUDO_USER`, else `$USER`; when; why). `failed` frees the cap.
 - `topups pause --reason "..."` / `topups resume`: the kill switch, stored in the state
   database; the running daemon honours it from its next cycle.
+- `topups hold --account A --reason "..."` sets a fraud hold by hand (DESIGN §6.3; it
+  lasts until released); `topups release --account A --reason "..."` lifts every hold of
+  the account in force (a rule's or a manual one) from the daemon's next cycle. Both are
+  kept in the ledger's history (who, when, why) and listed by `topups`.
 
 Also `status_lines`, the top-up part of `account-watcher status`.
 """
@@ -23,6 +27,7 @@ from typing import TextIO
 from watcher.config.settings import Settings, load_settings
 from watcher.config.yamlfile import ConfigError
 from watcher.core.durations import parse_duration
+from watcher.core.holds import Hold, active_holds, describe
 from watcher.core.render import when
 from watcher.core.rules import money
 from watcher.core.topup import MONTH, Caps, usage
@@ -49,6 +54,12 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     pause = actions.add_parser("pause", help="stop every top-up until resumed (kill switch)")
     pause.add_argument("--reason", required=True, help="why (shown in status and alerts)")
     actions.add_parser("resume", help="allow top-ups again")
+    hold = actions.add_parser("hold", help="hold an account's top-ups until released")
+    hold.add_argument("--account", dest="hold_account", required=True, help="the account")
+    hold.add_argument("--reason", required=True, help="why (shown in status and alerts)")
+    release = actions.add_parser("release", help="lift the fraud hold of an account")
+    release.add_argument("--account", dest="hold_account", required=True, help="the account")
+    release.add_argument("--reason", required=True, help="what you checked")
 
 
 def user() -> str:
@@ -68,6 +79,7 @@ def cmd_topups(path: Path, args: argparse.Namespace, out: TextIO, err: TextIO | 
         settings, state_path = _state(path)
         logs.configure_logging(level="warning", fmt=settings.log.format)  # stderr, not stdout
         check_account(settings, args.account)
+        check_account(settings, getattr(args, "hold_account", None))
         if args.topups_action is None and not _any_state(state_path):
             print(f"no state yet at {state_path}: the daemon has not run", file=out)
             return EXIT_OK
@@ -120,6 +132,8 @@ def _run(ledger: Ledger, settings: Settings, args: argparse.Namespace, out: Text
         case "resume":
             lifted = ledger.resume()
             print("top-ups resumed" if lifted != Guard() else "top-ups were not paused", file=out)
+        case "hold" | "release":
+            print(_hold_action(ledger, settings, args, now), file=out)
         case _:
             since = now - parse_duration(args.since)
             entries = ledger.entries(account=args.account, since=since)
@@ -128,8 +142,70 @@ def _run(ledger: Ledger, settings: Settings, args: argparse.Namespace, out: Text
             lines += caps_lines(ledger, settings, now, only=args.account)
             lines.append(pause_line(ledger.paused()))
             lines += guard_lines(ledger.guard())
+            lines += hold_lines(ledger, settings, now, since=since, only=args.account)
             print("\n".join(lines), file=out)
     return EXIT_OK
+
+
+def _hold_action(
+    ledger: Ledger, settings: Settings, args: argparse.Namespace, now: datetime
+) -> str:
+    """`topups hold` / `topups release`: what was done, in one line."""
+    account = args.hold_account
+    reason = args.reason.strip()
+    if not reason:
+        raise LedgerError("give a reason with --reason")
+    if args.topups_action == "hold":
+        hold = ledger.holds.hold(account, by=user(), reason=reason, now=now)
+        return f"{account}: top-ups {describe(hold, _hold_after(settings, account))}"
+    after = _hold_after(settings, account)
+    released = ledger.holds.release(account, by=user(), reason=reason, now=now, hold_after=after)
+    if not released:
+        return f"{account}: top-ups were not on hold"
+    return (
+        f"{account}: released {len(released)} hold(s); top-ups are allowed again from the "
+        "daemon's next cycle"
+    )
+
+
+def _hold_after(settings: Settings, account: str) -> timedelta:
+    found = [a.topup.hold_after for a in settings.accounts if a.name == account]
+    return found[0] if found else timedelta(hours=24)
+
+
+def hold_lines(
+    ledger: Ledger,
+    settings: Settings,
+    now: datetime,
+    *,
+    since: datetime | None = None,
+    only: str | None = None,
+) -> list[str]:
+    """Per account: the holds in force; with `since`, also the history of holds since
+    then (set, released: who, when, why)."""
+    lines = []
+    for account in settings.accounts:
+        if only is not None and account.name != only:
+            continue
+        after = account.topup.hold_after
+        holds = ledger.holds.all(account=account.name, since=since)
+        live = {h.id for h in active_holds(holds, now, after)}
+        for hold in holds:
+            if hold.id in live:
+                lines.append(f"  {account.name}: ON HOLD (#{hold.id}) {describe(hold, after)}")
+            elif since is not None:
+                lines.append(f"  {account.name}: hold #{hold.id} {_ended(hold, after)}")
+    return ["fraud holds:", *lines] if lines else []
+
+
+def _ended(hold: Hold, hold_after: timedelta) -> str:
+    text = describe(hold, hold_after)
+    if hold.released_at is not None:
+        return (
+            f"{text}; released by {hold.released_by} at {when(hold.released_at)}: "
+            f"{hold.release_reason}"
+        )
+    return f"{text}; ended"
 
 
 def entry_line(entry: Entry) -> str:
@@ -196,6 +272,8 @@ def caps_lines(
         mode = "paying" if account.topup.enabled else "dry run (topup.enabled: false)"
         if stopped is not None:  # the kill switch or a lost state wins over both
             mode = f"not paying (top-ups {stopped})"
+        elif active_holds(ledger.holds.unreleased(account.name), now, account.topup.hold_after):
+            mode = "not paying (top-ups ON HOLD, see fraud holds)"
         text = f"  {account.name}: {mode}; used {caps_text(caps, usage(entries, now), currency)}"
         unknown = sum(1 for e in entries if e.state is EntryState.UNKNOWN)
         if unknown:
@@ -216,6 +294,7 @@ def status_lines(store: Store, settings: Settings, now: datetime) -> list[str]:
     lines += [f"  {line}" for line in caps_lines(ledger, settings, now)[1:]]
     lines.append(f"  {pause_line(ledger.paused())}")
     lines += [f"  {line}" for line in guard_lines(ledger.guard())]
+    lines += [f"  {line}" for line in hold_lines(ledger, settings, now)]
     if recent:
         lines.append("  recent:")
         lines += [f"  {entry_line(e)}" for e in _newest_first(recent)]

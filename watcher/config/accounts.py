@@ -217,6 +217,7 @@ class TopupConfig(BaseModel):
     max_per_month: TopupMoney | None = None  # rolling 30 days; None: no monthly cap
     min_interval: Duration = timedelta(hours=1)
     verify_within: Duration = timedelta(minutes=10)
+    hold_after: Duration = timedelta(hours=24)  # fraud hold from a rule's last firing (§6.3)
 
     @field_validator("max_per_day", "max_per_month")
     @classmethod
@@ -230,7 +231,7 @@ class TopupConfig(BaseModel):
             )
         return value
 
-    @field_validator("min_interval", "verify_within")
+    @field_validator("min_interval", "verify_within", "hold_after")
     @classmethod
     def _positive_duration(cls, value: timedelta) -> timedelta:
         if value <= timedelta(0):

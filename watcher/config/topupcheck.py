@@ -11,11 +11,17 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 
 from watcher.config.settings import AccountConfig
+from watcher.core.holds import HOLD_KINDS
 from watcher.core.model import Severity
 from watcher.core.rules import BalanceRule, ForecastRule, Rule
 from watcher.core.topup import can_top_up
 
-_TOPUP_NOT_ALLOWED = ".topup: Extra inputs are not permitted"
+_EXTRA = " Extra inputs are not permitted"
+_NOT_ALLOWED = {
+    ".topup:" + _EXTRA: " only balance and forecast rules can top up",
+    ".holds_topups:"
+    + _EXTRA: f" only {' and '.join(HOLD_KINDS)} rules can hold top-ups (DESIGN §6.3)",
+}
 
 
 def check_rules(
@@ -54,11 +60,13 @@ def check_rules(
 
 
 def clarify_rule_errors(errors: Iterable[str]) -> list[str]:
-    """Rule-file errors with `topup` on a kind that cannot top up explained as such."""
-    return [
-        line.removesuffix(" Extra inputs are not permitted")
-        + " only balance and forecast rules can top up"
-        if line.endswith(_TOPUP_NOT_ALLOWED)
-        else line
-        for line in errors
-    ]
+    """Rule-file errors with `topup` on a kind that cannot top up, or `holds_topups` on
+    one that cannot hold, explained as such."""
+    return [_clarify(line) for line in errors]
+
+
+def _clarify(line: str) -> str:
+    for suffix, why in _NOT_ALLOWED.items():
+        if line.endswith(suffix):
+            return line.removesuffix(_EXTRA) + why
+    return line

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
+
+from watcher.core.holds import Hold
 
 
 class EntryState(enum.StrEnum):
@@ -86,11 +88,14 @@ class StateLost:
 @dataclass(frozen=True, slots=True)
 class Guard:
     """What stops every real top-up, beside the caps: the kill switch, a lost state, and
-    the wait after a state created fresh (`fresh_since`)."""
+    the wait after a state created fresh (`fresh_since`); for one account, its binding
+    fraud hold (`hold`, with the account's `hold_after`; it stops dry runs too)."""
 
     pause: Pause | None = None
     lost: StateLost | None = None
     fresh_since: datetime | None = None
+    hold: Hold | None = None
+    hold_after: timedelta = timedelta(hours=24)
 
 
 @dataclass(frozen=True, slots=True)

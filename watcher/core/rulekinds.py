@@ -172,6 +172,17 @@ class _MoneyRule(_Rule):
     )
 
 
+class _HoldsRule(_Rule):
+    """A kind deriving from this can hold the account's top-ups (DESIGN §6.3)."""
+
+    holds_topups: bool = _doc(
+        "when the rule fires, hold the account's top-ups for accounts[].topup.hold_after "
+        "(from its last firing), until then or `account-watcher topups release`",
+        True,
+        default=False,
+    )
+
+
 class BalanceRule(_MoneyRule):
     """Fires when a balance field is below (or above) a threshold, per severity."""
 
@@ -332,7 +343,7 @@ class ForecastRule(_MoneyRule):
         return self
 
 
-class AuditRule(_Rule):
+class AuditRule(_HoldsRule):
     """Alerts once for each new audit event that matches `match` and no `ignore` entry."""
 
     placeholders: ClassVar[Mapping[str, str]] = {
@@ -426,7 +437,7 @@ class WebhookFailuresRule(_Rule):
         return self
 
 
-class CredentialsRule(_Rule):
+class CredentialsRule(_HoldsRule):
     """Alerts once for each API secret that appeared or disappeared (Vonage); the first
     poll only records the secrets there are."""
 

@@ -197,6 +197,7 @@ class Refusal(enum.StrEnum):
     """Why a due top-up is not made."""
 
     PAUSED = "paused"
+    HELD = "held"
     STATE_LOST = "state-lost"
     FRESH_STATE = "fresh-state"
     MIN_INTERVAL = "min_interval"
@@ -246,7 +247,9 @@ def decide(
     In: the trigger kind, the caps, the account's ledger entries (see `usage`), `now`,
     the kill switch (`pause`, or the one in `guard`), whether this is a dry run, and the
     `guard` of a lost or fresh state (which dry runs ignore: they move no money).
-    Out, first that applies: `Refuse(PAUSED)`; `Refuse(STATE_LOST)`; within
+    Out, first that applies: `Refuse(PAUSED)`; `Refuse(HELD)` while the guard carries
+    the account's binding fraud hold (dry runs too; `next_allowed`: when it ends by
+    itself, None for a manual one); `Refuse(STATE_LOST)`; within
     `min_interval` of a fresh state's start (`FRESH_STATE`) or of the last POST
     (`MIN_INTERVAL`) a START is refused and a STAY is `Wait`; `Refuse(MAX_PER_DAY)` when
     the rolling 24 h sum plus `amount` exceeds `max_per_day`; the same for 30 days and
@@ -256,6 +259,8 @@ def decide(
     guard = guard or Guard(pause)
     if pause is not None or guard.pause is not None:
         return Refuse(Refusal.PAUSED, used)
+    if guard.hold is not None:
+        return Refuse(Refusal.HELD, used, guard.hold.until(guard.hold_after))
     if not dry_run and guard.lost is not None:
         return Refuse(Refusal.STATE_LOST, used)
     waits = [(used.last_post, Refusal.MIN_INTERVAL)]

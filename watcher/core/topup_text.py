@@ -11,6 +11,7 @@ from datetime import datetime
 from decimal import Decimal
 
 from watcher.core.durations import format_duration
+from watcher.core.holds import describe
 from watcher.core.ledger_types import Entry, EntryState, Guard, Pause, VerifyState
 from watcher.core.lifecycle import Reason
 from watcher.core.model import Severity
@@ -39,6 +40,8 @@ def refusal_text(
     """The reason recorded and notified for a refusal, starting with its kind."""
     pause = pause or (guard.pause if guard else None)
     match refuse.why:
+        case Refusal.HELD:
+            return held_text(guard)
         case Refusal.STATE_LOST:
             found = f" ({guard.lost.found})" if guard and guard.lost else ""
             return (
@@ -78,6 +81,19 @@ def refusal_text(
                 f"used in the last 30 days; {money(caps.amount)} more would exceed it"
             )
     raise AssertionError(refuse.why)  # pragma: no cover
+
+
+def held_text(guard: Guard | None) -> str:
+    """`held: top-ups of main are on hold: held by rule R since T until U: <event>; …`."""
+    hold = guard.hold if guard is not None else None
+    if guard is None or hold is None:
+        return "held: top-ups of this account are on hold (account-watcher topups release)"
+    return (
+        f"held: top-ups of {hold.account} are on hold (fraud hold): "
+        f"{describe(hold, guard.hold_after)}; "
+        f"check what happened, then account-watcher topups release --account {hold.account} "
+        '--reason "..."'
+    )
 
 
 def _transaction(entry: Entry) -> str:

@@ -13,7 +13,8 @@ top-up is recorded as `dry_run` and notified; nothing is POSTed.
 
 Ownership: only the process holding the state lock (watcher/state/lock.py) reconciles and
 pays. An actor built with `owns_state=False` (a `once` while `run` holds the lock) never
-touches the ledger: no reconcile, no verification, no POST, no entry, no message; a
+touches the ledger's entries: no reconcile, no verification, no POST, no entry, no
+message (it records fraud holds: they only stop payments); a
 would-be top-up is only logged (`topup.skipped`, why `not_owner`) and listed in
 `not_owner_lines()`.
 
@@ -36,7 +37,8 @@ import structlog
 
 from watcher.config.settings import AccountConfig, TopupConfig, VonageTopupConfig
 from watcher.core.durations import format_duration
-from watcher.core.ledger_types import Entry, EntryState, NewEntry, VerifyState
+from watcher.core.holds import find_firings
+from watcher.core.ledger_types import Entry, EntryState, Guard, NewEntry, VerifyState
 from watcher.core.lifecycle import Transition
 from watcher.core.model import AccountSnapshot, AlertKey, AlertState, Balance
 from watcher.core.payment import TopupOutcome, TopupResult
@@ -166,6 +168,7 @@ class TopupActor:
         """
         configs = {account.name: account.topup for account in view.accounts}
         self.recorded = []
+        self._hold(view)  # also without the state lock: a hold only stops payments
         if not self.owns_state:
             self.skipped = self._skip_all(view, configs)
             return []
@@ -179,6 +182,15 @@ class TopupActor:
             if entry is not None:
                 self.recorded.append(entry)
         return self.announcements(view.rules, configs)
+
+    def _hold(self, view: CycleView) -> None:
+        """Record the firings of `holds_topups` rules (DESIGN §6.3) before any top-up of
+        this cycle is decided, so that one held in the same cycle is refused."""
+        for firing in find_firings(view.rules, view.transitions, view.alerts, self.clock()):
+            self.ledger.holds.fired(firing)
+
+    def _guard(self, account: str, config: TopupConfig) -> Guard:
+        return self.ledger.guard(account=account, now=self.clock(), hold_after=config.hold_after)
 
     def _skip_all(self, view: CycleView, configs: Mapping[str, TopupConfig]) -> list[Skipped]:
         out = []
@@ -249,11 +261,11 @@ class TopupActor:
             caps,
             self.ledger.entries(account=account, since=now - caps.lookback),
             now,
-            guard=self.ledger.guard(),
+            guard=self._guard(account, config),
             dry_run=dry,
         )
         if not isinstance(pre, Pay):
-            return self._not_paying(trigger, pre, caps, dry)
+            return self._not_paying(trigger, pre, config, dry)
         fields = cap_fields(caps, pre.usage)
         fresh = await self._fresh_balance(account, payer, http_timeout, fields)  # 1
         if fresh is None:
@@ -278,8 +290,8 @@ class TopupActor:
             balance_before=fresh.balance,
         )
         if dry:
-            return self._dry_run(trigger, new, caps)
-        return await self._pay(trigger, new, caps, payer, http_timeout)
+            return self._dry_run(trigger, new, config)
+        return await self._pay(trigger, new, config, payer, http_timeout)
 
     async def _fresh_balance(
         self, account: str, payer: Payer, http_timeout: float, fields: Mapping[str, str]
@@ -296,12 +308,13 @@ class TopupActor:
             )
             return None
 
-    def _dry_run(self, trigger: Trigger, new: NewEntry, caps: Caps) -> Entry | None:
-        now = self.clock()
+    def _dry_run(self, trigger: Trigger, new: NewEntry, config: TopupConfig) -> Entry | None:
+        now, caps = self.clock(), Caps.of(config)
         entries = self.ledger.entries(account=new.account, since=now - caps.lookback)
-        decision = decide(trigger.kind, caps, entries, now, guard=self.ledger.guard(), dry_run=True)
+        guard = self._guard(new.account, config)
+        decision = decide(trigger.kind, caps, entries, now, guard=guard, dry_run=True)
         if not isinstance(decision, Pay):
-            return self._not_paying(trigger, decision, caps, True)
+            return self._not_paying(trigger, decision, config, True)
         entry = self.ledger.add(new, EntryState.DRY_RUN, now)
         log.info(
             "topup.dry_run", account=new.account, entry=entry.id, **cap_fields(caps, decision.usage)
@@ -309,9 +322,14 @@ class TopupActor:
         return entry
 
     async def _pay(
-        self, trigger: Trigger, new: NewEntry, caps: Caps, payer: Payer, http_timeout: float
+        self,
+        trigger: Trigger,
+        new: NewEntry,
+        config: TopupConfig,
+        payer: Payer,
+        http_timeout: float,
     ) -> Entry | None:
-        now = self.clock()
+        now, caps = self.clock(), Caps.of(config)
         self._checkpoint("before_ledger_write")
         decision, entry = self.ledger.begin_if(  # 2 + 3: decide and write `sending`, one commit
             lambda entries, guard: decide(trigger.kind, caps, entries, now, guard=guard),
@@ -320,9 +338,10 @@ class TopupActor:
             account=new.account,
             since=now - caps.lookback,
             now=now,
+            hold_after=config.hold_after,  # the fraud hold is judged in the same transaction
         )
         if entry is None:
-            return self._not_paying(trigger, decision, caps, False)
+            return self._not_paying(trigger, decision, config, False)
         if not isinstance(decision, Pay):  # pragma: no cover - begin_if wrote it: is_pay held
             raise AssertionError(decision)
         self._checkpoint("after_ledger_write")
@@ -359,11 +378,11 @@ class TopupActor:
         return finished
 
     def _not_paying(
-        self, trigger: Trigger, decision: Decision, caps: Caps, dry: bool
+        self, trigger: Trigger, decision: Decision, config: TopupConfig, dry: bool
     ) -> Entry | None:
         if isinstance(decision, Wait | Pay):
             return None
-        account, rule = trigger.account, trigger.rule.name
+        account, rule, caps = trigger.account, trigger.rule.name, Caps.of(config)
         fields = cap_fields(caps, decision.usage)
         if self.ledger.refusal_noted(account, rule, trigger.episode):
             log.debug(
@@ -371,7 +390,7 @@ class TopupActor:
             )
             return None
         currency = trigger.snapshot.balance.currency if trigger.snapshot.balance else ""
-        text = refusal_text(decision, caps, currency, guard=self.ledger.guard())
+        text = refusal_text(decision, caps, currency, guard=self._guard(account, config))
         if dry:
             text += " (dry run)"
         new = NewEntry(

@@ -11,7 +11,9 @@ What is written, each line fsync'd before the call returns:
   transaction that writes the `sending` entry, before it commits and before the POST;
 - `{"op": "finish", "id": …, "state": "succeeded" | "failed" | "unknown", …}` before the
   outcome is written to the database;
-- `{"op": "settle", "id": …, "state": …, "by": …, "reason": …}` when a human settles one.
+- `{"op": "settle", "id": …, "state": …, "by": …, "reason": …}` when a human settles one;
+- `{"op": "hold", "id": …, "account": …, …}`: a fraud hold as written (set, extended by a
+  later firing, released), in the transaction that writes it (watcher/state/holds.py).
 
 Reading folds the lines into one `JournalEntry` per id (the last word wins). A last line
 without its newline is a write torn by a crash and is ignored (its entry never reached
@@ -61,9 +63,11 @@ class JournalEntry:
 
 @dataclass(slots=True)
 class Journal:
-    """The journal as read: its entries by id, and the numbers of damaged lines."""
+    """The journal as read: its entries by id, its holds by id (the last line of each),
+    and the numbers of damaged lines."""
 
     entries: dict[int, JournalEntry] = field(default_factory=dict)
+    holds: dict[int, dict[str, Any]] = field(default_factory=dict)
     damaged: list[int] = field(default_factory=list)
 
 
@@ -137,6 +141,13 @@ def sending_record(entry: Any) -> dict[str, Any]:
 
 def _fold(journal: Journal, record: dict[str, Any]) -> None:
     op, entry_id = record["op"], int(record["id"])
+    if op == "hold":
+        for key in ("account", "kind", "rule", "episode", "cause", "held_at", "last_at"):
+            str(record[key])  # a line without them is damage (KeyError)
+        datetime.fromisoformat(record["held_at"])
+        datetime.fromisoformat(record["last_at"])
+        journal.holds[entry_id] = record
+        return
     if op == "sending":
         journal.entries[entry_id] = JournalEntry(
             id=entry_id,

@@ -30,14 +30,16 @@ created fresh, with no journal, makes real top-ups wait one `min_interval`.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, TypeVar
 
 import structlog
 
+from watcher.core.holds import binding_hold
 from watcher.core.ledger_types import COUNTED as COUNTED
 from watcher.core.ledger_types import POSTED as POSTED
 from watcher.core.ledger_types import Entry as Entry
@@ -48,6 +50,7 @@ from watcher.core.ledger_types import Pause as Pause
 from watcher.core.ledger_types import StateLost as StateLost
 from watcher.core.ledger_types import VerifyState as VerifyState
 from watcher.state import journal, ledger_recovery
+from watcher.state.holds import Holds
 from watcher.state.journal import Journal, JournalError
 from watcher.state.ledger_recovery import ACCEPTED_KEY, NOTICE_KEYS
 from watcher.state.ledger_recovery import FRESH_KEY as FRESH_KEY
@@ -109,6 +112,7 @@ class Ledger:
     def __init__(self, store: Store) -> None:
         self.store = store
         self.journal = journal.journal_path(store.path)
+        self.holds = Holds(store, self.append_journal)
 
     # -- reading ---------------------------------------------------------------------
 
@@ -178,6 +182,7 @@ class Ledger:
         account: str,
         since: datetime,
         now: datetime,
+        hold_after: timedelta | None = None,
     ) -> tuple[T, Entry | None]:
         """Decide on fresh ledger data and, when `pay(decision)`, write a `sending` entry.
 
@@ -186,14 +191,16 @@ class Ledger:
         appended to the journal before that transaction commits (durably:
         synchronous=FULL), and the WAL is checkpointed after it, so the main database
         file alone holds it; call it outside any transaction.
-        In: `decide(entries of account since `since`, guard)`, the predicate, the entry.
+        In: `decide(entries of account since `since`, guard)` (with `hold_after`, the
+        guard carries the account's binding fraud hold at `now`), the predicate, the entry.
         Out: the decision and the committed `sending` entry (None when not paying).
         Raises StoreError when the entry cannot be made durable: then it is recorded as
         `failed` (when it could be written at all) and nothing may be sent.
         """
         with self.store.transaction():
             entries = self.entries(account=account, since=since)
-            decision = decide(entries, self.guard())
+            guard = self.guard(account=account, now=now, hold_after=hold_after)
+            decision = decide(entries, guard)
             if not pay(decision):
                 return decision, None
             entry_id = self._insert(new, EntryState.SENDING, now, announce=False, posted=now)
@@ -352,14 +359,25 @@ class Ledger:
 
     # -- the journal and a lost state ----------------------------------------------------
 
-    def guard(self) -> Guard:
-        """The kill switch, a lost state and a fresh state's wait, as stored now."""
+    def guard(
+        self,
+        *,
+        account: str | None = None,
+        now: datetime | None = None,
+        hold_after: timedelta | None = None,
+    ) -> Guard:
+        """The kill switch, a lost state and a fresh state's wait, as stored now; given
+        all of `account`, `now` and `hold_after`, also that account's binding hold."""
         lost_text, fresh = self.store.meta(LOST_KEY), self.store.meta(FRESH_KEY)
         lost = None
         if lost_text is not None:
             data = json.loads(lost_text)
             lost = StateLost(at=dt(data["at"]), found=str(data["found"]))
-        return Guard(self.paused(), lost, None if fresh is None else dt(fresh))
+        guard = Guard(self.paused(), lost, None if fresh is None else dt(fresh))
+        if account is None or now is None or hold_after is None:
+            return guard
+        hold = binding_hold(self.holds.unreleased(account), now, hold_after)
+        return dataclasses.replace(guard, hold=hold, hold_after=hold_after)
 
     def recover(self, now: datetime, *, seed: bool = True) -> Guard:
         """Compare the journal with the database (at start-up, and in `topups`); see

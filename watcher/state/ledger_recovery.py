@@ -15,8 +15,10 @@ from typing import Any, Protocol
 
 import structlog
 
+from watcher.core.holds import Hold
 from watcher.core.ledger_types import POSTED, Entry, EntryState, Guard
 from watcher.state import journal
+from watcher.state.holds import Holds, from_record
 from watcher.state.journal import Journal, JournalEntry
 from watcher.state.store import Store, ts
 
@@ -33,6 +35,7 @@ class Ledger(Protocol):
 
     store: Store
     journal: Path
+    holds: Holds
 
     def entries(self) -> list[Entry]: ...
     def accepted(self) -> set[str]: ...
@@ -58,13 +61,16 @@ def recover(ledger: Ledger, now: datetime, *, seed: bool = True) -> Guard:
     rows = {e.id: e for e in ledger.entries()}
     missing = [j for j in read.entries.values() if j.id not in rows]
     differ = [j.id for j in read.entries.values() if j.id in rows and not _same(j, rows[j.id])]
+    holds = _missing_holds(ledger, read)
     with ledger.store.transaction():
-        parts = [
-            p for p in _found(ledger.journal, read, missing, differ) if p not in ledger.accepted()
-        ]
+        found_all = _found(ledger.journal, read, missing, differ) + _found_holds(ledger, holds)
+        parts = [p for p in found_all if p not in ledger.accepted()]
         found = "; ".join(parts)
         for item in missing:
             _restore(ledger, item, now)
+        for hold in holds:
+            ledger.holds.restore(hold)
+            log.warning("topup.hold_restored_from_journal", hold=hold.id, account=hold.account)
         created = ledger.store.meta("created_new") == "1"
         ledger.store.set_meta("created_new", None)
         if found and ledger.store.meta(LOST_KEY) is None:
@@ -78,6 +84,22 @@ def recover(ledger: Ledger, now: datetime, *, seed: bool = True) -> Guard:
     if seed:
         _seed(ledger, read, rows)
     return ledger.guard()
+
+
+def _missing_holds(ledger: Ledger, read: Journal) -> list[Hold]:
+    """Fraud holds of the journal that the database lacks (a lost hold is not lifted)."""
+    stored = {hold.id for hold in ledger.holds.all()}
+    return [from_record(data) for hid, data in sorted(read.holds.items()) if hid not in stored]
+
+
+def _found_holds(ledger: Ledger, holds: Sequence[Hold]) -> list[str]:
+    if not holds:
+        return []
+    ids = ", ".join(f"#{hold.id}" for hold in holds)
+    return [
+        f"{len(holds)} fraud hold(s) in the ledger journal {ledger.journal} were missing from "
+        f"the state database ({ids}) and were restored from the journal"
+    ]
 
 
 def _restore(ledger: Ledger, item: JournalEntry, now: datetime) -> None:

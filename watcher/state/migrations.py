@@ -172,6 +172,24 @@ MIGRATIONS: list[tuple[str, ...]] = [
     (  # keep_firing_for (watcher/core/lifecycle.py): when a firing alert's condition cleared
         "ALTER TABLE alerts ADD COLUMN clear_since TEXT",
     ),
+    (  # the fraud hold on top-ups (watcher/state/holds.py, DESIGN §6.3)
+        """CREATE TABLE topup_holds (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            account TEXT NOT NULL,
+            kind TEXT NOT NULL CHECK (kind IN ('rule', 'manual')),
+            rule TEXT NOT NULL,
+            episode TEXT NOT NULL,
+            cause TEXT NOT NULL,
+            held_at TEXT NOT NULL,
+            last_at TEXT NOT NULL,
+            held_by TEXT,
+            released_at TEXT,
+            released_by TEXT,
+            release_reason TEXT,
+            UNIQUE (account, rule, episode)
+        ) STRICT""",
+        "CREATE INDEX topup_holds_account ON topup_holds (account, released_at)",
+    ),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
