@@ -80,6 +80,67 @@ def shared_ssl_context() -> ssl.SSLContext:
     return ssl.create_default_context(cafile=certifi.where())
 
 
+class Connections:
+    """A provider client's two connection pools, each built at its first use.
+
+    `get`: the pool for reads, whose connections are kept alive for `keepalive` seconds.
+    `post`: the top-up's pool, whose connection never outlives its request (a payment is
+    never sent on a connection a read left behind). A given `transport` (tests) serves
+    both. Redirects are never followed; TLS uses the shared context.
+    """
+
+    def __init__(
+        self,
+        *,
+        headers: httpx.Headers,
+        timeout: float,
+        keepalive: float,
+        transport: httpx.AsyncBaseTransport | None = None,
+        base_url: str = "",
+    ) -> None:
+        self._headers = headers
+        self._timeout = timeout
+        self._keepalive = keepalive
+        self._transport = transport
+        self._base_url = base_url
+        self._get: httpx.AsyncClient | None = None
+        self._post: httpx.AsyncClient | None = None
+
+    @property
+    def get(self) -> httpx.AsyncClient:
+        """The read client (kept-alive connections)."""
+        if self._get is None:
+            limits = httpx.Limits(max_keepalive_connections=20, keepalive_expiry=self._keepalive)
+            self._get = self._client(limits)
+        return self._get
+
+    @property
+    def post(self) -> httpx.AsyncClient:
+        """The top-up client: no connection outlives its request (none is ever reused)."""
+        if self._transport is not None:
+            return self.get  # the given transport decides about connections
+        if self._post is None:
+            self._post = self._client(httpx.Limits(max_keepalive_connections=0))
+        return self._post
+
+    async def aclose(self) -> None:
+        """Close both pools; the connections are unusable afterwards."""
+        for client in (self._get, self._post):
+            if client is not None:
+                await client.aclose()
+
+    def _client(self, limits: httpx.Limits) -> httpx.AsyncClient:
+        return httpx.AsyncClient(
+            base_url=self._base_url,
+            headers=self._headers,
+            timeout=self._timeout,
+            transport=self._transport,
+            follow_redirects=False,
+            limits=limits,
+            verify=shared_ssl_context() if self._transport is None else True,
+        )
+
+
 def keepalive_expiry(interval: timedelta) -> float:
     """Seconds an idle GET connection is kept: one poll interval and 5 s more, so that
     each cycle reuses the last one's connection (no new TCP and TLS handshake), as long

@@ -35,6 +35,7 @@ from watcher.providers.http import (
     KEEPALIVE_LIMIT,
     MAX_PAGES,
     Clock,
+    Connections,
     Page,
     RetryPolicy,
     Sleep,
@@ -142,39 +143,25 @@ class TelnyxClient:
         self._on_request = on_request
         self._transport = transport
         self._keepalive = keepalive
-        self._get_client: httpx.AsyncClient | None = None
-        self._post_client: httpx.AsyncClient | None = None
         self._base = str(httpx.URL(base_url)).rstrip("/")  # absolute request URLs: _attempt
         self._default_headers = httpx.Headers(self._headers(api_key))  # checked here, as before
+        self._connections = Connections(
+            headers=self._default_headers,
+            timeout=timeout,
+            keepalive=keepalive,
+            transport=transport,
+            base_url=base_url,
+        )
 
     @property
     def _http(self) -> httpx.AsyncClient:
         """The GET client (kept-alive connections), built at the first request."""
-        if self._get_client is None:
-            self._get_client = self._client(
-                httpx.Limits(max_keepalive_connections=20, keepalive_expiry=self._keepalive)
-            )
-        return self._get_client
+        return self._connections.get
 
     @property
     def _post_http(self) -> httpx.AsyncClient:
         """The top-up client: no connection outlives its request (none is ever reused)."""
-        if self._transport is not None:
-            return self._http  # the given transport decides about connections
-        if self._post_client is None:
-            self._post_client = self._client(httpx.Limits(max_keepalive_connections=0))
-        return self._post_client
-
-    def _client(self, limits: httpx.Limits) -> httpx.AsyncClient:
-        return httpx.AsyncClient(
-            base_url=self.base_url,
-            headers=self._default_headers,
-            timeout=self.timeout,
-            transport=self._transport,
-            follow_redirects=False,
-            limits=limits,
-            verify=shared_ssl_context() if self._transport is None else True,
-        )
+        return self._connections.post
 
     @staticmethod
     def _headers(api_key: pydantic.SecretStr) -> dict[str, str]:
@@ -200,9 +187,7 @@ class TelnyxClient:
 
     async def aclose(self) -> None:
         """Close the connection pools; the client is unusable afterwards."""
-        for client in (self._get_client, self._post_client):
-            if client is not None:
-                await client.aclose()
+        await self._connections.aclose()
 
     # ----------------------------------------------------------------- endpoints
 

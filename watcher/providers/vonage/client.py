@@ -32,11 +32,11 @@ from watcher.providers.http import (
     KEEPALIVE_DEFAULT,
     MAX_PAGES,
     Clock,
+    Connections,
     Page,
     RetryPolicy,
     Sleep,
     send_once,
-    shared_ssl_context,
     user_agent,
 )
 from watcher.providers.vonage.errors import (
@@ -137,14 +137,15 @@ class VonageClient:
         self._on_request = on_request
         self._transport = transport
         self._keepalive = keepalive
-        self._get_client: httpx.AsyncClient | None = None
-        self._post_client: httpx.AsyncClient | None = None
         self._default_headers = httpx.Headers(  # a value httpx cannot send fails here
             {
                 "Authorization": f"Basic {self._token}",
                 "Accept": ACCEPT,
                 "User-Agent": user_agent(),
             }
+        )
+        self._connections = Connections(
+            headers=self._default_headers, timeout=timeout, keepalive=keepalive, transport=transport
         )
 
     def __repr__(self) -> str:
@@ -166,39 +167,19 @@ class VonageClient:
 
     async def aclose(self) -> None:
         """Close the connection pools; the client is unusable afterwards."""
-        for client in (self._get_client, self._post_client):
-            if client is not None:
-                await client.aclose()
+        await self._connections.aclose()
 
     # ----------------------------------------------------------------- connections
 
     @property
     def _http(self) -> httpx.AsyncClient:
         """The read client (kept-alive connections), built at the first request."""
-        if self._get_client is None:
-            self._get_client = self._client(
-                httpx.Limits(max_keepalive_connections=20, keepalive_expiry=self._keepalive)
-            )
-        return self._get_client
+        return self._connections.get
 
     @property
     def _post_http(self) -> httpx.AsyncClient:
         """The top-up client: no connection outlives its request (none is ever reused)."""
-        if self._transport is not None:
-            return self._http  # the given transport decides about connections
-        if self._post_client is None:
-            self._post_client = self._client(httpx.Limits(max_keepalive_connections=0))
-        return self._post_client
-
-    def _client(self, limits: httpx.Limits) -> httpx.AsyncClient:
-        return httpx.AsyncClient(
-            headers=self._default_headers,
-            timeout=self.timeout,
-            transport=self._transport,
-            follow_redirects=False,
-            limits=limits,
-            verify=shared_ssl_context() if self._transport is None else True,
-        )
+        return self._connections.post
 
     def _key_path(self, template: str) -> str:
         return template.replace("{api_key}", quote(self._key, safe=""))
