@@ -17,7 +17,6 @@ from watcher.providers.http import (
     clip,
     exception_text,
     is_retryable_exception,
-    mask,
     never_sent,
     retry_after,
 )
@@ -38,50 +37,6 @@ class TelnyxError(ProviderError):
     (Retry-After or x-ratelimit-reset), uncapped. `str(err)` is one sentence without
     secrets, e.g. "GET /balance failed: HTTP 503 (10011 Too many requests)".
     """
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        endpoint: str,
-        status: int | None = None,
-        code: str | None = None,
-        retryable: bool = False,
-        auth: bool = False,
-        retry_after: float | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.message = message
-        self.endpoint = endpoint
-        self.status = status
-        self.code = code
-        self.retryable = retryable
-        self.auth = auth
-        self.retry_after = retry_after
-
-    def __str__(self) -> str:
-        return self.message
-
-    def __repr__(self) -> str:
-        return (
-            f"TelnyxError({self.message!r}, endpoint={self.endpoint!r}, status={self.status!r}, "
-            f"code={self.code!r}, retryable={self.retryable!r}, auth={self.auth!r}, "
-            f"retry_after={self.retry_after!r})"
-        )
-
-    def redacted(self, secret: str) -> TelnyxError:
-        """A copy whose message has every occurrence of `secret` masked (self if absent)."""
-        if not secret or secret not in self.message:
-            return self
-        return TelnyxError(
-            mask(self.message, secret),
-            endpoint=self.endpoint,
-            status=self.status,
-            code=self.code,
-            retryable=self.retryable,
-            auth=self.auth,
-            retry_after=self.retry_after,
-        )
 
 
 def classify(

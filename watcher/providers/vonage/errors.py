@@ -17,7 +17,6 @@ from watcher.providers.http import (
     clip,
     exception_text,
     is_retryable_exception,
-    mask,
     never_sent,
     retry_after,
 )
@@ -40,53 +39,6 @@ class VonageError(ProviderError):
     (Retry-After or X-RateLimit-Reset), uncapped. `str(err)` is one sentence without
     secrets, e.g. "GET /account/get-balance failed: HTTP 503 (Service Unavailable)".
     """
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        endpoint: str,
-        status: int | None = None,
-        code: str | None = None,
-        retryable: bool = False,
-        auth: bool = False,
-        retry_after: float | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.message = message
-        self.endpoint = endpoint
-        self.status = status
-        self.code = code
-        self.retryable = retryable
-        self.auth = auth
-        self.retry_after = retry_after
-
-    def __str__(self) -> str:
-        return self.message
-
-    def __repr__(self) -> str:
-        return (
-            f"VonageError({self.message!r}, endpoint={self.endpoint!r}, status={self.status!r}, "
-            f"code={self.code!r}, retryable={self.retryable!r}, auth={self.auth!r}, "
-            f"retry_after={self.retry_after!r})"
-        )
-
-    def redacted(self, *secrets: str) -> VonageError:
-        """A copy whose message has every occurrence of each secret masked (self if none)."""
-        message = self.message
-        for secret in secrets:
-            message = mask(message, secret)
-        if message == self.message:
-            return self
-        return VonageError(
-            message,
-            endpoint=self.endpoint,
-            status=self.status,
-            code=self.code,
-            retryable=self.retryable,
-            auth=self.auth,
-            retry_after=self.retry_after,
-        )
 
 
 def error_body(response: httpx.Response) -> ErrorBody | None:
