@@ -23,8 +23,20 @@ from typing import TYPE_CHECKING, NoReturn, TextIO
 import structlog
 
 from watcher.cli import notify as cli_notify
+from watcher.cli import status as cli_status
 from watcher.cli import topups as cli_topups
-from watcher.cli.summary import alert_lines, summarize
+from watcher.cli.common import (
+    EXIT_INVALID,
+    EXIT_OK,
+    EXIT_RUNTIME,
+    EXIT_USAGE,
+    Exit,
+    invalid_config,
+    open_state,
+    settings,
+    state_path,
+)
+from watcher.cli.summary import summarize
 from watcher.config.rulecheck import validate
 from watcher.config.ruleload import load_rules
 from watcher.config.secrets import SecretError
@@ -36,11 +48,7 @@ from watcher.config.settings import (
     resolve_route_secrets,
 )
 from watcher.config.yamlfile import ConfigError, load_yaml
-from watcher.core.rules import SOURCE_DOWN_RULE
-from watcher.core.silences import unmatched_warning
-from watcher.core.topup_unavailable import TOPUP_UNAVAILABLE_RULE
 from watcher.notify.delivery import NotifyError
-from watcher.notify.flush import NOTIFIER_RULE
 from watcher.providers.registry import capabilities
 from watcher.service import logs
 from watcher.service.cycle import Daemon
@@ -54,22 +62,12 @@ from watcher.service.wiring import (
     register_secrets,
 )
 from watcher.state import lock as statelock
-from watcher.state.store import Store, StoreError
+from watcher.state.store import Store
 
 if TYPE_CHECKING:
     from watcher.service.metrics import Metrics
 
 log = structlog.get_logger(__name__)
-
-EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_RUNTIME = 0, 1, 2, 3
-
-
-class Exit(Exception):
-    """Ends the command with a code and an optional one-sentence message."""
-
-    def __init__(self, code: int, message: str = "") -> None:
-        super().__init__(message)
-        self.code = code
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -145,11 +143,11 @@ def _dispatch(args: argparse.Namespace) -> int:
         case "check":
             return cmd_check(path, sys.stdout, sys.stderr)
         case "status":
-            return cmd_status(path, sys.stdout)
+            return cli_status.cmd_status(path, sys.stdout)
         case "once":
             return asyncio.run(cmd_once(path, dry_run=args.dry_run))
         case "silence":
-            return cmd_silence(path, args)
+            return cli_status.cmd_silence(path, args)
         case "notify-test":
             return asyncio.run(cmd_notify_test(path, args.route))
         case "run":
@@ -227,7 +225,7 @@ def _runtime(path: Path) -> Runtime:
     try:
         return _load(path)
     except ConfigError as exc:
-        raise _invalid_config(path, exc) from None
+        raise invalid_config(path, exc) from None
     except SecretError as exc:
         raise Exit(EXIT_USAGE, str(exc)) from None
 
@@ -238,26 +236,14 @@ def _configure_logs(runtime: Runtime) -> None:
     register_secrets(runtime.secrets)
 
 
-def _state_path(loaded: LoadedSettings) -> Path:
-    return loaded.settings.state.resolve_state_path(os.environ, loaded.config_dir)
-
-
-def _open_state(loaded: LoadedSettings) -> Store:
-    """The configured state database; an unusable one ends the command with exit 3."""
-    try:
-        return Store.open(_state_path(loaded))
-    except StoreError as exc:
-        raise Exit(EXIT_RUNTIME, str(exc)) from None
-
-
 def _open_store(runtime: Runtime) -> Store:
-    return _open_state(runtime.loaded)
+    return open_state(runtime.loaded)
 
 
 def _lock_state(runtime: Runtime) -> tuple[Path, statelock.Lock | None]:
     """The state path and its lock (None when another process holds it); exit 3 if the
     lock file cannot be opened."""
-    path = _state_path(runtime.loaded)
+    path = state_path(runtime.loaded)
     try:
         return path, statelock.acquire(path)
     except OSError as exc:
@@ -367,82 +353,9 @@ def _start_metrics(runtime: Runtime, stack: contextlib.ExitStack) -> Metrics | N
     return metrics
 
 
-# ---------------------------------------------------------------------------- status
-
-
-def cmd_status(path: Path, out: TextIO) -> int:
-    """Alerts, last poll per source and the last cycle, from the state database."""
-    loaded = _settings(path)
-    state_path = _state_path(loaded)
-    if not state_path.exists():
-        print(f"no state yet at {state_path}: the daemon has not run", file=out)
-        return EXIT_OK
-    with _open_state(loaded) as store:
-        cycle = store.last_cycle()
-        lines = [f"state: {state_path}"]
-        if cycle is None:
-            lines.append("last cycle: never")
-        else:
-            lines.append(
-                f"last cycle: {cycle.at:%Y-%m-%d %H:%M:%S} UTC, {cycle.duration_s:.2f}s, "
-                f"{cycle.errors} source error(s)"
-            )
-        lines.append("sources:")
-        for h in store.source_health():
-            ok = f"{h.last_ok:%Y-%m-%d %H:%M:%S} UTC" if h.last_ok else "never"
-            state = (
-                f"FAILING since {h.failing_since:%Y-%m-%d %H:%M:%S} UTC: {h.last_error}"
-                if h.failing_since
-                else "ok"
-            )
-            lines.append(f"  {h.account}/{h.source}: last ok {ok}; {state}")
-        alerts = store.load_alerts()
-        lines += alert_lines(alerts.values())
-        lines += cli_notify.status_lines(store, cli_notify.now_utc(), alerts.values())
-        lines += cli_topups.status_lines(store, loaded.settings, cli_notify.now_utc())
-    print("\n".join(lines), file=out)
-    return EXIT_OK
-
-
-# ---------------------------------------------------------------------------- silence
-
-
-def cmd_silence(path: Path, args: argparse.Namespace) -> int:
-    """`silence add|list|expire` against the state database of the config.
-
-    `add` with an unknown `--account` is a usage error (exit 2); a glob that matches no
-    rule of the loaded config (or built-in rule) is warned on stderr and still added.
-    """
-    loaded = _settings(path)
-    if args.action == "add":
-        _check_silence_scope(loaded, args.rule_glob, args.account)
-    with _open_state(loaded) as store:
-        try:
-            return cli_notify.cmd_silence(args, store, sys.stdout)
-        except ValueError as exc:
-            raise Exit(EXIT_USAGE, str(exc)) from None
-        except KeyError:
-            raise Exit(EXIT_USAGE, f"no silence with id {args.id}") from None
-
-
-BUILTIN_RULES = frozenset({SOURCE_DOWN_RULE, NOTIFIER_RULE, TOPUP_UNAVAILABLE_RULE})
-"""The rules the daemon brings itself; a silence may name them."""
-
-
-def _check_silence_scope(loaded: LoadedSettings, rule_glob: str, account: str | None) -> None:
-    try:
-        cli_topups.check_account(loaded.settings, account)
-    except ValueError as exc:
-        raise Exit(EXIT_USAGE, str(exc)) from None
-    names = {rule.name for rule in load_rules(loaded.settings.rules, loaded.config_dir).rules}
-    warning = unmatched_warning(rule_glob, names | BUILTIN_RULES)
-    if warning is not None:
-        print(f"account-watcher: warning: {warning}", file=sys.stderr)
-
-
 async def cmd_notify_test(path: Path, route: str | None) -> int:
     """Send a test message to every URL (or one route's); exit 1 if any failed."""
-    loaded = _settings(path)
+    loaded = settings(path)
     try:
         secrets = resolve_route_secrets(
             loaded.settings, environ=os.environ, config_dir=loaded.config_dir
@@ -452,7 +365,7 @@ async def cmd_notify_test(path: Path, route: str | None) -> int:
     try:
         _usable_urls(loaded)
     except ConfigError as exc:
-        raise _invalid_config(path, exc) from None
+        raise invalid_config(path, exc) from None
     runtime = Runtime(loaded, [], secrets)
     _configure_logs(runtime)
     routes = list(runtime.loaded.settings.notify.routes)
@@ -467,17 +380,3 @@ async def cmd_notify_test(path: Path, route: str | None) -> int:
     except NotifyError as exc:
         raise Exit(EXIT_USAGE, str(exc)) from None
     return await cli_notify.notify_test(notifier, routes, sys.stdout)
-
-
-def _settings(path: Path) -> LoadedSettings:
-    try:
-        return load_settings(path, environ=os.environ)
-    except ConfigError as exc:
-        raise _invalid_config(path, exc) from None
-
-
-def _invalid_config(path: Path, exc: ConfigError) -> Exit:
-    """Every problem on stderr, one a line; the command then ends with exit 2."""
-    for line in exc.errors:
-        print(line, file=sys.stderr)
-    return Exit(EXIT_USAGE, f"invalid configuration in {path}")

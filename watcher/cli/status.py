@@ -1,0 +1,91 @@
+"""`status` and `silence`: what the state says, and the silences in it (DESIGN §7)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import TextIO
+
+from watcher.cli import notify as cli_notify
+from watcher.cli import topups as cli_topups
+from watcher.cli.common import EXIT_OK, EXIT_USAGE, Exit, open_state, settings, state_path
+from watcher.cli.summary import alert_lines
+from watcher.config.ruleload import load_rules
+from watcher.config.settings import LoadedSettings
+from watcher.core.rules import SOURCE_DOWN_RULE
+from watcher.core.silences import unmatched_warning
+from watcher.core.topup_unavailable import TOPUP_UNAVAILABLE_RULE
+from watcher.notify.flush import NOTIFIER_RULE
+
+# ---------------------------------------------------------------------------- status
+
+
+def cmd_status(path: Path, out: TextIO) -> int:
+    """Alerts, last poll per source and the last cycle, from the state database."""
+    loaded = settings(path)
+    where = state_path(loaded)
+    if not where.exists():
+        print(f"no state yet at {where}: the daemon has not run", file=out)
+        return EXIT_OK
+    with open_state(loaded) as store:
+        cycle = store.last_cycle()
+        lines = [f"state: {where}"]
+        if cycle is None:
+            lines.append("last cycle: never")
+        else:
+            lines.append(
+                f"last cycle: {cycle.at:%Y-%m-%d %H:%M:%S} UTC, {cycle.duration_s:.2f}s, "
+                f"{cycle.errors} source error(s)"
+            )
+        lines.append("sources:")
+        for h in store.source_health():
+            ok = f"{h.last_ok:%Y-%m-%d %H:%M:%S} UTC" if h.last_ok else "never"
+            state = (
+                f"FAILING since {h.failing_since:%Y-%m-%d %H:%M:%S} UTC: {h.last_error}"
+                if h.failing_since
+                else "ok"
+            )
+            lines.append(f"  {h.account}/{h.source}: last ok {ok}; {state}")
+        alerts = store.load_alerts()
+        lines += alert_lines(alerts.values())
+        lines += cli_notify.status_lines(store, cli_notify.now_utc(), alerts.values())
+        lines += cli_topups.status_lines(store, loaded.settings, cli_notify.now_utc())
+    print("\n".join(lines), file=out)
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------------------- silence
+
+
+def cmd_silence(path: Path, args: argparse.Namespace) -> int:
+    """`silence add|list|expire` against the state database of the config.
+
+    `add` with an unknown `--account` is a usage error (exit 2); a glob that matches no
+    rule of the loaded config (or built-in rule) is warned on stderr and still added.
+    """
+    loaded = settings(path)
+    if args.action == "add":
+        check_silence_scope(loaded, args.rule_glob, args.account)
+    with open_state(loaded) as store:
+        try:
+            return cli_notify.cmd_silence(args, store, sys.stdout)
+        except ValueError as exc:
+            raise Exit(EXIT_USAGE, str(exc)) from None
+        except KeyError:
+            raise Exit(EXIT_USAGE, f"no silence with id {args.id}") from None
+
+
+BUILTIN_RULES = frozenset({SOURCE_DOWN_RULE, NOTIFIER_RULE, TOPUP_UNAVAILABLE_RULE})
+"""The rules the daemon brings itself; a silence may name them."""
+
+
+def check_silence_scope(loaded: LoadedSettings, rule_glob: str, account: str | None) -> None:
+    try:
+        cli_topups.check_account(loaded.settings, account)
+    except ValueError as exc:
+        raise Exit(EXIT_USAGE, str(exc)) from None
+    names = {rule.name for rule in load_rules(loaded.settings.rules, loaded.config_dir).rules}
+    warning = unmatched_warning(rule_glob, names | BUILTIN_RULES)
+    if warning is not None:
+        print(f"account-watcher: warning: {warning}", file=sys.stderr)
