@@ -33,6 +33,7 @@ from watcher.core.model import (
     Phase,
     Severity,
 )
+from watcher.core.drift import DriftRule
 from watcher.core.rules import AuditRule, BalanceRule, CredentialsRule, Finding
 from watcher.core.topup import Caps, Pay, Refusal, Refuse, TriggerKind, decide
 from watcher.core.topup_text import refusal_text
@@ -205,24 +206,30 @@ def test_a_credentials_firing_names_the_secret_ids() -> None:
     assert firing.episode == "secret added ad6dc56f +1"
 
 
-def test_a_stateful_rule_fires_every_cycle_it_is_firing_in_one_episode() -> None:
-    # no stateful kind holds yet (spend, drift come later): judged on a duck-typed rule
-    class Stateful:
-        name, kind, enabled, holds_topups = "spend-spike", "spend", True, True
-
-    key = AlertKey("spend-spike", "main", "")
-    firing = AlertState(key, Phase.FIRING, Severity.CRITICAL, T0, T0, value="250.00")
+def test_a_drift_rule_holds_every_cycle_it_is_firing_in_one_episode() -> None:
+    drift = DriftRule.model_validate(
+        {
+            "name": "recharge-drift",
+            "kind": "drift",
+            "expect": {"auto_recharge.enabled": False},
+            "holds_topups": True,
+        }
+    )
+    key = AlertKey("recharge-drift", "main", "")
+    value = "auto_recharge.enabled: expected false → true"
+    firing = AlertState(key, Phase.FIRING, Severity.CRITICAL, T0, T0, value=value)
     pending = AlertState(key, Phase.PENDING, Severity.CRITICAL, T0)
-    rules: list[Any] = [Stateful()]
-    got = find_firings(rules, [], {key: firing}, T0 + H)
+    got = find_firings([drift], [], {key: firing}, T0 + H)
     assert got == [
-        Firing("main", "spend-spike", T0.isoformat(timespec="microseconds"), "250.00", T0 + H)
+        Firing("main", "recharge-drift", T0.isoformat(timespec="microseconds"), value, T0 + H)
     ]
-    assert find_firings(rules, [], {key: pending}, T0 + H) == []
+    assert find_firings([drift], [], {key: pending}, T0 + H) == []
+    quiet = drift.model_copy(update={"holds_topups": False})
+    assert find_firings([quiet], [], {key: firing}, T0 + H) == []
 
 
 def test_which_rules_and_kinds_hold() -> None:
-    assert HOLD_KINDS == ("audit", "credentials")
+    assert HOLD_KINDS == ("audit", "credentials", "drift")
     assert holds_topups(AUDIT) and not holds_topups(AUDIT_QUIET)
     disabled = AUDIT.model_copy(update={"enabled": False})
     assert not holds_topups(disabled)

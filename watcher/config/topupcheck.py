@@ -20,7 +20,7 @@ _EXTRA = " Extra inputs are not permitted"
 _NOT_ALLOWED = {
     ".topup:" + _EXTRA: " only balance and forecast rules can top up",
     ".holds_topups:"
-    + _EXTRA: f" only {' and '.join(HOLD_KINDS)} rules can hold top-ups (DESIGN §6.3)",
+    + _EXTRA: f" only {', '.join(HOLD_KINDS[:-1])} and {HOLD_KINDS[-1]} rules can hold top-ups (DESIGN §6.3)",
 }
 
 

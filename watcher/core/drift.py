@@ -22,12 +22,12 @@ from pydantic import StrictBool, StrictInt, StrictStr
 
 from watcher.core.findings import Finding, RuleResult
 from watcher.core.model import AccountSnapshot, AlertKey, SourceName
-from watcher.core.rulekinds import COMMON_PLACEHOLDERS, _doc, _Rule
+from watcher.core.rulekinds import COMMON_PLACEHOLDERS, _doc, _HoldsRule
 
 DriftValue = StrictBool | StrictInt | float | StrictStr | None
 
 
-class DriftRule(_Rule):
+class DriftRule(_HoldsRule):
     """Fires while a provider setting differs from `expect` (`watcher.core.drift`)."""
 
     placeholders: ClassVar[Mapping[str, str]] = {
