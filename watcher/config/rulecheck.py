@@ -75,6 +75,11 @@ def reference_errors(
                     f"{places.at(rule.name, key)}route {route!r} is not defined in "
                     f"notify.routes (routes: {known_routes})"
                 )
+        if rule.escalate is not None and rule.escalate.route not in routes:
+            errors.append(
+                f"{places.at(rule.name, 'escalate.route')}route {rule.escalate.route!r} is not "
+                f"defined in notify.routes (routes: {known_routes})"
+            )
         for index, account in enumerate(rule.accounts or []):
             if account not in accounts:
                 errors.append(

@@ -8,6 +8,9 @@ whose condition clears stays firing, quietly, and resolves only once it has stay
 that long (`AlertState.clear_since` marks when it cleared). A condition that returns
 inside the window continues the same episode: no new firing notification, an escalation
 above what was announced still notifies. A pending alert is not kept.
+
+An acknowledged alert (`AlertState.ack`, attached by decide) does not repeat; a higher
+severity still notifies and ends the ack.
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ class Reason(enum.StrEnum):
     REPEAT = "repeat"
     RESOLVED = "resolved"
     EVENTS = "events"
+    ACKED = "acked"  # someone took it (`account-watcher ack`): told once
+    UNACKED = "unacked"  # firing `escalate.after` without an ack: the escalation route
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,7 +142,7 @@ def advance_one(
         return _not_holding(state, finding, key, now, keep_for)
     severity = finding.severity
     if state is None:
-        state = AlertState(key, Phase.PENDING, severity, active_since=now)
+        state = AlertState(key, Phase.PENDING, severity, active_since=now, notified_routes=())
     state = dataclasses.replace(
         state,
         severity=severity,
@@ -156,8 +161,11 @@ def _firing(
     state: AlertState, finding: Finding, now: datetime, repeat_interval: timedelta
 ) -> tuple[AlertState, Transition | None]:
     notified = state.notified_severity or state.severity
-    if state.severity > notified:
+    if state.severity > notified:  # a higher severity ends an ack
+        state = dataclasses.replace(state, ack=None)
         return _notified(state, now), _t(Reason.ESCALATED, state, now, finding)
+    if state.ack is not None:  # acknowledged: no repeats in this episode
+        return state, None
     # De-escalation is quiet and keeps the mark: `notified_severity` is the highest
     # severity announced in this episode, so a dip and return does not notify again and
     # the resolve goes to every route that got the alert.

@@ -46,6 +46,7 @@ from watcher.providers import registry
 from watcher.providers.base import Collected, Needs, Provider
 from watcher.service.topup import CycleView, TopupActor
 from watcher.service.wiring import Runtime, Wiring, close_providers
+from watcher.state.acks import Acks
 from watcher.state.silences import Silences
 from watcher.state.store import Store
 
@@ -179,6 +180,7 @@ class Daemon:
         if owns_state:  # the holder of the state: a dead process's claims need not expire
             self.outbox.release_dead_claims()
         self.silences = Silences(store)
+        self.acks = Acks(store)
         self.topups = TopupActor(store, clock=clock, dry_run=dry_run, owns_state=owns_state)
         self.topups.start()  # DESIGN §6.6: every `sending` entry becomes `unknown` (owner only)
         self._last_prune: datetime | None = None
@@ -203,7 +205,7 @@ class Daemon:
         5. act: top-ups under the safety protocol; their messages routed
         6. commit, one transaction: what the sources read (cursors, resume points,
            samples, seen ids, failed deliveries, source health), alert states, every
-           message into the outbox, handled silences
+           message into the outbox, handled silences, announced acks
         7. deliver: flush the outbox (everything with `flush_all` and in the first cycle)
         8. report: one `cycle.finished` log event and the metrics
         """
@@ -256,7 +258,7 @@ class Daemon:
         snapshots: Sequence[AccountSnapshot],
         now: datetime,
     ) -> Decision:
-        """The pure decide step on the stored alert states and silences."""
+        """The pure decide step on the stored alert states, silences and acks."""
         return decide(
             self.store.load_alerts(),
             results,
@@ -265,6 +267,7 @@ class Daemon:
             wiring.policy,
             active=self.silences.active(now),
             ended=self.silences.ended_unhandled(now),
+            acks=self.acks.unexpired(now),
         )
 
     # -- 5 act -----------------------------------------------------------------------
@@ -316,6 +319,7 @@ class Daemon:
                 self.outbox.enqueue(routed.message, targets, now)
             self.topups.commit()  # top-up messages are in the outbox now
             self.silences.mark_handled(decision.silences_ended)
+            self.acks.mark_announced(decision.acks_announced)
             self.store.record_cycle(now, duration_s=duration_s, errors=errors)
         if self._last_prune is None or now - self._last_prune >= PRUNE_EVERY:
             self._prune(now)
@@ -324,6 +328,7 @@ class Daemon:
         deleted = self.store.prune(now)
         deleted["outbox_messages"] = self.outbox.prune(now)
         deleted["silences"] = self.silences.prune(now)
+        deleted["acks"] = self.acks.prune(now)
         self._last_prune = now
         log.debug("store.pruned", **deleted)
 
