@@ -315,3 +315,12 @@ def test_send_resolved_false_still_wins() -> None:
     )
     decision = decide(fired.states, evaluate(rules, snaps, LATER), snaps, LATER, policy)
     assert sent(decision) == []
+
+
+def test_a_rule_removed_by_a_reload_resolves_to_the_routes_told() -> None:
+    fired = cycle("80", T0, {})
+    other = rule(name="other", below=10)
+    gone = cycle("80", LATER, fired.states, rules=[other])
+    assert sent(gone) == [("resolved", ("ops",))]
+    assert "no longer evaluated" in gone.messages[0].message.body
+    assert KEY not in gone.states

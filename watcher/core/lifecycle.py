@@ -47,6 +47,7 @@ class Transition:
     at: datetime
     state: AlertState | None
     finding: Finding | None = None
+    retired: bool = False  # RESOLVED because its rule is no longer evaluated (a reload)
 
     @property
     def fired_for(self) -> timedelta:
@@ -72,11 +73,13 @@ def step(
     """Advance every alert by one evaluation.
 
     In: the persisted states, this cycle's rule results, `now`. Out: the new states
-    (alerts of rules no longer evaluated are dropped) and the transitions to notify.
-    A result that was not judged (its source failed) keeps its alerts untouched.
+    and the transitions to notify. Alerts of rules no longer evaluated (removed,
+    disabled or narrowed to other accounts by a reload) are dropped: a firing one with a
+    `retired` RESOLVED, so that whoever was told hears the end. A result that was not
+    judged (its source failed) keeps its alerts untouched.
     """
     new_states: dict[AlertKey, AlertState] = {}
-    transitions: list[Transition] = []
+    transitions = _retired(states, results, now)
     for result in results:
         mine = {
             k: s for k, s in states.items() if (k.rule, k.account) == (result.rule, result.account)
@@ -90,6 +93,21 @@ def step(
             new_states.update(kept)
             transitions.extend(moved)
     return StepResult(new_states, transitions)
+
+
+def _retired(
+    states: Mapping[AlertKey, AlertState], results: Sequence[RuleResult], now: datetime
+) -> list[Transition]:
+    evaluated = {(r.rule, r.account) for r in results}
+    return [
+        Transition(Reason.RESOLVED, key, _announced(state), now, state, retired=True)
+        for key, state in sorted(states.items())
+        if state.phase is Phase.FIRING and (key.rule, key.account) not in evaluated
+    ]
+
+
+def _announced(state: AlertState) -> Severity:
+    return max(state.severity, state.notified_severity or state.severity)
 
 
 def _one_shot(result: RuleResult, now: datetime) -> list[Transition]:
@@ -192,8 +210,7 @@ def _not_holding(
     if now - clear_since < keep_for:
         # keep_firing_for: still firing, quietly, until it stayed clear long enough.
         return dataclasses.replace(state, value=value, clear_since=clear_since), None
-    severity = max(state.severity, state.notified_severity or state.severity)
-    return None, Transition(Reason.RESOLVED, key, severity, now, state, finding)
+    return None, Transition(Reason.RESOLVED, key, _announced(state), now, state, finding)
 
 
 def _notified(state: AlertState, now: datetime, *, fired_at: datetime | None = None) -> AlertState:

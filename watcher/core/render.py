@@ -141,6 +141,11 @@ def _headline(t: Transition, rule: Rule | None) -> str:
     value = finding.value if finding else (t.state.value if t.state else "")
     threshold = finding.threshold if finding else (t.state.threshold if t.state else "")
     if t.reason is Reason.RESOLVED:
+        if t.retired:
+            return (
+                f"Resolved after {format_duration(t.fired_for)}: the rule is no longer "
+                "evaluated for this account (removed, disabled or narrowed by a reload)."
+            )
         if finding is None:  # the key is gone from the results: the condition no longer holds
             return f"Resolved after {format_duration(t.fired_for)}: the condition no longer holds."
         return f"Resolved after {format_duration(t.fired_for)}: now {value}."
