@@ -110,3 +110,33 @@ def test_resolve_reaches_the_escalation_route_after_a_silence_and_restarts(
     once(config)
     assert receiver.titles[1].startswith("[RESOLVED] low-credit — main (fired ")
     assert receiver2.titles[1:] == receiver.titles[1:]
+
+
+def test_resolve_follows_the_routes_told_across_a_changed_config(
+    tmp_path: Path, sim: SimServer, receiver: Receiver, receiver2: Receiver
+) -> None:
+    extra = f'    billing:\n      urls: ["{receiver2.url}"]\n  default_route: ops\n'
+    config = write_config(
+        tmp_path, sim.base_url, [receiver.url], LOW + "    route: ops\n", extra=extra
+    )
+    sim.account.set_balance("80.00")
+    once(config)
+    assert receiver.titles == ["[WARNING] low-credit firing — main"]
+    # the rule now goes to billing: a new process with a changed config (as a reload)
+    (tmp_path / "rules" / "rules.yaml").write_text(LOW + "    route: billing\n")
+    sim.account.set_balance("500.00")
+    once(config)
+    assert receiver.titles[1].startswith("[RESOLVED] low-credit — main (fired ")
+    assert receiver2.titles == []  # billing never saw the alert
+
+
+def test_an_alert_of_a_removed_rule_resolves(
+    tmp_path: Path, sim: SimServer, receiver: Receiver
+) -> None:
+    config = write_config(tmp_path, sim.base_url, [receiver.url], LOW)
+    sim.account.set_balance("80.00")
+    once(config)
+    (tmp_path / "rules" / "rules.yaml").write_text("rules: []\n")
+    once(config)
+    assert receiver.titles[1].startswith("[RESOLVED] low-credit — main (fired ")
+    assert "no longer evaluated" in str(receiver.messages[1]["message"])

@@ -17,13 +17,12 @@ from watcher.cli.status_json import VERSION, status_document
 from watcher.cli.summary import alert_lines
 from watcher.config.ruleload import load_rules
 from watcher.config.settings import LoadedSettings
-from watcher.core.incident import with_acks
 from watcher.core.rules import SOURCE_DOWN_RULE
 from watcher.core.silences import unmatched_warning
 from watcher.core.topup_unavailable import TOPUP_UNAVAILABLE_RULE
 from watcher.notify.flush import NOTIFIER_RULE
 from watcher.notify.outbox import Outbox
-from watcher.state.acks import Acks
+from watcher.state.acks import alerts_now
 from watcher.state.alerts import CycleInfo, SourceHealth
 from watcher.state.silences import Silences
 
@@ -46,7 +45,7 @@ def cmd_status(path: Path, out: TextIO, *, as_json: bool = False) -> int:
         return EXIT_OK
     now = cli_notify.now_utc()
     with open_state(loaded) as store:
-        alerts = with_acks(store.load_alerts(), Acks(store).unexpired(now), now)
+        alerts = alerts_now(store, now)
         if as_json:
             document = status_document(
                 where=where,

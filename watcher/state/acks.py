@@ -12,6 +12,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
+from watcher.core.incident import with_acks
 from watcher.core.model import Ack, AlertKey, AlertState, Severity
 from watcher.state.store import Store, dt, ts
 
@@ -89,3 +90,10 @@ class Acks:
 
     def prune(self, now: datetime, keep: timedelta = timedelta(days=30)) -> int:
         return self.store.execute("DELETE FROM acks WHERE expires_at < ?", (ts(now - keep),))
+
+
+def alerts_now(store: Store, now: datetime) -> dict[AlertKey, AlertState]:
+    """Every alert state, each with the ack in force at `now` attached (`AlertState.ack`,
+    None where none is): the read for `status`, `status --json` and the status page.
+    `escalated_at` and `notified_routes` are on the state already."""
+    return with_acks(store.load_alerts(), Acks(store).unexpired(now), now)
