@@ -140,3 +140,28 @@ def test_an_alert_of_a_removed_rule_resolves(
     once(config)
     assert receiver.titles[1].startswith("[RESOLVED] low-credit — main (fired ")
     assert "no longer evaluated" in str(receiver.messages[1]["message"])
+
+
+def test_escalation_once_then_an_ack_reaches_both_routes(
+    tmp_path: Path, sim: SimServer, receiver: Receiver, receiver2: Receiver
+) -> None:
+    extra = f'    pager:\n      urls: ["{receiver2.url}"]\n  default_route: ops\n'
+    rules = LOW + "    route: ops\n    escalate: {after: 1s, route: pager}\n"
+    config = write_config(tmp_path, sim.base_url, [receiver.url], rules, extra=extra)
+    sim.account.set_balance("80.00")
+    once(config)
+    assert (receiver.titles, receiver2.titles) == (["[WARNING] low-credit firing — main"], [])
+    time.sleep(1)
+    once(config)
+    once(config)  # escalated once only
+    assert receiver.titles == ["[WARNING] low-credit firing — main"]
+    (escalated,) = receiver2.titles
+    assert escalated.startswith("[WARNING] low-credit firing ")
+    assert escalated.endswith(", not acknowledged — main")
+    assert "account-watcher ack low-credit --account main" in str(receiver2.messages[0]["message"])
+    assert "ESCALATED at " in cli(config, "status").stdout
+
+    assert cli(config, "ack", "low-credit", "--reason", "mine").returncode == 0
+    once(config)
+    ack = "[ACK] low-credit — main: alice: mine"
+    assert (receiver.titles[1:], receiver2.titles[1:]) == ([ack], [ack])

@@ -446,7 +446,10 @@ def _write_collected(store: Store, collected: Collected, now: datetime) -> None:
 
 
 def _log_routing(decision: Decision, messages: Sequence[Routed]) -> None:
-    """The decisions not to notify, as log events (silenced, muted, no route)."""
+    """The decisions not to notify, as log events (silenced, muted, no route); acks
+    announced."""
+    for ack in decision.acks_announced:
+        log.info("alert.acked", alert=str(ack.key), by=ack.by, until=ack.expires_at.isoformat())
     for held in decision.held:
         if held.silence is not None:
             log.info(
