@@ -6,10 +6,13 @@ from __future__ import annotations
 import json
 import subprocess
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from conftest import API_KEY, Receiver, cli_env, run_cli, write_config
 
+from watcher.config.rulecheck import rule_warnings
+from watcher.config.ruleload import load_rules
 from watcher.providers.telnyx.sim import SimServer
 
 LOW = """\
@@ -165,3 +168,16 @@ def test_escalation_once_then_an_ack_reaches_both_routes(
     once(config)
     ack = "[ACK] low-credit — main: alice: mine"
     assert (receiver.titles[1:], receiver2.titles[1:]) == ([ack], [ack])
+
+
+def test_check_warns_that_one_shot_rules_do_not_escalate(tmp_path: Path) -> None:
+    rules = (
+        "rules:\n  - name: a\n    kind: audit\n    escalate: {after: 30m, route: ops}\n"
+        "  - name: b\n    kind: balance\n    below: 1\n    escalate: {after: 30m, route: ops}\n"
+    )
+    (tmp_path / "rules.yaml").write_text(rules)
+    found = load_rules(["rules.yaml"], tmp_path)
+    assert rule_warnings(found, timedelta(minutes=1), datetime.now(UTC)) == [
+        f"{tmp_path}/rules.yaml:4:15: rules[0].escalate: audit rules alert once per event "
+        "and have no firing episode to escalate; escalate has no effect here"
+    ]
