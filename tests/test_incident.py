@@ -14,9 +14,19 @@ import pytest
 from pydantic import TypeAdapter
 
 from watcher.core.decide import Decision, Policy, RouteSpec, decide
-from watcher.core.model import AccountSnapshot, Ack, AlertKey, AlertState, Balance, Severity
+from watcher.core.incident import current_ack
+from watcher.core.model import (
+    AccountSnapshot,
+    Ack,
+    AlertKey,
+    AlertState,
+    Balance,
+    Phase,
+    Severity,
+)
 from watcher.core.rules import Rule, evaluate
 from watcher.core.silences import Silence
+from watcher.state.acks import Acks, alerts_now
 from watcher.state.store import Store
 
 T0 = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)  # a Saturday
@@ -324,3 +334,56 @@ def test_a_rule_removed_by_a_reload_resolves_to_the_routes_told() -> None:
     assert sent(gone) == [("resolved", ("ops",))]
     assert "no longer evaluated" in gone.messages[0].message.body
     assert KEY not in gone.states
+
+
+def test_the_state_read_names_who_acked_and_why() -> None:
+    fired = cycle("80", T0, {})
+    acked = cycle("80", LATER, fired.states, acks=[ack(T0, T0 + timedelta(minutes=5))])
+    state = acked.states[KEY]
+    assert (state.acked_by, state.ack_reason) == ("alice", "on it")
+    assert (fired.states[KEY].acked_by, fired.states[KEY].ack_reason) == (None, None)
+
+
+FIRING_STATE = AlertState(
+    KEY, Phase.FIRING, Severity.WARNING, T0, T0, T0, Severity.WARNING, "80", "below 100", None, ()
+)
+
+
+@pytest.mark.parametrize(
+    ("case", "given", "now", "in_force"),
+    [
+        ("this episode, unexpired", ack(T0, T0), LATER, True),
+        ("another episode", ack(T0 - timedelta(days=1), T0), LATER, False),
+        ("expired", ack(T0, T0, hours=0.5), LATER, False),
+        ("expires exactly now", ack(T0, T0, hours=1), LATER, False),
+        ("given at critical, now warning", ack(T0, T0, severity=Severity.CRITICAL), LATER, True),
+    ],
+)
+def test_current_ack(case: str, given: Ack, now: datetime, in_force: bool) -> None:
+    assert (current_ack(FIRING_STATE, [given], now) == given) is in_force, case
+
+
+def test_an_ack_given_at_warning_ends_once_critical_was_announced() -> None:
+    critical = dataclasses.replace(FIRING_STATE, notified_severity=Severity.CRITICAL)
+    assert current_ack(critical, [ack(T0, T0)], LATER) is None
+
+
+def test_acks_round_trip_and_alerts_now(tmp_path: Path) -> None:
+    with Store.open(tmp_path / "state.db") as store:
+        store.save_alerts({KEY: FIRING_STATE})
+        acks = Acks(store)
+        given = acks.add(
+            FIRING_STATE, by="bob", reason=" lunch ", now=T0, expires=timedelta(hours=1)
+        )
+        assert (given.by, given.reason, given.severity, given.announced) == (
+            "bob",
+            "lunch",
+            Severity.WARNING,
+            False,
+        )
+        assert alerts_now(store, T0 + timedelta(minutes=59))[KEY].ack == given
+        assert alerts_now(store, T0 + timedelta(hours=1))[KEY].ack is None
+        acks.mark_announced([given])
+        assert acks.get(given.id).announced is True
+        with pytest.raises(ValueError, match="needs a reason"):
+            acks.add(FIRING_STATE, by="bob", reason=" ", now=T0, expires=timedelta(hours=1))

@@ -235,6 +235,16 @@ class AlertState:
     escalated_at: datetime | None = None
     ack: Ack | None = None
 
+    @property
+    def acked_by(self) -> str | None:
+        """Who acknowledged the episode (the ack in force), else None."""
+        return None if self.ack is None else self.ack.by
+
+    @property
+    def ack_reason(self) -> str | None:
+        """Why, as given to `account-watcher ack`, else None."""
+        return None if self.ack is None else self.ack.reason
+
 
 @dataclass(frozen=True, slots=True)
 class Ack:
