@@ -2,7 +2,8 @@
 metrics server's wsgiref thread (watcher/service/metrics.py).
 
 Routes: `/` (HTML and SVG, Jinja2 with autoescape, no script), `/api/v1/status` (the
-same view as JSON), `/api/v1/schema` (its JSON Schema), `/static/page.css`, `/metrics`
+same view as JSON), `/api/v1/schema` (its JSON Schema), `/static/` (the stylesheet
+and the icon), `/metrics`
 (prometheus_client's WSGI app) and `/healthz`. Read-only: anything but GET/HEAD is 405.
 
 Every response carries `Content-Security-Policy: default-src 'self'`. With `web.token`
@@ -51,6 +52,10 @@ SECURITY_HEADERS = (
 )
 REFRESH_S = 30
 OPEN_PATHS = ("/healthz", "/static/")
+STATIC = {
+    "/static/page.css": ("page.css", "text/css; charset=utf-8"),
+    "/static/favicon.svg": ("favicon.svg", "image/svg+xml"),
+}
 StartResponse = Callable[..., Any]
 
 
@@ -85,7 +90,11 @@ class WebApp:
         self.clock = clock
         self.metrics = metrics
         self._metrics_app = metrics_app(metrics)
-        self._css = resources.files("watcher.service").joinpath("static/page.css").read_bytes()
+        folder = resources.files("watcher.service").joinpath("static")
+        self._static = {
+            path: (folder.joinpath(name).read_bytes(), kind)
+            for path, (name, kind) in STATIC.items()
+        }
         self._page = _environment().get_template("page.html")
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
@@ -109,8 +118,8 @@ class WebApp:
             return healthz(self.metrics, respond)
         if path == "/metrics":
             return list(self._metrics_app(environ, respond))
-        if path == "/static/page.css":
-            return _answer(respond, "200 OK", self._css, "text/css; charset=utf-8")
+        if path in self._static:
+            return _answer(respond, "200 OK", *self._static[path])
         if path == "/api/v1/schema":
             body = status_schema_text().encode()
             return _answer(respond, "200 OK", body, "application/schema+json")
