@@ -5,13 +5,17 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 
+from watcher.core.model import Balance
 from watcher.core.mute import next_opening
 from watcher.service.webalerts import status_word
 from watcher.service.webchart import BOTTOM, HEIGHT, LEFT, MAX_POINTS, TOP, WIDTH, geometry, thin
 from watcher.service.webmodel import Chart, Point, Runway, ThresholdLine, TopupMarker
+from watcher.service.webview import series
+from watcher.state.store import Store
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 DAY = timedelta(hours=24)
@@ -144,3 +148,19 @@ def at(text: str) -> datetime:
 def test_next_opening(spec: str, now: str, window: tuple[str, str] | None) -> None:
     expected = None if window is None else (at(window[0]), at(window[1]))
     assert next_opening(spec, at(now)) == expected
+
+
+def test_series_thins_in_sql_only_beyond_max_points(tmp_path: Path) -> None:
+    with Store.open(tmp_path / "state.db") as store:
+        for i in range(1440):  # a day at 60 s
+            value = Decimal(1000 - i)
+            at = NOW - DAY + timedelta(minutes=i)
+            store.add_balance_sample("a", at, Balance(value, value, Decimal(0), Decimal(0), "USD"))
+        full = series(store, "a", "available_credit", NOW - DAY)
+        thinned = series(store, "a", "available_credit", NOW - DAY, DAY)
+        few = series(store, "a", "available_credit", NOW - timedelta(minutes=30), DAY)
+    assert len(full) == 1440
+    assert MAX_POINTS - 1 <= len(thinned) <= MAX_POINTS
+    assert thinned[-1] == full[-1]  # the newest sample always stays
+    assert [at for at, _ in thinned] == sorted(at for at, _ in thinned)
+    assert len(few) == 30 and few == full[-30:]  # few samples: every one
