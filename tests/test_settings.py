@@ -96,7 +96,7 @@ def test_example_config_loads_and_resolves(tmp_path: Path) -> None:
     assert settings.rules == ["rules/*.yaml"]
     assert set(settings.notify.routes) == {"ops", "billing"}
     assert settings.notify.default_route == "ops"
-    assert settings.metrics.address() == ("127.0.0.1", 9464)
+    assert settings.web_address() == ("127.0.0.1", 9464)
     secrets = resolve_secrets(settings, environ=environ, config_dir=loaded.config_dir)
     assert secrets.api_keys["main"].get_secret_value() == KEY
     ops = [url.get_secret_value() for url in secrets.route_urls["ops"]]
