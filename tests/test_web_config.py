@@ -14,7 +14,7 @@ from watcher.config.sections import is_loopback
 from watcher.config.settings import load_settings
 from watcher.config.yamlfile import ConfigError
 
-TOKEN = "web-token-for-tests-123"  # noqa: S105
+TOKEN = "web-token-for-tests-123"
 
 
 def load(tmp_path: Path, text: str) -> tuple[tuple[str, int] | None, list[str]]:
@@ -42,7 +42,7 @@ def load(tmp_path: Path, text: str) -> tuple[tuple[str, int] | None, list[str]]:
         ),
         (
             "web:\n  listen: 0.0.0.0:9464\n  token: env:WEB_TOKEN\n",
-            ("0.0.0.0", 9464),  # noqa: S104
+            ("0.0.0.0", 9464),
             "",
         ),
         (
@@ -82,7 +82,7 @@ def test_web_listen_and_token(
         ("127.1.2.3", True),
         ("::1", True),
         ("localhost", True),
-        ("0.0.0.0", False),  # noqa: S104
+        ("0.0.0.0", False),
         ("::", False),
         ("192.168.1.10", False),
         ("example.com", False),
@@ -111,3 +111,21 @@ def test_token_is_read_from_its_reference_and_an_unset_one_is_an_error(tmp_path:
     assert resolve_web_token(None, environ={}, config_dir=tmp_path) is None
     with pytest.raises(SecretError, match="WEB_TOKEN"):
         resolve_web_token(ref, environ={}, config_dir=tmp_path)
+
+
+def test_an_unset_token_is_a_warning_for_check_and_an_error_for_run(tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        f"rules: []\nstate: {{path: {tmp_path / 'state.db'}}}\n"
+        "notify: {routes: {ops: {urls: ['json://127.0.0.1:9/x']}}}\n"
+        "web:\n  listen: 127.0.0.1:0\n  token: env:AW_TEST_WEB_TOKEN\n"
+    )
+    checked = run_cli("--config", str(config), "check")
+    assert checked.returncode == 0, checked.stderr
+    assert "warning: web.token: secret env:AW_TEST_WEB_TOKEN: environment variable" in (
+        checked.stderr
+    )
+    ran = run_cli("--config", str(config), "run", timeout=30)
+    assert ran.returncode == 2
+    assert "web.token: secret env:AW_TEST_WEB_TOKEN" in ran.stderr
+    assert "Traceback" not in ran.stderr

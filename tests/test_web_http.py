@@ -22,7 +22,7 @@ from webstate import HOSTILE, PageState, page_state, serving
 
 from watcher.service.webmodel import status_schema, status_schema_text
 
-TOKEN = "t0ken-for-the-page-tests"  # noqa: S105
+TOKEN = "t0ken-for-the-page-tests"
 PATHS = ["/", "/?span=7d", "/api/v1/status", "/api/v1/schema", "/static/page.css", "/metrics"]
 
 

@@ -19,7 +19,7 @@ from watcher.service.web import PageSource, web_server
 from watcher.service.wiring import load_runtime
 
 VONAGE_KEY = "abcd1234"
-VONAGE_SECRET = "Vonage-secret-for-tests-1"  # noqa: S105 (the simulator's fake)
+VONAGE_SECRET = "Vonage-secret-for-tests-1"
 HOSTILE = '<script>alert("x")</script><img src="https://evil.example/x.png">'
 
 RULES = """\

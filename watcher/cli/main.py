@@ -180,7 +180,7 @@ def cmd_check(path: Path, out: TextIO, err: TextIO) -> int:
     warnings += check_secrets(
         loaded.settings, environ=os.environ, config_dir=loaded.config_dir, routes=False
     )
-    warnings += urls.warnings
+    warnings += urls.warnings + cli_web.token_warnings(loaded)
     for line in warnings:
         print(f"warning: {line}", file=err)
     for line in errors:

@@ -16,10 +16,23 @@ from typing import TYPE_CHECKING
 from watcher.cli.common import EXIT_RUNTIME, EXIT_USAGE, Exit
 from watcher.config.resolve import resolve_web_token
 from watcher.config.secrets import SecretError
+from watcher.config.settings import LoadedSettings
 from watcher.service.wiring import Runtime
 
 if TYPE_CHECKING:
     from watcher.service.metrics import Metrics, MetricsServer
+
+
+def token_warnings(loaded: LoadedSettings) -> list[str]:
+    """`check`: a `web.token` reference that cannot be read now (a warning, like every
+    unset secret, so that CI can check a config without its credentials)."""
+    try:
+        resolve_web_token(
+            loaded.settings.web.token_ref(), environ=os.environ, config_dir=loaded.config_dir
+        )
+    except SecretError as exc:
+        return [f"web.token: {message}" for message in exc.errors]
+    return []
 
 
 def metrics_for(runtime: Runtime) -> Metrics | None:

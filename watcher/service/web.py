@@ -111,7 +111,11 @@ class WebApp:
                 "a token is required: Authorization: Bearer TOKEN or ?token=TOKEN\n",
                 [("WWW-Authenticate", 'Bearer realm="account-watcher"')],
             )
-        return self._route(path, environ, secured)
+        try:
+            return self._route(path, environ, secured)
+        except Exception as exc:  # a bug must not end the thread with a bare traceback
+            log.error("web.request_failed", path=path, error=f"{type(exc).__name__}: {exc}")
+            return plain(secured, "500 Internal Server Error", "internal error (see the log)\n")
 
     def _route(self, path: str, environ: dict[str, Any], respond: StartResponse) -> list[bytes]:
         if path == "/healthz":
