@@ -149,7 +149,7 @@ def test_healthz_and_metrics(base: str) -> None:
 
 def test_a_configured_token_is_required_on_loopback_too(state: PageState) -> None:
     with serving(state, token=TOKEN) as url:
-        for path in PATHS[:4] + ["/metrics"]:
+        for path in [*PATHS[:4], "/metrics"]:
             assert httpx.get(url + path).status_code == 401, path
             assert httpx.get(url + path, params={"token": "wrong"}).status_code == 401
             bad = {"Authorization": "Bearer wrong"}
