@@ -142,6 +142,9 @@ def cycle_config(base: Path, api_url: str, hook_port: int, interval: str, listen
     return config
 
 
+FETCHED: list[int] = []
+
+
 @contextlib.contextmanager
 def fetching(config: Path) -> Iterator[None]:
     """GET / once per second while the block runs (the page left open in a browser)."""
@@ -155,7 +158,8 @@ def fetching(config: Path) -> Iterator[None]:
     def loop() -> None:
         while not stop.wait(1.0):
             with contextlib.suppress(httpx.HTTPError):
-                httpx.get(f"http://127.0.0.1:{port}/", timeout=5)
+                response = httpx.get(f"http://127.0.0.1:{port}/", timeout=5)
+                FETCHED.append(response.status_code)
 
     thread = threading.Thread(target=loop, daemon=True)
     thread.start()
@@ -191,6 +195,7 @@ def cycle_rows(cycles: int, interval: str) -> list[tuple[str, str]]:
                     f"{run.sched_ms:.2f} ms (RSS {run.rss_mib:.1f} MiB)",
                 )
             )
+    rows.append(("pages fetched meanwhile (status 200)", f"{FETCHED.count(200)} of {len(FETCHED)}"))
     return rows
 
 

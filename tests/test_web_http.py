@@ -129,8 +129,11 @@ def test_the_json_holds_what_the_state_holds(base: str, state: PageState) -> Non
     assert view["silences"][0]["rule_glob"] == "low-credit"
     (route,) = view["routes"]
     assert route["name"] == "ops" and route["pending"] > 0 and route["last_failure"]
-    sources = {s["source"] for s in accounts["eu"]["sources"]}
-    assert "balance" in sources
+    sources = {s["source"]: s for s in accounts["eu"]["sources"]}
+    assert sources["balance"]["failing_since"] is None and sources["balance"]["error"] is None
+    assert sources["audit"]["failing_since"] is not None and sources["audit"]["error"]
+    page = httpx.get(base + "/").text
+    assert 'data-source="audit"><td>audit</td>' in page and "failing since" in page
 
 
 def test_span_must_be_known_and_requests_are_read_only(base: str) -> None:

@@ -12,8 +12,10 @@ from pathlib import Path
 
 from conftest import API_KEY, cli_env, run_cli
 
+from watcher.providers.simkit.parts import Fault
 from watcher.providers.telnyx.sim import SimAccount, SimServer
 from watcher.providers.vonage.sim import VonageSimAccount, VonageSimServer
+from watcher.providers.vonage.sim_routes import AUDIT_PATH
 from watcher.service.metrics import Metrics, MetricsServer
 from watcher.service.web import PageSource, web_server
 from watcher.service.wiring import load_runtime
@@ -93,7 +95,8 @@ notify:
 @contextlib.contextmanager
 def page_state(tmp_path: Path, hook: str, *, samples: int = 3) -> Iterator[PageState]:
     """Two simulated accounts, `samples` cycles of `once`, a silence on `low-credit` of
-    `eu`, and a hostile audit event on `main` (which holds its top-ups)."""
+    `eu`, a hostile audit event on `main` (which holds its top-ups), and a last cycle in
+    which the audit log of `eu` fails."""
     telnyx = SimAccount(api_key=API_KEY, balance="80.00")
     vonage = VonageSimAccount(api_key=VONAGE_KEY, api_secret=VONAGE_SECRET, balance="40.12345678")
     with SimServer(telnyx) as t_server, VonageSimServer(vonage) as v_server:
@@ -110,6 +113,7 @@ def page_state(tmp_path: Path, hook: str, *, samples: int = 3) -> Iterator[PageS
             change_made_by="organization_member",
             changes=[{"field": "webhook_url", "from": "https://a.example", "to": HOSTILE}],
         )
+        vonage.inject_fault(AUDIT_PATH, Fault.malformed(), times=-1)  # a failing source
         state.once()
         yield state
 
