@@ -156,7 +156,7 @@ def decide(
         messages=tuple(routed for _, routed in messages),
         held=tuple(held),
         silences_ended=tuple(ended),
-        acks_announced=tuple(a for a in acks if any(t.state and t.state.ack == a for t in acked)),
+        acks_announced=tuple(t.state.ack for t in acked if t.state and t.state.ack),
     )
 
 

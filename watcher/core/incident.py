@@ -47,8 +47,14 @@ def with_acks(
     states: Mapping[AlertKey, AlertState], acks: Sequence[Ack], now: datetime
 ) -> dict[AlertKey, AlertState]:
     """`states` with `ack` set to the ack in force at `now` (None where none is): the
-    state read for `status`, the status page and the lifecycle."""
-    return {k: dataclasses.replace(s, ack=current_ack(s, acks, now)) for k, s in states.items()}
+    state read for `status`, the status page and the lifecycle. Linear in states + acks."""
+    by_key: dict[AlertKey, list[Ack]] = {}
+    for ack in acks:
+        by_key.setdefault(ack.key, []).append(ack)
+    return {
+        k: dataclasses.replace(s, ack=current_ack(s, by_key.get(k, ()), now))
+        for k, s in states.items()
+    }
 
 
 def matching_firing(
