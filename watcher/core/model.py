@@ -162,7 +162,8 @@ class Charges:
     """Telnyx's charges for one time zone's calendar, as of the last read.
 
     `day` is the date (in `timezone`) the read was for: `today` is that day's spend so
-    far, `month` its month's up to and including it; `*_products` per product (the
+    far, `month` its month's up to and including it (None when no rule asked for
+    that period, so it was not read); `*_products` per product (the
     summary's lines); `before` the total of the `baseline_days` whole days before `day`
     (None when no spike rule asked); `numbers` the month's top phone numbers (from the
     breakdown; empty when not read). Money as Decimal in `currency`.
@@ -171,8 +172,8 @@ class Charges:
     timezone: str
     day: date
     currency: str
-    today: Decimal
-    month: Decimal
+    today: Decimal | None
+    month: Decimal | None
     today_products: Amounts = ()
     month_products: Amounts = ()
     baseline_days: int = 0

@@ -259,6 +259,8 @@ def _from_charges(rule: SpendRule, snap: AccountSnapshot, now: datetime) -> Figu
         label, spend, products = "this month", read.month, read.month_products
     else:
         label, spend, products = "today", read.today, read.today_products
+    if spend is None:
+        return None
     figure = Figure(spend, read.currency, f"{label} ({rule.timezone})", None, "", products, numbers)
     if rule.period == "month":
         return figure
