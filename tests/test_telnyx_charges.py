@@ -211,7 +211,7 @@ def test_the_kept_text_round_trips() -> None:
     )
     text = charges.charges_text({NY: read})
     assert json.loads(text)["zones"][0]["today"] == "156.50"
-    numbers = {NY: (date(2026, 11, 9), (("+15550000002", D("150.00")),))}
+    numbers: charges.Numbers = {NY: (date(2026, 11, 9), (("+15550000002", D("150.00")),))}
     assert charges.numbers_text(numbers).startswith('{"zones":')
     with_n = charges.with_numbers({NY: read}, numbers)
     assert with_n[NY].numbers == (("+15550000002", D("150.00")),)
