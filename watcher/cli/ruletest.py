@@ -2,7 +2,9 @@
 
 A test file names rule files (relative to itself), an evaluation interval and test
 cases. Each case scripts what the sources would have seen (balance series, audit
-events, webhook deliveries) and states what must be true at given times (alerts
+events, webhook deliveries, Telnyx charges: `charges: [{at, today, month, before,
+products, numbers}]`, each in force from its `at`) and states what must be true at
+given times (alerts
 pending / firing / resolved, notification titles, muted titles, top-up intents). The
 real `evaluate`, `lifecycle.step` and `render` run against a simulated clock with
 in-memory snapshots: no network, no store, no sleeping. Top-ups are the daemon's too:
@@ -64,6 +66,7 @@ from watcher.core.model import (
     AuditChange,
     AuditEvent,
     Balance,
+    Charges,
     SourceError,
     SourceName,
     WebhookDelivery,
@@ -71,6 +74,7 @@ from watcher.core.model import (
 from watcher.core.mute import is_muted
 from watcher.core.render import render
 from watcher.core.rules import Rule, evaluate, longest_lookback, longest_window, ratio_windows
+from watcher.core.spend import charges_queries
 from watcher.core.topup import (
     Caps,
     Pay,
@@ -224,7 +228,17 @@ class Simulation:
             webhook_failures=tuple(self.failures(now)),
             delivery_totals={w: self.total(now, w) for w in ratio_windows(self.rules)},
             errors=errors,
+            charges=self.charges(now),
         )
+
+    def charges(self, now: datetime) -> dict[str, Charges] | None:
+        """The case's charges entry in force at `now`, for each spend rule's zone."""
+        start = self.case.start
+        current = [c for c in self.case.charges if start + c.at <= now]
+        if not current:
+            return None
+        entry = max(current, key=lambda c: c.at)
+        return {q.timezone: entry.read(q, now) for q in charges_queries(self.rules)}
 
     def audit_events(self, previous: datetime | None, now: datetime) -> Iterator[AuditEvent]:
         for number, event in enumerate(self.case.audit_events, start=1):

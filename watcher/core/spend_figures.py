@@ -12,10 +12,12 @@ between two polls loses nothing and counts nothing twice.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
+
+from watcher.core.model import Amounts
 
 Points = Sequence[tuple[datetime, Decimal]]
 Span = tuple[datetime, datetime]
@@ -61,6 +63,14 @@ def previous_days(now: datetime, tz: str, count: int) -> list[Span]:
 def previous_windows(now: datetime, window: timedelta, count: int) -> list[Span]:
     """The `count` windows of length `window` before the one ending at `now`, latest first."""
     return [(now - window * (k + 1), now - window * k) for k in range(1, count + 1)]
+
+
+def ranked(pairs: Iterable[tuple[str, Decimal]]) -> Amounts:
+    """Amounts summed by name (products, numbers), largest first (then by name)."""
+    sums: dict[str, Decimal] = {}
+    for name, amount in pairs:
+        sums[name] = sums.get(name, Decimal(0)) + amount
+    return tuple(sorted(sums.items(), key=lambda item: (-item[1], item[0])))
 
 
 def ordered(points: Points) -> list[tuple[datetime, Decimal]]:

@@ -5,12 +5,12 @@ Decimal from the JSON text), and their conversion to totals per product and per 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 
 from watcher.core.model import Amounts
+from watcher.core.spend_figures import ranked
 from watcher.providers.telnyx.wire import Money, _Wire
 
 MAX_RANGE_DAYS = 31
@@ -88,14 +88,6 @@ class ChargesTotal:
     currency: str
     total: Decimal
     parts: Amounts
-
-
-def ranked(pairs: Iterable[tuple[str, Decimal]]) -> Amounts:
-    """Amounts summed by name, largest first (then by name)."""
-    sums: dict[str, Decimal] = {}
-    for name, amount in pairs:
-        sums[name] = sums.get(name, Decimal(0)) + amount
-    return tuple(sorted(sums.items(), key=lambda item: (-item[1], item[0])))
 
 
 def to_summary(body: SummaryBody) -> ChargesTotal:
