@@ -1,5 +1,6 @@
 """`check` and the fraud hold's keys: `holds_topups` only on the kinds that can hold
-(audit, credentials, drift, spend), refused elsewhere at its place; `topup.hold_after` a duration > 0."""
+(audit, credentials, drift, spend), refused elsewhere at its place; `topup.hold_after` a
+duration > 0."""
 
 from __future__ import annotations
 

@@ -2,14 +2,13 @@
 
 A test file names rule files (relative to itself), an evaluation interval and test
 cases. Each case scripts what the sources would have seen (balance series, audit
-events, webhook deliveries, Telnyx charges: `charges: [{at, today, month, before,
-products, numbers}]`, each in force from its `at`) and states what must be true at
-given times (alerts
-pending / firing / resolved, notification titles, muted titles, top-up intents). The
-real `evaluate`, `lifecycle.step` and `render` run against a simulated clock with
-in-memory snapshots: no network, no store, no sleeping. Top-ups are the daemon's too:
-the core's `find_triggers` and `decide` run on a dry-run ledger in memory, with the
-caps of the case's `topup:` (as `accounts[].topup`; its defaults when left out).
+events, webhook deliveries, invoices, provider settings, Telnyx charges) and states
+what must be true at given times (alerts pending / firing / resolved, notification
+titles, muted titles, top-up intents). The real `evaluate`, `lifecycle.step` and
+`render` run against a simulated clock with in-memory snapshots: no network, no store,
+no sleeping. Top-ups are the daemon's too: the core's `find_triggers` and `decide` run
+on a dry-run ledger in memory, with the caps of the case's `topup:` (as
+`accounts[].topup`; its defaults when left out).
 
 ```yaml
 rule_files: [../balance.yaml]
@@ -53,8 +52,10 @@ from watcher.cli.ruletest_input import (
     TestFile,
     TopupExpect,
 )
+from watcher.cli.ruletest_sources import charges_at, invoices_at, settings_at, settings_problems
 from watcher.config.ruleload import load_rules
 from watcher.config.yamlfile import ConfigError, format_validation_errors, load_yaml
+from watcher.core.capabilities import Capabilities
 from watcher.core.durations import format_duration
 from watcher.core.holds import Hold, HoldKind, binding_hold, find_firings
 from watcher.core.ledger_types import Entry, EntryState, Guard
@@ -66,7 +67,7 @@ from watcher.core.model import (
     AuditChange,
     AuditEvent,
     Balance,
-    Charges,
+    ChargesQuery,
     SourceError,
     SourceName,
     WebhookDelivery,
@@ -86,6 +87,7 @@ from watcher.core.topup import (
     find_triggers,
     still_critical,
 )
+from watcher.providers.registry import capabilities
 
 # ---------------------------------------------------------------------------- simulation
 
@@ -183,9 +185,18 @@ class Simulation:
     history: deque[tuple[datetime, Balance]] = field(default_factory=deque)
     failing_since: datetime | None = None
     ledger: DryRunLedger = field(init=False)
+    offers: Mapping[str, Capabilities] = field(default_factory=capabilities)
 
     def __post_init__(self) -> None:
         self.ledger = DryRunLedger(Caps.of(self.case.topup), self.case.topup.hold_after)
+
+    @property
+    def drift_types(self) -> Mapping[str, type]:
+        return self.offers[self.case.provider].drift_fields
+
+    @property
+    def queries(self) -> tuple[ChargesQuery, ...]:
+        return charges_queries(self.rules)
 
     def time(self, index: int) -> datetime:
         return self.case.start + self.interval * index
@@ -196,7 +207,7 @@ class Simulation:
         for index in range(last + 1):
             now = self.time(index)
             snap = self.snapshot(index, now)
-            results = evaluate(self.rules, [snap], now)
+            results = evaluate(self.rules, [snap], now, capabilities=self.offers)
             stepped = step(self.states, results, now, repeat_interval=self.case.repeat_interval)
             self.states = stepped.states
             due = self.ledger.due(self.rules, stepped.transitions, self.states, snap, now)
@@ -228,17 +239,11 @@ class Simulation:
             webhook_failures=tuple(self.failures(now)),
             delivery_totals={w: self.total(now, w) for w in ratio_windows(self.rules)},
             errors=errors,
-            charges=self.charges(now),
+            provider=self.case.provider,
+            invoices=invoices_at(self.case.invoices, self.case.start, now),
+            settings=settings_at(self.case.settings, self.case.start, now, self.drift_types),
+            charges=charges_at(self.case.charges, self.case.start, now, self.queries),
         )
-
-    def charges(self, now: datetime) -> dict[str, Charges] | None:
-        """The case's charges entry in force at `now`, for each spend rule's zone."""
-        start = self.case.start
-        current = [c for c in self.case.charges if start + c.at <= now]
-        if not current:
-            return None
-        entry = max(current, key=lambda c: c.at)
-        return {q.timezone: entry.read(q, now) for q in charges_queries(self.rules)}
 
     def audit_events(self, previous: datetime | None, now: datetime) -> Iterator[AuditEvent]:
         for number, event in enumerate(self.case.audit_events, start=1):
@@ -396,9 +401,10 @@ def run_case(case: TestCase, rules: list[Rule], interval: timedelta) -> list[str
             )
         else:
             due.setdefault(steps, []).append(expect)
+    simulation = Simulation(case, rules, interval)
+    problems += [f"  {line}" for line in settings_problems(case.settings, simulation.drift_types)]
     if problems or not due:
         return problems
-    simulation = Simulation(case, rules, interval)
     report: list[str] = []
     for index, seen in simulation.run(max(due)):
         for expect in due.get(index, []):

@@ -1,8 +1,8 @@
 """What a rule test file says (`account-watcher test`): its pydantic models and series.
 
 A test file names rule files, an evaluation interval and test cases; each case scripts
-the sources (balance series, audit events, webhook deliveries, Telnyx charges),
-optionally the caps of
+the sources (balance series, audit events, webhook deliveries; invoices and provider
+settings, Telnyx charges, see watcher/cli/ruletest_sources.py), optionally the caps of
 the account's top-ups (`topup:`, as `accounts[].topup`), and what must hold at given
 times. Series are space-separated values, one per evaluation (see watcher/cli/ruletest.py);
 they are kept as runs and computed on demand.
@@ -20,10 +20,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, PlainValidator, model_validator
 
+from watcher.cli.ruletest_sources import ChargesInput, InvoiceInput, SettingsInput
 from watcher.config.settings import TopupConfig
 from watcher.core.durations import Duration
-from watcher.core.model import Balance, Charges, ChargesQuery
-from watcher.core.spend_figures import local_day, ranked
+from watcher.core.model import Balance
 
 DEFAULT_START = datetime(2026, 1, 5, tzinfo=UTC)  # a Monday, 00:00 UTC
 _MISSING = {"_", "x"}
@@ -217,36 +217,6 @@ class DeliveryInput(_Strict):
     count: Annotated[int, Field(ge=1, le=10_000)] = 1
 
 
-class ChargesInput(_Strict):
-    """What Telnyx's charges summary says from `at` on (until the next entry): today's
-    spend, the month's, the total of a spike's baseline days before today, per product
-    and per number. Given for each calendar spend rule's time zone, for that zone's date."""
-
-    at: Duration
-    today: Decimal | None = None
-    month: Decimal | None = None
-    before: Decimal | None = None
-    products: dict[str, Decimal] = Field(default_factory=dict)
-    numbers: dict[str, Decimal] = Field(default_factory=dict)
-    currency: str = "USD"
-
-    def read(self, query: ChargesQuery, now: datetime) -> Charges:
-        """The charges of `query`'s zone as the daemon would have read them at `now`."""
-        products = ranked(self.products.items())
-        return Charges(
-            timezone=query.timezone,
-            day=local_day(now, query.timezone),
-            currency=self.currency,
-            today=self.today,
-            month=self.month,
-            today_products=products,
-            month_products=products,
-            baseline_days=query.baseline_days,
-            before=self.before,
-            numbers=ranked(self.numbers.items()),
-        )
-
-
 class AlertExpect(_Strict):
     """An alert that must be pending or firing (or resolve) at that time."""
 
@@ -292,6 +262,9 @@ class TestCase(_Strict):
     balance: BalanceInput | None = None
     audit_events: list[AuditInput] = Field(default_factory=list, max_length=MAX_POINTS)
     webhook_deliveries: list[DeliveryInput] = Field(default_factory=list)
+    provider: Literal["telnyx", "vonage"] = "telnyx"
+    invoices: list[InvoiceInput] = Field(default_factory=list, max_length=10_000)
+    settings: list[SettingsInput] = Field(default_factory=list, max_length=MAX_POINTS)
     charges: list[ChargesInput] = Field(default_factory=list, max_length=MAX_POINTS)
     topup: TopupConfig = Field(default_factory=TopupConfig)
     expect: list[Expectation] = Field(min_length=1)
