@@ -102,6 +102,7 @@ def test_charges_are_read_at_the_slow_cadence(
         once(config)
     assert sim.account.request_count(SUMMARY) == 2  # the first cycle only
     assert sim.account.request_count("/charges_breakdown") == 0  # no rule wants numbers
+    assert sim.account.request_count("/balance") == 0  # a Telnyx period needs no balance
 
 
 def test_vonage_day_spend_from_samples_cuts_out_a_top_up(

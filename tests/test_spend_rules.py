@@ -360,6 +360,7 @@ def test_charges_queries_one_per_zone() -> None:
         SourceName.CHARGES,
         SourceName.CHARGES_BREAKDOWN,
     }
+    assert sources_needed(rules[:1]) == {SourceName.CHARGES}  # vonage reads its balance
     assert longest_lookback(rules) == timedelta(days=8)  # 26h + 7d, capped at the 8d kept
 
 

@@ -189,12 +189,12 @@ def _level_problem(rule: SpendRule) -> str:
 
 
 def spend_sources(rule: SpendRule) -> frozenset[SourceName]:
-    """Balance samples always (rolling windows; periods without charges), and the
-    charges for a calendar period (read only by a provider that has them)."""
-    extra = {SourceName.CHARGES} if rule.period else set()
-    if rule.numbers:
-        extra.add(SourceName.CHARGES_BREAKDOWN)
-    return frozenset({SourceName.BALANCE, *extra})
+    """The balance (its samples) for a rolling window; the charges for a calendar
+    period: a provider without charges reads its balance for them instead."""
+    if rule.window is not None:
+        return frozenset({SourceName.BALANCE})
+    extra = {SourceName.CHARGES_BREAKDOWN} if rule.numbers else set()
+    return frozenset({SourceName.CHARGES, *extra})
 
 
 def charges_queries(rules: Iterable[object]) -> tuple[ChargesQuery, ...]:
