@@ -479,3 +479,26 @@ def test_a_spend_spike_fires_once_and_resolves_at_the_new_day() -> None:
 def test_invalid_spend_rules(extra: dict[str, object], message: str) -> None:
     with pytest.raises(ValidationError, match=message.replace("(", r"\(").replace(")", r"\)")):
         rule(**extra)
+
+
+def test_numbers_true_names_the_months_top_numbers() -> None:
+    read = Charges(
+        "UTC",
+        date(2026, 11, 9),
+        "USD",
+        None,
+        D("900"),
+        month_products=(("Messaging", D("900")),),
+        numbers=(("+15550000002", D("500")), ("+15550000001", D("400"))),
+    )
+    snap = AccountSnapshot("main", provider="telnyx", charges={"UTC": read})
+    r = rule(period="month", above=100, numbers=True)
+    (finding,) = judge_spend(r, snap, utc(2026, 11, 9, 12), charges=True).findings
+    assert finding.value == (
+        "spent this month (UTC) 900.00 USD (top: Messaging 900.00; "
+        "numbers this month: +15550000002 500.00, +15550000001 400.00)"
+    )
+    assert finding.facts["numbers"] == "+15550000002 500.00, +15550000001 400.00"
+    quiet = rule(period="month", above=100)
+    (finding,) = judge_spend(quiet, snap, utc(2026, 11, 9, 12), charges=True).findings
+    assert "numbers" not in finding.value

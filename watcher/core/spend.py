@@ -311,10 +311,12 @@ def _finding(rule: SpendRule, snap: AccountSnapshot, figure: Figure) -> Finding:
     products = ", ".join(f"{name} {_cents(amount)}" for name, amount in figure.products[:TOP])
     value = f"spent {figure.label} {money(_cents(figure.spend), cur)}"
     numbers = ", ".join(f"{name} {_cents(amount)}" for name, amount in figure.numbers[:TOP])
-    if products:
-        value += f" (top: {products})"
-    if numbers:
-        value += f"; top numbers this month: {numbers}"
+    top = [
+        f"top: {products}" if products else "",
+        f"numbers this month: {numbers}" if numbers else "",
+    ]
+    if products or numbers:
+        value += f" ({'; '.join(part for part in top if part)})"
     baseline = "" if figure.baseline is None else str(_cents(figure.baseline))
     return Finding(
         key=AlertKey(rule.name, snap.account),
