@@ -80,8 +80,8 @@ def test_the_rule_test_predicts_the_spend_hold(tmp_path: Path) -> None:
             balance: {available_credit: "500 500 40 40 40 40 40 40 40 40"}
             topup: {hold_after: 1h, min_interval: 10m, max_per_day: "1000.00"}
             charges:
-              - {at: 0m, today: 5, month: 100, before: 70}
-              - {at: 10m, today: 405, month: 500, before: 70}
+              - {at: 0m, today: 5, month: 100, daily: 10}
+              - {at: 10m, today: 405, month: 500, daily: 10}
             expect:
               - {at: 10m, alerts: [{rule: spend-spike, state: firing}]}
               - {at: 20m, topups: [{rule: low-credit, held: true}]}

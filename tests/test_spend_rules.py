@@ -254,8 +254,7 @@ DAY_READ = Charges(
         ("Fax", D("12")),
     ),
     month_products=(("Messaging", D("900.00")),),
-    baseline_days=7,
-    before=D("420.00"),
+    baselines=((7, D("420.00")),),
 )
 
 
@@ -352,7 +351,7 @@ def test_charges_queries_one_per_zone() -> None:
         rule(name="d", window="1h", above=10),
     ]
     assert charges_queries(rules) == (
-        ChargesQuery("Asia/Tokyo", day=True, month=True, baseline_days=7, numbers=True),
+        ChargesQuery("Asia/Tokyo", day=True, month=True, baselines=(7,), numbers=True),
         ChargesQuery("UTC", day=True),
     )
     assert sources_needed(rules) == {

@@ -19,6 +19,8 @@ import yaml
 from pydantic import SecretStr
 
 from watcher.core.model import Charges, ChargesQuery, SourceName
+from watcher.core.rules import RuleFile, evaluate
+from watcher.core.spend import charges_queries
 from watcher.providers.base import Collected, Needs
 from watcher.providers.telnyx import charges
 from watcher.providers.telnyx.client import TelnyxClient, TelnyxError
@@ -87,7 +89,7 @@ def asked(server: SimServer) -> list[str]:
     )
 
 
-DAY_MONTH = (ChargesQuery(NY, day=True, month=True, baseline_days=7, numbers=True),)
+DAY_MONTH = (ChargesQuery(NY, day=True, month=True, baselines=(7,), numbers=True),)
 
 
 async def test_a_zone_is_read_by_its_local_dates_with_products_and_numbers(
@@ -106,7 +108,7 @@ async def test_a_zone_is_read_by_its_local_dates_with_products_and_numbers(
     )
     assert got.snapshot.charges is not None
     read = got.snapshot.charges[NY]
-    assert (read.day, read.today, read.month, read.before) == (
+    assert (read.day, read.today, read.month, read.before(7)) == (
         date(2026, 11, 9),
         D("156.50"),
         D("236.50"),
@@ -197,7 +199,7 @@ async def test_charges_are_not_read_when_no_rule_needs_them(
     store.close()
 
 
-def test_the_kept_text_round_trips() -> None:
+def test_the_kept_text_round_trips(tmp_path: Path) -> None:
     read = Charges(
         NY,
         date(2026, 11, 9),
@@ -206,11 +208,17 @@ def test_the_kept_text_round_trips() -> None:
         None,
         (("Messaging", D("150.00")),),
         (),
-        7,
-        D("70.00"),
+        ((3, D("30.00")), (7, D("70.00"))),
     )
     text = charges.charges_text({NY: read})
     assert json.loads(text)["zones"][0]["today"] == "156.50"
+    with Store.open(tmp_path / "state.db") as store:
+        with store.transaction():
+            store.set_resume("main", "charges", text)
+        assert charges.kept_charges(store, "main") == {NY: read}
+        with store.transaction():
+            store.set_resume("main", "charges", '{"zones": [{"tz": "UTC"}]}')
+        assert charges.kept_charges(store, "main") is None  # unreadable: read again
     numbers: charges.Numbers = {NY: (date(2026, 11, 9), (("+15550000002", D("150.00")),))}
     assert charges.numbers_text(numbers).startswith('{"zones":')
     with_n = charges.with_numbers({NY: read}, numbers)
@@ -313,3 +321,31 @@ def test_the_breakdown_defaults_to_a_month(server: SimServer) -> None:
     script(server)
     answer = get(server, "/charges_breakdown", start_date="2026-11-01")
     assert answer.json()["data"]["end_date"] == "2026-12-01"
+
+
+async def test_two_spike_baselines_in_one_zone_are_both_read(
+    server: SimServer, tmp_path: Path
+) -> None:
+    script(server)
+    store = Store.open(tmp_path / "state.db")
+    rules = RuleFile.model_validate(
+        {
+            "rules": [
+                {"name": n, "kind": "spend", "period": "day", "timezone": NY, "spike": s}
+                for n, s in [
+                    ("short", {"factor": 2, "baseline": "3d"}),
+                    ("long", {"factor": 2, "baseline": "7d"}),
+                ]
+            ]
+        }
+    ).rules
+    got = await poll(server, store, NOW, charges_queries(rules))
+    assert "/charges_summary 2026-11-06..2026-11-09" in asked(server)
+    results = evaluate(rules, [got.snapshot], NOW)
+    judged = {r.rule: r.judged for r in results if r.rule in ("short", "long")}
+    assert judged == {"short": True, "long": True}
+    means = {
+        r.rule: r.findings[0].facts["baseline"] for r in results if r.rule in ("short", "long")
+    }
+    assert means == {"short": "10.00", "long": "10.00"}
+    store.close()

@@ -16,7 +16,7 @@ tests:
       - at: 0s                       # from then on (until the next entry)
         today: 8
         month: 300
-        before: 70                   # the spike baseline's days before today, in all
+        daily: 10                    # each whole day before today (spike baselines)
         products: {Voice: 8}         # also `numbers: {"+15551234567": 8}`
 ```
 
@@ -65,13 +65,13 @@ class SettingsInput(_Strict):
 
 class ChargesInput(_Strict):
     """What Telnyx's charges summary says from `at` on (until the next entry): today's
-    spend, the month's, the total of a spike's baseline days before today, per product
-    and per number."""
+    spend, the month's, the spend of each whole day before today (`daily`, for spike
+    baselines), per product and per number."""
 
     at: Duration
     today: Decimal | None = None
     month: Decimal | None = None
-    before: Decimal | None = None
+    daily: Decimal | None = None
     products: dict[str, Decimal] = Field(default_factory=dict)
     numbers: dict[str, Decimal] = Field(default_factory=dict)
     currency: str = "USD"
@@ -87,10 +87,14 @@ class ChargesInput(_Strict):
             month=self.month,
             today_products=products,
             month_products=products,
-            baseline_days=query.baseline_days,
-            before=self.before,
+            baselines=self._baselines(query),
             numbers=ranked(self.numbers.items()),
         )
+
+    def _baselines(self, query: ChargesQuery) -> tuple[tuple[int, Decimal], ...]:
+        if self.daily is None:
+            return ()
+        return tuple((days, self.daily * days) for days in query.baselines)
 
 
 def charges_at(

@@ -147,13 +147,14 @@ Amounts = tuple[tuple[str, Decimal], ...]
 @dataclass(frozen=True, slots=True)
 class ChargesQuery:
     """What the spend rules of one time zone need of Telnyx's charges: today's spend,
-    the month's, the total of `baseline_days` whole days before today (spikes), and the
+    the month's, the totals of whole days before today (`baselines`: one per spike
+    baseline length in days), and the
     top phone numbers of the month (`numbers`, from the charges breakdown)."""
 
     timezone: str
     day: bool = False
     month: bool = False
-    baseline_days: int = 0
+    baselines: tuple[int, ...] = ()
     numbers: bool = False
 
 
@@ -164,9 +165,9 @@ class Charges:
     `day` is the date (in `timezone`) the read was for: `today` is that day's spend so
     far, `month` its month's up to and including it (None when no rule asked for
     that period, so it was not read); `*_products` per product (the
-    summary's lines); `before` the total of the `baseline_days` whole days before `day`
-    (None when no spike rule asked); `numbers` the month's top phone numbers (from the
-    breakdown; empty when not read). Money as Decimal in `currency`.
+    summary's lines); `baselines` the total of the N whole days before `day`, as
+    `(N, total)` for each N a spike rule asked for; `numbers` the month's top phone
+    numbers (from the breakdown; empty when not read). Money as Decimal in `currency`.
     """
 
     timezone: str
@@ -176,9 +177,12 @@ class Charges:
     month: Decimal | None
     today_products: Amounts = ()
     month_products: Amounts = ()
-    baseline_days: int = 0
-    before: Decimal | None = None
+    baselines: tuple[tuple[int, Decimal], ...] = ()
     numbers: Amounts = ()
+
+    def before(self, days: int) -> Decimal | None:
+        """The total of the `days` whole days before `day`; None when not read."""
+        return dict(self.baselines).get(days)
 
 
 @dataclass(frozen=True, slots=True)

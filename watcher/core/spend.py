@@ -208,7 +208,7 @@ def charges_queries(rules: Iterable[object]) -> tuple[ChargesQuery, ...]:
                 rule.timezone,
                 day=was.day or rule.period == "day",
                 month=was.month or rule.period == "month",
-                baseline_days=max(was.baseline_days, days),
+                baselines=tuple(sorted({*was.baselines, days} - {0})),
                 numbers=was.numbers or rule.numbers,
             )
     return tuple(by_zone[name] for name in sorted(by_zone))
@@ -267,9 +267,10 @@ def _from_charges(rule: SpendRule, snap: AccountSnapshot, now: datetime) -> Figu
     if rule.spike is None:
         return figure
     days = rule.spike.baseline // DAY
-    if read.before is None or read.baseline_days != days:
+    before = read.before(days)
+    if before is None:
         return figure  # no baseline (yet): not judged
-    return _with_baseline(figure, read.before / days, f"the mean of {days} previous days")
+    return _with_baseline(figure, before / days, f"the mean of {days} previous days")
 
 
 def _from_samples(rule: SpendRule, snap: AccountSnapshot, now: datetime) -> Figure | None:

@@ -66,7 +66,7 @@ def _stale(read: Charges | None, query: ChargesQuery, now: datetime) -> bool:
     if read is None or read.day != local_day(now, query.timezone):
         return True
     missing = (query.day and read.today is None) or (query.month and read.month is None)
-    return missing or read.baseline_days != query.baseline_days
+    return missing or any(read.before(days) is None for days in query.baselines)
 
 
 async def read_charges(
@@ -109,31 +109,26 @@ async def _read_zone(
         month=month.total if month is not None and query.month else None,
         today_products=day.parts[:KEEP] if day is not None and query.day else (),
         month_products=month.parts[:KEEP] if month is not None and query.month else (),
-        baseline_days=query.baseline_days,
-        before=await _before(client, query, today, kept, deadline),
+        baselines=await _baselines(client, query, today, kept, deadline),
     )
 
 
-async def _before(
+async def _baselines(
     client: TelnyxClient,
     query: ChargesQuery,
     today: date,
     kept: Charges | None,
     deadline: float | None,
-) -> Decimal | None:
-    """The total of the baseline days before today: read once a local day."""
-    days = query.baseline_days
-    if not days:
-        return None
-    if (
-        kept is not None
-        and kept.day == today
-        and kept.baseline_days == days
-        and kept.before is not None
-    ):
-        return kept.before
-    start = today - timedelta(days=days)
-    return (await client.get_charges_summary(start, today, deadline=deadline)).total
+) -> tuple[tuple[int, Decimal], ...]:
+    """The total of the N days before today for each baseline N: read once a local day."""
+    out = []
+    for days in query.baselines:
+        total = kept.before(days) if kept is not None and kept.day == today else None
+        if total is None:
+            start = today - timedelta(days=days)
+            total = (await client.get_charges_summary(start, today, deadline=deadline)).total
+        out.append((days, total))
+    return tuple(out)
 
 
 def kept_charges(view: StateView, account: str) -> dict[str, Charges] | None:
@@ -162,8 +157,7 @@ def _charges_row(c: Charges) -> dict[str, Any]:
         "month": _opt(c.month),
         "tp": _rows(c.today_products),
         "mp": _rows(c.month_products),
-        "bd": c.baseline_days,
-        "before": _opt(c.before),
+        "bl": [[days, str(total)] for days, total in c.baselines],
     }
 
 
@@ -176,8 +170,7 @@ def _charges(row: dict[str, Any]) -> Charges:
         month=_dec(row["month"]),
         today_products=_amounts(row["tp"]),
         month_products=_amounts(row["mp"]),
-        baseline_days=int(row["bd"]),
-        before=_dec(row["before"]),
+        baselines=tuple((int(days), Decimal(str(total))) for days, total in row["bl"]),
     )
 
 

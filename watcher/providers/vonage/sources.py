@@ -380,6 +380,8 @@ _READERS: dict[SourceName, Reader] = {
     SourceName.CREDENTIALS: _read_credentials,
     SourceName.SETTINGS: _read_settings,
 }
+
+
 def _sources(needs: Needs) -> frozenset[SourceName]:
     """The sources to read: spend periods asking for charges are counted from the
     balance samples here (Vonage has no charges API), so the balance is read for them."""
