@@ -72,6 +72,12 @@ def check(tmp_path: Path, rules: str) -> tuple[int, list[str]]:
             "samples, kept 8 days: a day spike's baseline may be at most 6d there",
             id="vonage-baseline",
         ),
+        pytest.param(
+            "    period: day\n    accounts: [eu]\n    above: 10\n    numbers: true\n",
+            ":7:14: rules[0].numbers: numbers come from Telnyx charges: vonage accounts (eu) "
+            "have none",
+            id="vonage-numbers",
+        ),
     ],
 )
 def test_spend_rules_refused_at_their_place(tmp_path: Path, rule: str, expected: str) -> None:

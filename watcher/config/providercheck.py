@@ -76,8 +76,9 @@ def _problems(rule: Rule, offers: Offers) -> Iterator[tuple[Key, str]]:
 
 
 def _spend_problems(rule: SpendRule, offers: Offers) -> Iterator[tuple[Key, str]]:
-    """A calendar period no provider of the rule's accounts offers; a day spike whose
-    baseline reaches past the balance samples kept, on a provider without charges."""
+    """A calendar period no provider of the rule's accounts offers; `numbers` where none
+    has charges; a day spike whose baseline reaches past the balance samples kept, on a
+    provider without charges."""
     if rule.period is None:
         return
     periods = _union(offer.spend_periods for offer, _ in offers.values())
@@ -87,6 +88,8 @@ def _spend_problems(rule: SpendRule, offers: Offers) -> Iterator[tuple[Key, str]
             "period",
             f"period {rule.period} is not offered by {_who(offers)} (they have: {shown})",
         )
+    if rule.numbers and not any(offer.charges for offer, _ in offers.values()):
+        yield "numbers", f"numbers come from Telnyx charges: {_who(offers)} have none"
     days = rule.spike.baseline.days if rule.spike else 0
     samples = {p: o for p, o in offers.items() if not o[0].charges}
     if days > SAMPLE_BASELINE_DAYS and samples:
