@@ -1,0 +1,214 @@
+"""The daily digest's text (DESIGN §12). Pure: `now` and the digest's time are parameters.
+
+`messages(days, now, at)` → one `Message` per account, or, with more than
+`MAX_PER_ACCOUNT_MESSAGES` accounts, one message listing them all. Titles:
+`[INFO] daily digest — main (2026-12-01)` and `[INFO] daily digest — 12 accounts
+(2026-12-01)`; the date is the digest's local day. An account with nothing to report
+(no alert, top-up, hold, drift, credential change or undelivered notification) gets
+exactly one line that still shows its balance and ends in "nothing happened". Times are
+shown in the digest's zone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import date, datetime
+from decimal import Decimal
+
+from watcher.core.digest import (
+    DIGEST_RULE,
+    MAX_PER_ACCOUNT_MESSAGES,
+    RUNWAY_LOOKBACK,
+    WINDOW,
+    AccountDay,
+    DigestTime,
+    Happening,
+    balance_at,
+    spent,
+)
+from watcher.core.forecast import fit_burn, per_hour_text, runs_out_in, runs_out_text
+from watcher.core.holds import Hold
+from watcher.core.ledger_types import Entry
+from watcher.core.lifecycle import Reason
+from watcher.core.model import Severity
+from watcher.core.render import Message, count_of
+from watcher.core.rules import money
+
+MAX_LISTED = 10
+"""Lines per section; more are summed up as `… and N more`."""
+
+
+def messages(
+    days: Sequence[AccountDay], now: datetime, at: DigestTime, *, day: date | None = None
+) -> list[Message]:
+    """The digest messages made at `now` for local `day` (default `at.day_of(now)`).
+
+    In: one `AccountDay` per account (in the order to show), `now`, the digest's time
+    (its zone shows the times), the day the titles name (a catch-up after midnight is
+    still yesterday's digest). Out: the messages (none for no account).
+    """
+    day = day or at.day_of(now)
+    if len(days) > MAX_PER_ACCOUNT_MESSAGES:
+        return [_combined(days, now, at, day)]
+    return [_single(one, now, at, day) for one in days]
+
+
+def title(name: str, day: date) -> str:
+    return f"[INFO] daily digest — {name} ({day.isoformat()})"
+
+
+def _message(title_text: str, body: list[str], account: str) -> Message:
+    return Message(title_text, "\n".join(body), Severity.INFO, DIGEST_RULE, account, Reason.EVENTS)
+
+
+def _single(one: AccountDay, now: datetime, at: DigestTime, day: date) -> Message:
+    lines = account_lines(one, now, at)
+    body = lines if len(lines) == 1 else [_header(now, at), "", *lines]
+    return _message(title(one.account, day), body, one.account)
+
+
+def _combined(days: Sequence[AccountDay], now: datetime, at: DigestTime, day: date) -> Message:
+    body = [_header(now, at)]
+    for one in days:
+        lines = account_lines(one, now, at)
+        body += lines if len(lines) == 1 else ["", *lines, ""]
+    quiet = sum(1 for one in days if not _eventful(one))
+    body += ["", f"{count_of(len(days), 'account')}, {quiet} with nothing to report"]
+    return _message(title(f"{len(days)} accounts", day), body, "*")
+
+
+def _header(now: datetime, at: DigestTime) -> str:
+    local = now.astimezone(at.zone)
+    return f"the last 24 h to {local:%Y-%m-%d %H:%M} {at.zone_name}"
+
+
+def account_lines(one: AccountDay, now: datetime, at: DigestTime) -> list[str]:
+    """The digest's lines about one account: one line when nothing happened, else a
+    heading (name, balance) and a section per kind of news."""
+    if not _eventful(one):
+        return [
+            f"{one.account}: {_balance_text(one, now)}; {_spend_text(one, now)} — nothing happened"
+        ]
+    lines = [f"{one.account}: {_balance_text(one, now)}", f"  {_spend_text(one, now)}"]
+    runway = _runway_text(one, now)
+    if runway:
+        lines.append(f"  {runway}")
+    for heading, items in _sections(one, now, at):
+        if items:
+            lines.append(f"  {heading}: {len(items)}")
+            lines += [f"    {item}" for item in items[:MAX_LISTED]]
+            if len(items) > MAX_LISTED:
+                lines.append(f"    … and {len(items) - MAX_LISTED} more")
+    if one.undelivered:
+        lines.append(f"  undelivered notifications: {one.undelivered}")
+    return lines
+
+
+def _eventful(one: AccountDay) -> bool:
+    return bool(one.happenings or one.drift or one.topups or one.holds or one.undelivered)
+
+
+def _sections(one: AccountDay, now: datetime, at: DigestTime) -> list[tuple[str, list[str]]]:
+    def clock(moment: datetime) -> str:
+        return local_time(moment, now, at)
+
+    alerts = [h for h in one.happenings if h.kind != "credentials"]
+    return [
+        (
+            "alerts fired",
+            [_fired(h, clock(h.at)) for h in alerts if h.reason is not Reason.RESOLVED],
+        ),
+        (
+            "alerts resolved",
+            [_resolved(h, clock(h.at)) for h in alerts if h.reason is Reason.RESOLVED],
+        ),
+        ("top-ups", [_topup(e, clock(e.created_at)) for e in one.topups]),
+        ("holds", [_hold(one, h, now, clock) for h in one.holds]),
+        ("drift", [f"{s.key.rule}: {s.value} ({s.threshold})" for s in one.drift]),
+        (
+            "credential changes",
+            [_credentials(h, clock(h.at)) for h in one.happenings if h.kind == "credentials"],
+        ),
+    ]
+
+
+def local_time(moment: datetime, now: datetime, at: DigestTime) -> str:
+    """`moment` in the digest's zone: `14:05` today, `yesterday 23:30`, `tomorrow 06:00`,
+    else `2026-11-28 09:00` (days are local)."""
+    local = moment.astimezone(at.zone)
+    offset = (local.date() - now.astimezone(at.zone).date()).days
+    word = {0: "", -1: "yesterday ", 1: "tomorrow "}.get(offset)
+    return f"{word}{local:%H:%M}" if word is not None else f"{local:%Y-%m-%d %H:%M}"
+
+
+def _fired(h: Happening, at: str) -> str:
+    group = f" [{h.key.group}]" if h.key.group else ""
+    what = {Reason.ESCALATED: "escalated to", Reason.EVENTS: "event,"}.get(h.reason, "fired,")
+    value = f": {h.value}" if h.value else ""
+    detail = f" ({h.detail})" if h.detail else ""
+    return f"{at} {h.key.rule}{group} {what} {h.severity.label}{value}{detail}"
+
+
+def _resolved(h: Happening, at: str) -> str:
+    group = f" [{h.key.group}]" if h.key.group else ""
+    detail = f" ({h.detail})" if h.detail else ""
+    return f"{at} {h.key.rule}{group} resolved{detail}"
+
+
+def _credentials(h: Happening, at: str) -> str:
+    return f"{at} {h.key.rule}: {h.detail or h.value}"
+
+
+def _topup(entry: Entry, at: str) -> str:
+    why = f": {entry.error}" if entry.error else ""
+    return f"{at} {money(entry.amount, entry.currency)} {entry.state.value} ({entry.rule}){why}"
+
+
+def _hold(one: AccountDay, hold: Hold, now: datetime, clock: Callable[[datetime], str]) -> str:
+    since = f"{hold.rule} since {clock(hold.held_at)}"
+    if hold.released_at is not None:
+        return f"{since}, released {clock(hold.released_at)} by {hold.released_by}"
+    if hold.active(now, one.hold_after):
+        until = hold.until(one.hold_after)
+        return f"{since}, active" + (f" until {clock(until)}" if until is not None else "")
+    return f"{since}, ended"
+
+
+def _balance_text(one: AccountDay, now: datetime) -> str:
+    current = balance_at(one.samples, now)
+    if current is None:
+        return "balance unknown (no sample in the last 24 h)"
+    before = balance_at(one.samples, now - WINDOW)
+    text = f"balance {money(current.balance, current.currency)}"
+    if before is None or before is current:
+        return text
+    change = current.balance - before.balance
+    sign = "+" if change > 0 else ""
+    return f"{text} (24 h ago {money(before.balance, before.currency)}, {sign}{money(change)})"
+
+
+def _spend_text(one: AccountDay, now: datetime) -> str:
+    currency = one.currency or (one.samples[-1][1].currency if one.samples else "")
+    if one.spend_today is not None:
+        top = ", ".join(f"{name} {money(amount)}" for name, amount in one.top_products[:3])
+        return f"spend today {money(one.spend_today, currency)}" + (f" (top: {top})" if top else "")
+    since = now - WINDOW
+    start = [(t, b.balance) for t, b in one.samples if t <= since][-1:]
+    points = start + [(t, b.balance) for t, b in one.samples if since < t <= now]
+    return f"spend {money(spent(points), currency)} in 24 h"
+
+
+def _runway_text(one: AccountDay, now: datetime) -> str:
+    points = [(t, b.available_credit) for t, b in one.samples if now - RUNWAY_LOOKBACK <= t <= now]
+    burn = fit_burn(points)
+    if burn is None or not points:
+        return ""
+    current: Decimal = points[-1][1]
+    if current <= 0:
+        return "runway: no credit left"
+    eta = runs_out_in(current, Decimal(0), burn)
+    if eta is None:
+        return "runway: not spending"
+    rate = f"{per_hour_text(burn)} {one.currency}".strip()
+    left = runs_out_text(current, Decimal(0), eta)
+    return f"runway: about {left} at {rate}/h (burn of the last 6 h)"
