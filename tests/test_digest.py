@@ -317,7 +317,7 @@ def test_busy_day_lists_every_kind_of_news_in_local_time() -> None:
         "  spend 461.00 USD in 24 h",
         "  runway: about 6h 40m at 20.82 USD/h (burn of the last 6 h)",
         "  alerts fired: 1",
-        "    yesterday 23:30 low-credit fired, critical: 45.00 USD",
+        "    yesterday 23:30 low-credit fired (critical): 45.00 USD",
         "  alerts resolved: 1",
         "    04:05 low-credit resolved (fired 4h 35m)",
         "  top-ups: 1",
@@ -343,9 +343,9 @@ def test_day_boundary_is_local() -> None:
         "balance",
     )
     [message] = messages([AccountDay("main", "USD", happenings=(h,))], NOW, AT)
-    assert "    00:30 r fired, warning" in message.body.splitlines()
+    assert "    00:30 r fired (warning)" in message.body.splitlines()
     [utc_message] = messages([AccountDay("main", "USD", happenings=(h,))], NOW, parse_at("07:00"))
-    assert "    yesterday 23:30 r fired, warning" in utc_message.body.splitlines()
+    assert "    yesterday 23:30 r fired (warning)" in utc_message.body.splitlines()
 
 
 def test_more_than_ten_accounts_make_one_message() -> None:

@@ -143,10 +143,13 @@ def local_time(moment: datetime, now: datetime, at: DigestTime) -> str:
 
 def _fired(h: Happening, at: str) -> str:
     group = f" [{h.key.group}]" if h.key.group else ""
-    what = {Reason.ESCALATED: "escalated to", Reason.EVENTS: "event,"}.get(h.reason, "fired,")
+    what = {
+        Reason.ESCALATED: f"escalated to {h.severity.label}",
+        Reason.EVENTS: f"({h.severity.label})",
+    }.get(h.reason, f"fired ({h.severity.label})")
     value = f": {h.value}" if h.value else ""
     detail = f" ({h.detail})" if h.detail else ""
-    return f"{at} {h.key.rule}{group} {what} {h.severity.label}{value}{detail}"
+    return f"{at} {h.key.rule}{group} {what}{value}{detail}"
 
 
 def _resolved(h: Happening, at: str) -> str:
