@@ -382,3 +382,31 @@ def test_provider_spend_figure_replaces_the_samples() -> None:
     )
     [message] = messages([day], NOW, AT)
     assert "spend today 12.50 USD (top: voice 8.00, messaging 4.50, numbers 0.00)" in message.body
+
+
+def test_old_unreleased_hold_that_ended_is_not_news() -> None:
+    old = Hold(
+        1,
+        "main",
+        HoldKind.RULE,
+        "audit",
+        "e0",
+        "event",
+        utc("2026-11-20T00:00:00"),
+        utc("2026-11-20T00:00:00"),
+    )
+    manual = Hold(
+        2,
+        "main",
+        HoldKind.MANUAL,
+        "manual",
+        "m",
+        "by hand",
+        utc("2026-11-20T00:00:00"),
+        utc("2026-11-20T00:00:00"),
+        held_by="ops",
+    )
+    [quiet] = messages([AccountDay("main", "USD", QUIET.samples, holds=(old,))], NOW, AT)
+    assert quiet.body.endswith("nothing happened")
+    [held] = messages([AccountDay("main", "USD", QUIET.samples, holds=(manual,))], NOW, AT)
+    assert "    manual since 2026-11-20 01:00, active" in held.body.splitlines()

@@ -10,6 +10,7 @@ title's account, not its date.
 
 from __future__ import annotations
 
+import json
 import signal
 import sqlite3
 import subprocess
@@ -183,3 +184,57 @@ def test_unknown_digest_route_is_a_config_error(
         "(routes: ops)"
     ) in result.stderr
     assert run_cli("--config", str(config), "once").returncode == 2
+
+
+def test_route_mute_delays_the_digest_and_min_severity_does_not_drop_it(
+    tmp_path: Path, sim: SimServer, receiver: Receiver
+) -> None:
+    config = digest_config(tmp_path, sim, receiver, timedelta(minutes=1))
+    text = config.read_text()
+    route = f"      urls: [{json.dumps(receiver.url)}]\n"
+    muted = route + '      min_severity: critical\n      mute: ["00:00-24:00 UTC"]\n'
+    config.write_text(text.replace(route, muted))
+    result = once(config)
+    assert digests(receiver) == []
+    assert recorded_days(tmp_path) == []
+    assert "digest.muted" in result.stderr
+    config.write_text(text.replace(route, route + "      min_severity: critical\n"))
+    once(config)  # the mute window is over: sent now, though the route takes critical only
+    assert len(digests(receiver)) == 1
+    assert [state for _, state, _ in recorded_days(tmp_path)] == ["sent"]
+
+
+def test_two_processes_at_once_send_one_digest(
+    tmp_path: Path, sim: SimServer, receiver: Receiver
+) -> None:
+    """The due check and the record share the commit's BEGIN IMMEDIATE transaction."""
+    config = digest_config(tmp_path, sim, receiver, timedelta(minutes=1))
+    once(config)  # create the state first; then the day is due again for a new day only
+    assert len(digests(receiver)) == 1
+    with sqlite3.connect(tmp_path / "state.db") as conn:
+        conn.execute("DELETE FROM digests")  # as if the day had not been sent yet
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "watcher", "--config", str(config), "once"],
+            env=cli_env(),
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    for proc in procs:
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err
+    assert len(digests(receiver)) == 2  # the first one, and exactly one more
+    assert len(recorded_days(tmp_path)) == 1
+
+
+def test_digest_send_failure_exits_1(tmp_path: Path, sim: SimServer, receiver: Receiver) -> None:
+    config = digest_config(tmp_path, sim, receiver, timedelta(hours=1))
+    receiver.status = 500
+    result = run_cli("--config", str(config), "digest")
+    assert result.returncode == 1
+    assert "FAILED" in result.stdout
+    assert result.stdout.splitlines()[-1] == "0 delivered, 1 failed"

@@ -72,7 +72,7 @@ def _combined(days: Sequence[AccountDay], now: datetime, at: DigestTime, day: da
     for one in days:
         lines = account_lines(one, now, at)
         body += lines if len(lines) == 1 else ["", *lines, ""]
-    quiet = sum(1 for one in days if not _eventful(one))
+    quiet = sum(1 for one in days if not _eventful(one, now))
     body += ["", f"{count_of(len(days), 'account')}, {quiet} with nothing to report"]
     return _message(title(f"{len(days)} accounts", day), body, "*")
 
@@ -85,7 +85,7 @@ def _header(now: datetime, at: DigestTime) -> str:
 def account_lines(one: AccountDay, now: datetime, at: DigestTime) -> list[str]:
     """The digest's lines about one account: one line when nothing happened, else a
     heading (name, balance) and a section per kind of news."""
-    if not _eventful(one):
+    if not _eventful(one, now):
         return [
             f"{one.account}: {_balance_text(one, now)}; {_spend_text(one, now)} — nothing happened"
         ]
@@ -104,8 +104,20 @@ def account_lines(one: AccountDay, now: datetime, at: DigestTime) -> list[str]:
     return lines
 
 
-def _eventful(one: AccountDay) -> bool:
-    return bool(one.happenings or one.drift or one.topups or one.holds or one.undelivered)
+def _eventful(one: AccountDay, now: datetime) -> bool:
+    news = one.happenings or one.drift or one.topups or _holds(one, now)
+    return bool(news or one.undelivered)
+
+
+def _holds(one: AccountDay, now: datetime) -> list[Hold]:
+    """Holds in force at `now`, or set, fired or released in the window."""
+    since = now - WINDOW
+    return [
+        h
+        for h in one.holds
+        if h.active(now, one.hold_after)
+        or max(h.held_at, h.last_at, h.released_at or h.last_at) >= since
+    ]
 
 
 def _sections(one: AccountDay, now: datetime, at: DigestTime) -> list[tuple[str, list[str]]]:
@@ -123,7 +135,7 @@ def _sections(one: AccountDay, now: datetime, at: DigestTime) -> list[tuple[str,
             [_resolved(h, clock(h.at)) for h in alerts if h.reason is Reason.RESOLVED],
         ),
         ("top-ups", [_topup(e, clock(e.created_at)) for e in one.topups]),
-        ("holds", [_hold(one, h, now, clock) for h in one.holds]),
+        ("holds", [_hold(one, h, now, clock) for h in _holds(one, now)]),
         ("drift", [f"{s.key.rule}: {s.value} ({s.threshold})" for s in one.drift]),
         (
             "credential changes",
