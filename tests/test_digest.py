@@ -12,6 +12,7 @@ import pytest
 from watcher.core.digest import (
     AccountDay,
     Happening,
+    Sample,
     Verdict,
     due,
     happenings,
@@ -23,7 +24,7 @@ from watcher.core.findings import Finding
 from watcher.core.holds import Hold, HoldKind
 from watcher.core.ledger_types import Entry, EntryState
 from watcher.core.lifecycle import Reason, Transition
-from watcher.core.model import AlertKey, AlertState, Balance, CredentialChange, Phase, Severity
+from watcher.core.model import AlertKey, AlertState, CredentialChange, Phase, Severity
 
 BERLIN = "Europe/Berlin"
 
@@ -192,13 +193,8 @@ NOW = utc("2026-12-01T07:00:00")  # 08:00 in Berlin
 AT = parse_at("08:00 Europe/Berlin")
 
 
-def balance(value: str, currency: str = "USD") -> Balance:
-    amount = Decimal(value)
-    return Balance(amount, amount, Decimal(0), Decimal(0), currency)
-
-
-def samples(*points: tuple[str, str]) -> tuple[tuple[datetime, Balance], ...]:
-    return tuple((utc(at), balance(value)) for at, value in points)
+def samples(*points: tuple[str, str]) -> tuple[Sample, ...]:
+    return tuple((utc(at), Decimal(value), Decimal(value)) for at, value in points)
 
 
 QUIET = AccountDay(
@@ -315,7 +311,7 @@ def test_busy_day_lists_every_kind_of_news_in_local_time() -> None:
         "",
         "main: balance 139.00 USD (24 h ago 500.00 USD, -361.00)",
         "  spend 461.00 USD in 24 h",
-        "  runway: about 6h 40m at 20.82 USD/h (burn of the last 6 h)",
+        "  runway: about 2h 18m at 60.17 USD/h (spend of the last 6 h)",
         "  alerts fired: 1",
         "    yesterday 23:30 low-credit fired (critical): 45.00 USD",
         "  alerts resolved: 1",

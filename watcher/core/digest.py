@@ -29,7 +29,7 @@ from watcher.core.durations import format_duration
 from watcher.core.holds import Hold
 from watcher.core.ledger_types import Entry
 from watcher.core.lifecycle import Reason, Transition
-from watcher.core.model import AlertKey, AlertState, Balance, Severity
+from watcher.core.model import AlertKey, AlertState, Severity
 
 DIGEST_RULE = "watcher-digest"
 """The `rule` of digest messages in the outbox and logs (a built-in name)."""
@@ -38,11 +38,16 @@ CATCH_UP_LIMIT = timedelta(hours=12)
 WINDOW = timedelta(hours=24)
 """What a digest covers: the 24 hours before it is made."""
 RUNWAY_LOOKBACK = timedelta(hours=6)
-"""The burn rate of the runway line is fitted over this much of the balance samples."""
+"""The runway line's burn rate is the spend of this much of the balance samples."""
 MAX_PER_ACCOUNT_MESSAGES = 10
 """Up to this many accounts get one message each; more get one message per route."""
 RECORDED = frozenset({Reason.FIRING, Reason.ESCALATED, Reason.RESOLVED, Reason.EVENTS})
 """The transitions the alert history keeps (repeats are not news)."""
+
+Sample = tuple[datetime, Decimal, Decimal]
+"""One balance sample as the digest reads it: (time, balance, available_credit). The
+state may leave out samples on a stretch where the values never rise (what was spent
+there is the difference of the stretch's ends), see `DigestLog.key_samples`."""
 
 _AT = re.compile(r"(?P<hour>\d{1,2}):(?P<minute>\d{2})(?:\s+(?P<zone>\S+))?")
 
@@ -205,8 +210,8 @@ def _detail(t: Transition) -> str:
 class AccountDay:
     """What the digest says about one account, read from the state.
 
-    - `samples`: balance samples from a little before `now - WINDOW` to `now`, oldest
-      first (the balance then and now, spend and runway come from them).
+    - `samples`: balance samples (`Sample`) from a little before `now - WINDOW` to `now`,
+      oldest first (the balance then and now, spend and runway come from them).
     - `happenings`: the alert history of the window; `drift`: firing drift alerts now.
     - `topups`: ledger entries of the window; `holds`: holds in force or touched in it
       (`hold_after` judges which are active).
@@ -217,7 +222,7 @@ class AccountDay:
 
     account: str
     currency: str = ""
-    samples: Sequence[tuple[datetime, Balance]] = ()
+    samples: Sequence[Sample] = ()
     happenings: Sequence[Happening] = ()
     drift: Sequence[AlertState] = ()
     topups: Sequence[Entry] = ()
@@ -228,12 +233,16 @@ class AccountDay:
     top_products: Sequence[tuple[str, Decimal]] = ()
 
 
-def balance_at(samples: Sequence[tuple[datetime, Balance]], at: datetime) -> Balance | None:
-    """The balance as it was at `at`: the last sample at or before it, else the first
-    sample after it (None without samples)."""
-    before = [b for t, b in samples if t <= at]
-    if before:
-        return before[-1]
+def balance_at(samples: Sequence[Sample], at: datetime) -> Decimal | None:
+    """The balance as it was at `at`: of the last sample at or before it, else of the
+    first sample after it (None without samples)."""
+    before = None
+    for sample in samples:
+        if sample[0] > at:
+            break
+        before = sample
+    if before is not None:
+        return before[1]
     return samples[0][1] if samples else None
 
 

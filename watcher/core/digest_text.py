@@ -23,10 +23,11 @@ from watcher.core.digest import (
     AccountDay,
     DigestTime,
     Happening,
+    Sample,
     balance_at,
     spent,
 )
-from watcher.core.forecast import fit_burn, per_hour_text, runs_out_in, runs_out_text
+from watcher.core.forecast import Burn, per_hour_text, runs_out_in, runs_out_text
 from watcher.core.holds import Hold
 from watcher.core.ledger_types import Entry
 from watcher.core.lifecycle import Reason
@@ -194,36 +195,44 @@ def _balance_text(one: AccountDay, now: datetime) -> str:
     if current is None:
         return "balance unknown (no sample in the last 24 h)"
     before = balance_at(one.samples, now - WINDOW)
-    text = f"balance {money(current.balance, current.currency)}"
-    if before is None or before is current:
+    text = f"balance {money(current, one.currency)}"
+    if before is None or len(one.samples) == 1:
         return text
-    change = current.balance - before.balance
+    change = current - before
     sign = "+" if change > 0 else ""
-    return f"{text} (24 h ago {money(before.balance, before.currency)}, {sign}{money(change)})"
+    return f"{text} (24 h ago {money(before, one.currency)}, {sign}{money(change)})"
 
 
 def _spend_text(one: AccountDay, now: datetime) -> str:
-    currency = one.currency or (one.samples[-1][1].currency if one.samples else "")
     if one.spend_today is not None:
         top = ", ".join(f"{name} {money(amount)}" for name, amount in one.top_products[:3])
-        return f"spend today {money(one.spend_today, currency)}" + (f" (top: {top})" if top else "")
-    since = now - WINDOW
-    start = [(t, b.balance) for t, b in one.samples if t <= since][-1:]
-    points = start + [(t, b.balance) for t, b in one.samples if since < t <= now]
-    return f"spend {money(spent(points), currency)} in 24 h"
+        spend = f"spend today {money(one.spend_today, one.currency)}"
+        return spend + (f" (top: {top})" if top else "")
+    return f"spend {money(spent(_since(one.samples, now - WINDOW)), one.currency)} in 24 h"
+
+
+def _since(
+    samples: Sequence[Sample], since: datetime, *, available: bool = False
+) -> list[tuple[datetime, Decimal]]:
+    """(time, balance or available credit) of the samples from the one in force at
+    `since` to the last."""
+    points = [(s[0], s[2] if available else s[1]) for s in samples]
+    return [p for p in points if p[0] <= since][-1:] + [p for p in points if p[0] > since]
 
 
 def _runway_text(one: AccountDay, now: datetime) -> str:
-    points = [(t, b.available_credit) for t, b in one.samples if now - RUNWAY_LOOKBACK <= t <= now]
-    burn = fit_burn(points)
-    if burn is None or not points:
+    """Runway at the spend rate of the last `RUNWAY_LOOKBACK` (top-ups cut out)."""
+    points = _since(one.samples, now - RUNWAY_LOOKBACK, available=True)
+    if len(points) < 2 or points[-1][0] <= points[0][0]:
         return ""
-    current: Decimal = points[-1][1]
+    current = points[-1][1]
     if current <= 0:
         return "runway: no credit left"
-    eta = runs_out_in(current, Decimal(0), burn)
+    span = points[-1][0] - points[0][0]
+    per_hour = spent(points) * 3600 / Decimal(span.total_seconds())
+    eta = runs_out_in(current, Decimal(0), Burn(per_hour, len(points), span))
     if eta is None:
         return "runway: not spending"
-    rate = f"{per_hour_text(burn)} {one.currency}".strip()
+    rate = f"{per_hour_text(Burn(per_hour, len(points), span))} {one.currency}".strip()
     left = runs_out_text(current, Decimal(0), eta)
-    return f"runway: about {left} at {rate}/h (burn of the last 6 h)"
+    return f"runway: about {left} at {rate}/h (spend of the last 6 h)"

@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from datetime import date, datetime, timedelta
 
 from watcher.config.settings import Settings
-from watcher.core.digest import WINDOW, AccountDay, DigestTime, parse_at
+from watcher.core.digest import RUNWAY_LOOKBACK, WINDOW, AccountDay, DigestTime, parse_at
 from watcher.core.digest_text import messages
 from watcher.core.model import AlertState, Phase
 from watcher.core.render import Message
@@ -67,18 +67,19 @@ def gather(
     if only is not None:
         names = [name for name in names if name == only]
     ledger, history = Ledger(store), DigestLog(store)
+    marks = (since, now - RUNWAY_LOOKBACK)
     firing = [s for s in store.load_alerts().values() if s.phase is Phase.FIRING]
     pending = Outbox(store).pending()
     configured = {account.name: account for account in settings.accounts}
     days = []
     for name in names:
         account = configured.get(name)
-        samples = store.balance_samples(name, since - SAMPLE_MARGIN)
+        currency, samples = history.key_samples(name, since - SAMPLE_MARGIN, now, marks)
         days.append(
             AccountDay(
                 account=name,
-                currency=samples[-1][1].currency if samples else _currency(account),
-                samples=tuple(s for s in samples if s[0] <= now),
+                currency=currency or _currency(account),
+                samples=tuple(samples),
                 happenings=tuple(history.history(name, since, now)),
                 drift=tuple(_drift(firing, kinds, name)),
                 topups=tuple(ledger.entries(account=name, since=since)),

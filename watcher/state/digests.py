@@ -14,13 +14,16 @@ from __future__ import annotations
 import enum
 from collections.abc import Sequence
 from datetime import date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
 
-from watcher.core.digest import Happening
+from watcher.core.digest import Happening, Sample
 from watcher.core.lifecycle import Reason
 from watcher.core.model import AlertKey, Severity
 from watcher.state.store import Store, dt, ts
 
 KEEP_HISTORY = timedelta(days=8)
+
 KEEP_DAYS = timedelta(days=400)
 
 
@@ -106,6 +109,28 @@ class DigestLog:
         )
         return [str(name) for (name,) in rows]
 
+    def key_samples(
+        self, account: str, since: datetime, until: datetime, marks: Sequence[datetime] = ()
+    ) -> tuple[str, list[Sample]]:
+        """`account`'s balance samples from `since` to `until`, oldest first, as
+        (currency, samples), keeping only those the digest's sums need: the first and
+        the last, both ends of every rise (of the balance or the available credit), and
+        the one in force at each of `marks`. Between two kept samples the values never
+        rise, so what was spent between them is their difference: the spend and the
+        balances at the marks are the same as from every sample, in far fewer objects.
+        (Rises are found on floats, exact for the 8-decimal amounts providers send.)
+        """
+        rows = self.store.query(
+            "SELECT at, balance, available_credit, currency FROM balance_samples "
+            "WHERE account = ? AND at >= ? AND at <= ? ORDER BY at",
+            (account, ts(since), ts(until)),
+        )
+        if not rows:
+            return "", []
+        keep = _keys(rows, [ts(mark) for mark in marks])
+        samples = [(dt(rows[i][0]), Decimal(rows[i][1]), Decimal(rows[i][2])) for i in keep]
+        return str(rows[-1][3]), samples
+
     def prune(self, now: datetime) -> int:
         """Forget history older than `KEEP_HISTORY` and days older than `KEEP_DAYS`
         (the latest day always stays). Out: rows deleted."""
@@ -117,3 +142,18 @@ class DigestLog:
             "DELETE FROM digests WHERE day < ? AND day < (SELECT max(day) FROM digests)",
             (cutoff,),
         )
+
+
+def _keys(rows: Sequence[Sequence[Any]], marks: Sequence[str]) -> list[int]:
+    """Indexes of the rows `key_samples` keeps (rows: at text, balance, available)."""
+    values = [(float(row[1]), float(row[2])) for row in rows]
+    last = len(rows) - 1
+    keep = {0, last}
+    for i in range(1, len(rows)):
+        before, now = values[i - 1], values[i]
+        if now[0] > before[0] or now[1] > before[1]:
+            keep.update((i - 1, i))
+        for mark in marks:
+            if rows[i - 1][0] <= mark < rows[i][0]:
+                keep.add(i - 1)
+    return sorted(keep)
