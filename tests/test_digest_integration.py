@@ -21,6 +21,7 @@ from pathlib import Path
 from conftest import API_KEY, REPO, Receiver, cli_env, run_cli, wait_for, write_config
 
 from watcher.providers.telnyx.sim import SimServer
+from watcher.state.store import Store
 
 LOW_CREDIT = """\
 rules:
@@ -143,6 +144,7 @@ def test_digest_sends_now_reports_each_url_and_does_not_mark_the_day(
     tmp_path: Path, sim: SimServer, receiver: Receiver
 ) -> None:
     config = digest_config(tmp_path, sim, receiver, timedelta(hours=1))
+    Store.open(tmp_path / "state.db").close()  # a state without samples, nothing sent
     result = run_cli("--config", str(config), "digest")
     assert result.returncode == 0, result.stderr
     assert "ops: json://127.0.0.1" in result.stdout and ": delivered" in result.stdout
@@ -163,6 +165,7 @@ def test_digest_unknown_account_exits_2(tmp_path: Path, sim: SimServer, receiver
 
 def test_digest_account_filter(tmp_path: Path, sim: SimServer, receiver: Receiver) -> None:
     config = digest_config(tmp_path, sim, receiver, timedelta(hours=1))
+    Store.open(tmp_path / "state.db").close()  # a state without samples, nothing sent
     result = run_cli("--config", str(config), "digest", "--preview", "--account", "main")
     assert result.returncode == 0, result.stderr
     assert result.stdout.count(DIGEST_TITLE) == 1
@@ -233,8 +236,21 @@ def test_two_processes_at_once_send_one_digest(
 
 def test_digest_send_failure_exits_1(tmp_path: Path, sim: SimServer, receiver: Receiver) -> None:
     config = digest_config(tmp_path, sim, receiver, timedelta(hours=1))
+    Store.open(tmp_path / "state.db").close()  # a state without samples, nothing sent
     receiver.status = 500
     result = run_cli("--config", str(config), "digest")
     assert result.returncode == 1
     assert "FAILED" in result.stdout
     assert result.stdout.splitlines()[-1] == "0 delivered, 1 failed"
+
+
+def test_digest_without_a_state_says_so_and_creates_none(
+    tmp_path: Path, sim: SimServer, receiver: Receiver
+) -> None:
+    config = digest_config(tmp_path, sim, receiver, timedelta(hours=1))
+    for args in (["--preview"], []):
+        result = run_cli("--config", str(config), "digest", *args)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.startswith("no state yet at ")
+    assert not (tmp_path / "state.db").exists()
+    assert receiver.messages == []

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
 
-from watcher.cli.common import EXIT_OK, EXIT_USAGE, Exit, open_state, settings
+from watcher.cli.common import EXIT_OK, EXIT_USAGE, Exit, open_state, settings, state_path
 from watcher.config.ruleload import load_rules
 from watcher.config.secrets import SecretError
 from watcher.config.settings import LoadedSettings, resolve_route_secrets
@@ -39,6 +39,13 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 def cmd_digest(path: Path, args: argparse.Namespace, out: TextIO) -> int:
     """The digest at this moment, printed or sent (see the module docstring)."""
     loaded = settings(path)
+    names = [account.name for account in loaded.settings.accounts]
+    where = state_path(loaded)
+    if args.account is not None and args.account not in names and not where.exists():
+        raise _unknown(args.account, names)
+    if not where.exists():  # like `status`: nothing to summarise, and nothing is created
+        print(f"no state yet at {where}: the daemon has not run", file=out)
+        return EXIT_OK
     now = datetime.now(UTC)
     messages = _messages(loaded, now, args.account)
     if args.preview:

@@ -19,7 +19,7 @@ The digest is informational, so:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import date, datetime
 
 import structlog
 
@@ -42,7 +42,7 @@ class DigestJob:
         self.store = store
         self.outbox = outbox
         self.log = DigestLog(store)
-        self._muted_logged: object = None
+        self._muted_logged: date | None = None  # the day whose mute delay was logged
 
     def commit(self, wiring: Wiring, transitions: Sequence[Transition], now: datetime) -> None:
         """Inside the cycle's transaction: record the history, send the digest if due."""
