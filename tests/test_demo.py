@@ -1,5 +1,6 @@
 """`account-watcher demo` through the real CLI: one Telnyx and one Vonage account in one
-story, every alert printed, ending by itself (run at 4× speed to keep the suite short)."""
+story (a top-up under the caps, then a fraud hold that refuses the next one), every
+alert printed, ending by itself (run at 4× speed to keep the suite short)."""
 
 from __future__ import annotations
 
@@ -16,12 +17,17 @@ EXPECTED_TITLES = [
     "[CRITICAL] webhook-failure-spike firing — demo [https://hooks.example.com/telnyx/messages]",
     "[CRITICAL] low-credit escalated to critical — demo",
     "[WARNING] api-secret-change: 1 credential change — eu",
+    "[INFO] top-up paid 100.00 USD — demo",
+    # the config change holds the account's top-ups: the next critical credit is refused
+    "[WARNING] low-credit firing — demo",
+    "[CRITICAL] low-credit escalated to critical — demo",
+    "[WARNING] top-up refused (held) 100.00 USD — demo",
 ]
-RESOLVED_PREFIXES = [
-    "[RESOLVED] low-credit — demo",
-    "[RESOLVED] low-credit — eu",
-    "[RESOLVED] webhook-failure-spike — demo",
-]
+RESOLVED_PREFIXES = {
+    "[RESOLVED] low-credit — demo": 2,  # by the top-up, then by a payment by hand
+    "[RESOLVED] low-credit — eu": 1,
+    "[RESOLVED] webhook-failure-spike — demo": 1,
+}
 
 
 def test_the_demo_tells_both_accounts_story_and_ends_by_itself() -> None:
@@ -35,10 +41,24 @@ def test_the_demo_tells_both_accounts_story_and_ends_by_itself() -> None:
     )
     assert done.returncode == 0, done.stderr
     titles = [line for line in done.stdout.splitlines() if line.startswith("[")]
+    # top-ups are enabled and the demo's state is always new: the daemon says so, once
+    fresh = [t for t in titles if t.startswith("[WARNING] state created fresh at ")]
+    assert len(fresh) == 1, titles
+    titles.remove(fresh[0])
     assert sorted(t for t in titles if not t.startswith("[RESOLVED]")) == sorted(EXPECTED_TITLES)
-    for prefix in RESOLVED_PREFIXES:
-        assert sum(t.startswith(prefix) for t in titles) == 1, (prefix, titles)
+    for prefix, count in RESOLVED_PREFIXES.items():
+        assert sum(t.startswith(prefix) for t in titles) == count, (prefix, titles)
+    # the change came before the second critical: the hold refused the top-up, and the
+    # held message names the rule and the event that caused it
+    assert titles.index("[CRITICAL] unexpected-config-change: 1 audit event — demo") < (
+        titles.index("[WARNING] top-up refused (held) 100.00 USD — demo")
+    )
+    assert "held by rule unexpected-config-change since" in done.stdout
+    assert "webhook_url: https://hooks.example.com/telnyx → https://hooks.example.net/new" in (
+        done.stdout
+    )
     # the Vonage balance is shown exactly as the API gave it, in the configured currency
     assert "available_credit is 86.40123456 EUR, below 100.00 EUR." in done.stdout
-    assert "demo finished in" in done.stdout and "10 notifications" in done.stdout
+    assert "demo finished in" in done.stdout and "16 notifications" in done.stdout
+    assert "1 of them a top-up payment" in done.stdout  # the held one was never sent
     assert "Traceback" not in done.stderr

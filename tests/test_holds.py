@@ -8,10 +8,10 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any
 
 import pytest
 
+from watcher.core.drift import DriftRule
 from watcher.core.holds import (
     HOLD_KINDS,
     Firing,
@@ -33,7 +33,6 @@ from watcher.core.model import (
     Phase,
     Severity,
 )
-from watcher.core.drift import DriftRule
 from watcher.core.rules import AuditRule, BalanceRule, CredentialsRule, Finding
 from watcher.core.topup import Caps, Pay, Refusal, Refuse, TriggerKind, decide
 from watcher.core.topup_text import refusal_text

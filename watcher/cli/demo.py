@@ -1,9 +1,12 @@
 """`account-watcher demo`: the real daemon against two simulated accounts, in under a minute.
 
 A story plays on the loopback simulators, one Telnyx account (`demo`) and one Vonage
-account (`eu`). Telnyx: credit drains (warning, then critical, then a payment resolves
-it), an unexpected configuration change lands in the audit log (and an expected one that
-the rule ignores), and a burst of webhook failures comes and goes. Vonage: someone turns
+account (`eu`). Telnyx: credit drains (warning, then critical: a top-up under the caps
+pays 100.00 and resolves it), a burst of webhook failures comes and goes, then an
+unexpected configuration change lands in the audit log (and an expected one that the
+rule ignores) and holds the account's top-ups (fraud hold): when the credit runs low
+again, the top-up that would have been paid is refused as held, until a person pays by
+hand. Vonage: someone turns
 auto-reload off, a new API secret appears, and the balance (8 decimals, in EUR) dips
 below the warning level until it is topped up by hand. Alerts print to the terminal as
 they fire, through a custom apprise scheme.
@@ -43,12 +46,19 @@ DEMO_KEY = "demo-key-not-a-secret"
 DEMO_VONAGE_KEY = "demo1234"
 DEMO_VONAGE_SECRET_ENV = "ACCOUNT_WATCHER_DEMO_VONAGE_SECRET"  # noqa: S105 (a variable name)
 DEMO_VONAGE_SECRET = "demo-Vonage-secret-not-a-secret"  # noqa: S105 (the simulator's fake)
+DEMO_VONAGE_TRX_ENV, DEMO_VONAGE_TRX = "ACCOUNT_WATCHER_DEMO_VONAGE_TRX", "demo-trx"
 
 CONFIG = """\
 accounts:
   - name: demo
     api_key: env:{key_env}
     base_url: {base_url}
+    topup:
+      enabled: true                # the simulator's card: money moves only there
+      amount: "100.00"
+      max_per_day: "300.00"
+      min_interval: {min_interval}s
+      hold_after: 1h
   - name: eu
     provider: vonage
     api_key: {vonage_key}
@@ -56,6 +66,11 @@ accounts:
     currency: EUR
     rest_url: {vonage_url}
     api_url: {vonage_url}
+    topup:
+      enabled: true
+      trx: env:{vonage_trx_env}
+      amount: "50.00"
+      max_per_day: "150.00"
 poll:
   interval: {interval}s
   timeout: {timeout}s
@@ -80,11 +95,13 @@ rules:
     field: available_credit
     below: {warning: 100, critical: 50}
     clear_above: 120
+    topup: true
     description: Add credit in the provider's portal before calls and messages start failing.
   - name: unexpected-config-change
     kind: audit
     accounts: [demo]
     severity: critical
+    holds_topups: true
     match:
       change_made_by: [account_owner, organization_member, account_manager]
     ignore:
@@ -132,9 +149,10 @@ class Story:
     interval: float = 2.0
     drain_per_s: Decimal = Decimal("8")
     start_balance: Decimal = Decimal("180")
-    paid_at: float = 24.0
+    paid_at: float = 34.0
     paid_balance: Decimal = Decimal("288.00")
-    change_at: float = 6.0
+    change_at: float = 20.0
+    min_interval: float = 5.0
     burst_at: float = 12.0
     window: float = 20.0
     ends_at: float = 40.0
@@ -232,7 +250,7 @@ async def _run(story: Story) -> int:
     eu = VonageSimAccount(
         api_key=DEMO_VONAGE_KEY, api_secret=DEMO_VONAGE_SECRET, balance=story.eu_balance
     )
-    eu.set_auto_reload(True, trx="demo-trx", amount="50.00")
+    eu.set_auto_reload(True, trx=DEMO_VONAGE_TRX, amount="50.00")
     started = time.monotonic()
     account.set_balance_script(lambda _now: story.balance(time.monotonic() - started))
     with (
@@ -245,6 +263,7 @@ async def _run(story: Story) -> int:
             **os.environ,
             DEMO_KEY_ENV: DEMO_KEY,
             DEMO_VONAGE_SECRET_ENV: DEMO_VONAGE_SECRET,
+            DEMO_VONAGE_TRX_ENV: DEMO_VONAGE_TRX,
         }
         runtime = load_runtime(config, environ, allow_fast_poll=True)
         logs.configure_logging(level="warning", fmt="console")
@@ -263,7 +282,8 @@ async def _run(story: Story) -> int:
                 store, runtime.loaded.settings, kinds_of(runtime.rules), datetime.now(UTC)
             )
         requests = account.request_count() + eu.request_count()
-    print(_summary(requests, time.monotonic() - started), flush=True)
+        paid = len(account.topups) + len(eu.topups)
+    print(_summary(requests, paid, time.monotonic() - started), flush=True)
     print(_digest_preview(digest), flush=True)
     return 0
 
@@ -288,9 +308,11 @@ def _write_config(tmp: Path, base_url: str, vonage_url: str, story: Story) -> Pa
             base_url=base_url,
             vonage_key=DEMO_VONAGE_KEY,
             vonage_secret_env=DEMO_VONAGE_SECRET_ENV,
+            vonage_trx_env=DEMO_VONAGE_TRX_ENV,
             vonage_url=vonage_url,
             interval=f"{interval:g}",
             timeout=f"{interval:g}",
+            min_interval=f"{story.at(story.min_interval):g}",
             state=tmp / "state.db",
         )
     )
@@ -301,9 +323,10 @@ def _intro(story: Story) -> str:
     return (
         "account-watcher demo: the real daemon against a simulated Telnyx account (demo) "
         f"and a Vonage account (eu) on 127.0.0.1, polling every {story.at(story.interval):g}s."
-        "\nWatch for: Telnyx credit draining (warning, then critical), an unexpected config "
-        "change, a burst of webhook failures; Vonage auto-reload switched off, a new API "
-        "secret, a low balance in EUR; then payments and the failures age out (resolved).\n"
+        "\nWatch for: Telnyx credit draining (warning, then critical, then a top-up under the "
+        "caps), a burst of webhook failures, an unexpected config change that holds the next "
+        "top-up (fraud hold); Vonage auto-reload switched off, a new API secret, a low "
+        "balance in EUR; then payments by hand and the failures age out (resolved).\n"
         f"The story ends by itself in about {story.at(story.ends_at):.0f}s."
     )
 
@@ -316,12 +339,12 @@ def _digest_preview(messages: list[Message]) -> str:
     )
 
 
-def _summary(requests: int, elapsed: float) -> str:
+def _summary(requests: int, paid: int, elapsed: float) -> str:
     kinds = Counter(title.split("]")[0].strip("[") for title in _printed)
     parts = ", ".join(f"{n} {k.lower()}" for k, n in sorted(kinds.items())) or "none"
     return (
         f"\ndemo finished in {elapsed:.0f}s: {len(_printed)} notifications ({parts}); "
-        f"{requests} API requests to the simulator.\n"
+        f"{requests} API requests to the simulators, {paid} of them a top-up payment.\n"
         "Next: copy config.yaml.example, write rules (see rules/), and run "
         "`account-watcher check` then `account-watcher once`."
     )

@@ -2,12 +2,13 @@
 
 A test file names rule files (relative to itself), an evaluation interval and test
 cases. Each case scripts what the sources would have seen (balance series, audit
-events, webhook deliveries) and states what must be true at given times (alerts
-pending / firing / resolved, notification titles, muted titles, top-up intents). The
-real `evaluate`, `lifecycle.step` and `render` run against a simulated clock with
-in-memory snapshots: no network, no store, no sleeping. Top-ups are the daemon's too:
-the core's `find_triggers` and `decide` run on a dry-run ledger in memory, with the
-caps of the case's `topup:` (as `accounts[].topup`; its defaults when left out).
+events, webhook deliveries, invoices, provider settings) and states what must be true
+at given times (alerts pending / firing / resolved, notification titles, muted titles,
+top-up intents). The real `evaluate`, `lifecycle.step` and `render` run against a
+simulated clock with in-memory snapshots: no network, no store, no sleeping. Top-ups
+are the daemon's too: the core's `find_triggers` and `decide` run on a dry-run ledger
+in memory, with the caps of the case's `topup:` (as `accounts[].topup`; its defaults
+when left out).
 
 ```yaml
 rule_files: [../balance.yaml]
@@ -51,8 +52,10 @@ from watcher.cli.ruletest_input import (
     TestFile,
     TopupExpect,
 )
+from watcher.cli.ruletest_sources import invoices_at, settings_at, settings_problems
 from watcher.config.ruleload import load_rules
 from watcher.config.yamlfile import ConfigError, format_validation_errors, load_yaml
+from watcher.core.capabilities import Capabilities
 from watcher.core.durations import format_duration
 from watcher.core.holds import Hold, HoldKind, binding_hold, find_firings
 from watcher.core.ledger_types import Entry, EntryState, Guard
@@ -82,6 +85,7 @@ from watcher.core.topup import (
     find_triggers,
     still_critical,
 )
+from watcher.providers.registry import capabilities
 
 # ---------------------------------------------------------------------------- simulation
 
@@ -179,9 +183,14 @@ class Simulation:
     history: deque[tuple[datetime, Balance]] = field(default_factory=deque)
     failing_since: datetime | None = None
     ledger: DryRunLedger = field(init=False)
+    offers: Mapping[str, Capabilities] = field(default_factory=capabilities)
 
     def __post_init__(self) -> None:
         self.ledger = DryRunLedger(Caps.of(self.case.topup), self.case.topup.hold_after)
+
+    @property
+    def drift_types(self) -> Mapping[str, type]:
+        return self.offers[self.case.provider].drift_fields
 
     def time(self, index: int) -> datetime:
         return self.case.start + self.interval * index
@@ -192,7 +201,7 @@ class Simulation:
         for index in range(last + 1):
             now = self.time(index)
             snap = self.snapshot(index, now)
-            results = evaluate(self.rules, [snap], now)
+            results = evaluate(self.rules, [snap], now, capabilities=self.offers)
             stepped = step(self.states, results, now, repeat_interval=self.case.repeat_interval)
             self.states = stepped.states
             due = self.ledger.due(self.rules, stepped.transitions, self.states, snap, now)
@@ -224,6 +233,9 @@ class Simulation:
             webhook_failures=tuple(self.failures(now)),
             delivery_totals={w: self.total(now, w) for w in ratio_windows(self.rules)},
             errors=errors,
+            provider=self.case.provider,
+            invoices=invoices_at(self.case.invoices, self.case.start, now),
+            settings=settings_at(self.case.settings, self.case.start, now, self.drift_types),
         )
 
     def audit_events(self, previous: datetime | None, now: datetime) -> Iterator[AuditEvent]:
@@ -382,9 +394,10 @@ def run_case(case: TestCase, rules: list[Rule], interval: timedelta) -> list[str
             )
         else:
             due.setdefault(steps, []).append(expect)
+    simulation = Simulation(case, rules, interval)
+    problems += [f"  {line}" for line in settings_problems(case.settings, simulation.drift_types)]
     if problems or not due:
         return problems
-    simulation = Simulation(case, rules, interval)
     report: list[str] = []
     for index, seen in simulation.run(max(due)):
         for expect in due.get(index, []):

@@ -17,10 +17,10 @@ from watcher.core.rules import BalanceRule, ForecastRule, Rule
 from watcher.core.topup import can_top_up
 
 _EXTRA = " Extra inputs are not permitted"
+_KINDS = f"{', '.join(HOLD_KINDS[:-1])} and {HOLD_KINDS[-1]}"
 _NOT_ALLOWED = {
     ".topup:" + _EXTRA: " only balance and forecast rules can top up",
-    ".holds_topups:"
-    + _EXTRA: f" only {', '.join(HOLD_KINDS[:-1])} and {HOLD_KINDS[-1]} rules can hold top-ups (DESIGN §6.3)",
+    ".holds_topups:" + _EXTRA: f" only {_KINDS} rules can hold top-ups (DESIGN §6.3)",
 }
 
 
