@@ -290,6 +290,16 @@ def test_busy_day_lists_every_kind_of_news_in_local_time() -> None:
                 "low-credit",
                 "critical",
             ),
+            Entry(
+                2,
+                "main",
+                Decimal("100.00"),
+                "USD",
+                EntryState.REFUSED,
+                utc("2026-12-01T05:30:00"),
+                "low-credit",
+                "held: top-ups of main are held by unexpected-config-change",
+            ),
         ),
         holds=(
             Hold(
@@ -316,8 +326,9 @@ def test_busy_day_lists_every_kind_of_news_in_local_time() -> None:
         "    yesterday 23:30 low-credit fired (critical): 45.00 USD",
         "  alerts resolved: 1",
         "    04:05 low-credit resolved (fired 4h 35m)",
-        "  top-ups: 1",
+        "  top-ups: 2",
         "    03:01 100.00 USD succeeded (low-credit)",
+        "    06:30 100.00 USD refused: held (low-credit)",
         "  holds: 1",
         "    unexpected-config-change since 06:00, active until tomorrow 06:00",
         "  drift: 1",

@@ -29,7 +29,7 @@ from watcher.core.digest import (
 )
 from watcher.core.forecast import Burn, per_hour_text, runs_out_in, runs_out_text
 from watcher.core.holds import Hold
-from watcher.core.ledger_types import Entry
+from watcher.core.ledger_types import Entry, EntryState
 from watcher.core.lifecycle import Reason
 from watcher.core.model import Severity
 from watcher.core.render import Message, count_of
@@ -176,8 +176,13 @@ def _credentials(h: Happening, at: str) -> str:
 
 
 def _topup(entry: Entry, at: str) -> str:
+    """`03:01 100.00 USD succeeded (low-credit)`; a refusal names its kind (`refused:
+    held`), a failure or an unknown outcome its error."""
+    state = entry.state.value
+    if entry.state is EntryState.REFUSED and entry.reason:
+        state += f": {entry.reason.split(':', 1)[0]}"
     why = f": {entry.error}" if entry.error else ""
-    return f"{at} {money(entry.amount, entry.currency)} {entry.state.value} ({entry.rule}){why}"
+    return f"{at} {money(entry.amount, entry.currency)} {state} ({entry.rule}){why}"
 
 
 def _hold(one: AccountDay, hold: Hold, now: datetime, clock: Callable[[datetime], str]) -> str:
