@@ -417,3 +417,15 @@ def test_old_unreleased_hold_that_ended_is_not_news() -> None:
     assert quiet.body.endswith("nothing happened")
     [held] = messages([AccountDay("main", "USD", QUIET.samples, holds=(manual,))], NOW, AT)
     assert "    manual since 2026-11-20 01:00, active" in held.body.splitlines()
+
+
+def test_balance_without_a_sample_24h_old_names_its_first_sample() -> None:
+    """An account watched for less than 24 h: the earlier balance is its first sample,
+    and the line says when that was instead of "24 h ago"."""
+    young = AccountDay(
+        "main", "USD", samples(("2026-12-01T03:00:00", "500"), ("2026-12-01T06:59:00", "480"))
+    )
+    [message] = messages([young], NOW, AT)
+    assert message.body.startswith(
+        "main: balance 480.00 USD (at 04:00, the first sample: 500.00 USD, -20.00);"
+    )

@@ -87,10 +87,9 @@ def account_lines(one: AccountDay, now: datetime, at: DigestTime) -> list[str]:
     """The digest's lines about one account: one line when nothing happened, else a
     heading (name, balance) and a section per kind of news."""
     if not _eventful(one, now):
-        return [
-            f"{one.account}: {_balance_text(one, now)}; {_spend_text(one, now)} — nothing happened"
-        ]
-    lines = [f"{one.account}: {_balance_text(one, now)}", f"  {_spend_text(one, now)}"]
+        balance, spend = _balance_text(one, now, at), _spend_text(one, now)
+        return [f"{one.account}: {balance}; {spend} — nothing happened"]
+    lines = [f"{one.account}: {_balance_text(one, now, at)}", f"  {_spend_text(one, now)}"]
     runway = _runway_text(one, now)
     if runway:
         lines.append(f"  {runway}")
@@ -195,17 +194,20 @@ def _hold(one: AccountDay, hold: Hold, now: datetime, clock: Callable[[datetime]
     return f"{since}, ended"
 
 
-def _balance_text(one: AccountDay, now: datetime) -> str:
+def _balance_text(one: AccountDay, now: datetime, at: DigestTime) -> str:
     current = balance_at(one.samples, now)
     if current is None:
         return "balance unknown (no sample in the last 24 h)"
-    before = balance_at(one.samples, now - WINDOW)
     text = f"balance {money(current, one.currency)}"
-    if before is None or len(one.samples) == 1:
+    if len(one.samples) == 1:
         return text
-    change = current - before
+    since = now - WINDOW
+    before = balance_at(one.samples, since)
+    first = one.samples[0][0]
+    when = "24 h ago" if first <= since else f"at {local_time(first, now, at)}, the first sample:"
+    change = current - (before or current)
     sign = "+" if change > 0 else ""
-    return f"{text} (24 h ago {money(before, one.currency)}, {sign}{money(change)})"
+    return f"{text} ({when} {money(before or current, one.currency)}, {sign}{money(change)})"
 
 
 def _spend_text(one: AccountDay, now: datetime) -> str:
