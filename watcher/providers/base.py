@@ -18,7 +18,14 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, Protocol
 
-from watcher.core.model import AccountSnapshot, AuditEvent, Balance, SourceName, WebhookDelivery
+from watcher.core.model import (
+    AccountSnapshot,
+    AuditEvent,
+    Balance,
+    ChargesQuery,
+    SourceName,
+    WebhookDelivery,
+)
 from watcher.core.payment import TopupOutcome, TopupResult
 from watcher.providers.errors import ProviderError
 
@@ -48,7 +55,8 @@ class Needs:
     - `ratio_windows`: windows whose delivery totals a `ratio` rule divides by.
     - `window`: the longest webhook-failure window (counted from the local store).
     - `overlap`: how far before its cursor an incremental read starts.
-    - `history`: how far back the rules look at balance samples (forecasts).
+    - `history`: how far back the rules look at balance samples (forecasts, spend).
+    - `charges`: what the calendar spend rules need of the charges, one per time zone.
     """
 
     sources: frozenset[SourceName]
@@ -56,6 +64,7 @@ class Needs:
     window: timedelta = timedelta(0)
     overlap: timedelta = DEFAULT_OVERLAP
     history: timedelta = timedelta(0)
+    charges: tuple[ChargesQuery, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -38,6 +38,7 @@ from watcher.core.rules import (
     ratio_windows,
     sources_needed,
 )
+from watcher.core.spend import charges_queries
 from watcher.notify.delivery import Delivery
 from watcher.notify.flush import Policy as FlushPolicy
 from watcher.notify.flush import flush
@@ -149,6 +150,7 @@ def needs_of(runtime: Runtime) -> Needs:
         ratio_windows(rules),
         longest_window(rules),
         history=longest_lookback(rules),
+        charges=charges_queries(rules),
     )
 
 
