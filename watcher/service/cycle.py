@@ -45,6 +45,7 @@ from watcher.notify.flush import flush
 from watcher.notify.outbox import Outbox
 from watcher.providers import registry
 from watcher.providers.base import Collected, Needs, Provider
+from watcher.service.digest import DigestJob
 from watcher.service.topup import CycleView, TopupActor
 from watcher.service.wiring import Runtime, Wiring, close_providers
 from watcher.state.silences import Silences
@@ -181,6 +182,7 @@ class Daemon:
         if owns_state:  # the holder of the state: a dead process's claims need not expire
             self.outbox.release_dead_claims()
         self.silences = Silences(store)
+        self.digest = DigestJob(store, self.outbox)
         self.topups = TopupActor(store, clock=clock, dry_run=dry_run, owns_state=owns_state)
         self.topups.start()  # DESIGN §6.6: every `sending` entry becomes `unknown` (owner only)
         self._last_prune: datetime | None = None
@@ -318,6 +320,7 @@ class Daemon:
                 self.outbox.enqueue(routed.message, targets, now)
             self.topups.commit()  # top-up messages are in the outbox now
             self.silences.mark_handled(decision.silences_ended)
+            self.digest.commit(wiring, decision.transitions, now)  # history; the daily digest
             self.store.record_cycle(now, duration_s=duration_s, errors=errors)
         if self._last_prune is None or now - self._last_prune >= PRUNE_EVERY:
             self._prune(now)
@@ -326,6 +329,7 @@ class Daemon:
         deleted = self.store.prune(now)
         deleted["outbox_messages"] = self.outbox.prune(now)
         deleted["silences"] = self.silences.prune(now)
+        deleted["digest"] = self.digest.prune(now)
         self._last_prune = now
         log.debug("store.pruned", **deleted)
 
