@@ -375,12 +375,13 @@ def test_title_names_the_day_it_is_for() -> None:
     assert message.title == "[INFO] daily digest — main (2026-12-01)"
 
 
-def test_provider_spend_figure_replaces_the_samples() -> None:
+def test_provider_spend_figure_stands_beside_the_samples() -> None:
     day = AccountDay(
         "main",
         "USD",
         QUIET.samples,
         spend_today=Decimal("12.5"),
+        spend_since=" (since 00:00 UTC)",
         top_products=(
             ("voice", Decimal("8")),
             ("messaging", Decimal("4.5")),
@@ -388,7 +389,11 @@ def test_provider_spend_figure_replaces_the_samples() -> None:
         ),
     )
     [message] = messages([day], NOW, AT)
-    assert "spend today 12.50 USD (top: voice 8.00, messaging 4.50, numbers 0.00)" in message.body
+    assert (
+        "; charges today (since 00:00 UTC) 12.50 USD (top: voice 8.00, messaging 4.50, "
+        "numbers 0.00)"
+    ) in message.body
+    assert " in 24 h; charges today" in message.body
 
 
 def test_old_unreleased_hold_that_ended_is_not_news() -> None:

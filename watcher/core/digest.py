@@ -216,8 +216,10 @@ class AccountDay:
     - `topups`: ledger entries of the window; `holds`: holds in force or touched in it
       (`hold_after` judges which are active).
     - `undelivered`: notifications of this account still waiting in the outbox.
-    - `spend_today` / `top_products`: the provider's own spend figure when a source gives
-      one (Telnyx `charges_summary`); None: spend comes from the samples.
+    - `spend_today` / `top_products`: the provider's own figure of the calendar day so
+      far when a source gives one (Telnyx `charges_summary`, read for a spend rule),
+      shown beside the 24 h spend from the samples; `spend_since` says from when
+      (e.g. ` (since 00:00 Europe/Berlin)`).
     """
 
     account: str
@@ -231,6 +233,7 @@ class AccountDay:
     undelivered: int = 0
     spend_today: Decimal | None = None
     top_products: Sequence[tuple[str, Decimal]] = ()
+    spend_since: str = ""
 
 
 def balance_at(samples: Sequence[Sample], at: datetime) -> Decimal | None:

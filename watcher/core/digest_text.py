@@ -211,11 +211,13 @@ def _balance_text(one: AccountDay, now: datetime, at: DigestTime) -> str:
 
 
 def _spend_text(one: AccountDay, now: datetime) -> str:
-    if one.spend_today is not None:
-        top = ", ".join(f"{name} {money(amount)}" for name, amount in one.top_products[:3])
-        spend = f"spend today {money(one.spend_today, one.currency)}"
-        return spend + (f" (top: {top})" if top else "")
-    return f"spend {money(spent(_since(one.samples, now - WINDOW)), one.currency)} in 24 h"
+    text = f"spend {money(spent(_since(one.samples, now - WINDOW)), one.currency)} in 24 h"
+    if one.spend_today is None:
+        return text
+    top = ", ".join(f"{name} {money(amount)}" for name, amount in one.top_products[:3])
+    charges = f"charges today{one.spend_since} {money(one.spend_today, one.currency)}"
+    charges += f" (top: {top})" if top else ""
+    return f"{text}; {charges}" if one.samples else charges  # no samples: no 24 h figure
 
 
 def _since(

@@ -9,22 +9,26 @@ entries and holds, and the account's undelivered notifications, into the core's
 Accounts: every configured one, in config order, then any other account with balance
 samples in the window (discovered managed accounts / subaccounts).
 
-Spend: provider-neutral, from the samples with rises cut out. `AccountDay.spend_today`
-and `top_products` are the seam for a provider's own figure (Telnyx `charges_summary`):
-when a source stores one, fill them here and the text shows them instead.
+Spend: provider-neutral, from the samples with rises cut out; beside it, the provider's
+own figure of the calendar day when a source kept one (Telnyx `charges_summary`, read
+for a spend rule): `AccountDay.spend_today` and `top_products`, from the kept read of the
+digest's time zone (else of the only zone read) if it is of that zone's current day.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import date, datetime, timedelta
+from typing import Any
 
 from watcher.config.settings import Settings
+from watcher.core.charges_text import parse_charges
 from watcher.core.digest import RUNWAY_LOOKBACK, WINDOW, AccountDay, DigestTime, parse_at
 from watcher.core.digest_text import messages
-from watcher.core.model import AlertState, Phase
+from watcher.core.model import AlertState, Phase, SourceName
 from watcher.core.render import Message
 from watcher.core.rules import Rule
+from watcher.core.spend_figures import local_day
 from watcher.notify.outbox import Outbox
 from watcher.state.digests import DigestLog
 from watcher.state.ledger import Ledger
@@ -75,10 +79,11 @@ def gather(
     for name in names:
         account = configured.get(name)
         currency, samples = history.key_samples(name, since - SAMPLE_MARGIN, now, marks)
+        charges = _charges_today(store, name, digest_time(settings).zone_name, now)
         days.append(
             AccountDay(
                 account=name,
-                currency=currency or _currency(account),
+                currency=currency or charges.pop("currency", "") or _currency(account),
                 samples=tuple(samples),
                 happenings=tuple(history.history(name, since, now)),
                 drift=tuple(_drift(firing, kinds, name)),
@@ -86,9 +91,29 @@ def gather(
                 holds=tuple(ledger.holds.all(account=name, since=since)),
                 hold_after=account.topup.hold_after if account else timedelta(hours=24),
                 undelivered=sum(1 for item in pending if item.message.account == name),
+                **{k: v for k, v in charges.items() if k != "currency"},
             )
         )
     return days
+
+
+def _charges_today(store: Store, account: str, zone: str, now: datetime) -> dict[str, Any]:
+    """`spend_today`, `top_products`, `spend_since` and `currency` from the kept charges
+    (or none)."""
+    stored = store.get_resume(account, str(SourceName.CHARGES))
+    try:
+        kept = parse_charges(stored) if stored is not None else {}
+    except (ValueError, KeyError, TypeError, ArithmeticError):
+        return {}
+    read = kept.get(zone) or (next(iter(kept.values())) if len(kept) == 1 else None)
+    if read is None or read.today is None or read.day != local_day(now, read.timezone):
+        return {}
+    return {
+        "spend_today": read.today,
+        "top_products": read.today_products,
+        "spend_since": f" (since 00:00 {read.timezone})",
+        "currency": read.currency,
+    }
 
 
 def build(

@@ -34,6 +34,7 @@ from typing import TypeVar
 
 import structlog
 
+from watcher.core.charges_text import charges_text
 from watcher.core.model import (
     AccountSnapshot,
     AuditEvent,
@@ -322,7 +323,7 @@ async def _read_charges(job: _Job, got: _Reading) -> None:
     got.charges = await charges.read_charges(
         job.client, job.needs.charges, job.now, kept, job.deadline
     )
-    got.resumes[SourceName.CHARGES] = charges.charges_text(got.charges)
+    got.resumes[SourceName.CHARGES] = charges_text(got.charges)
     got.cursors[SourceName.CHARGES] = job.now
 
 
