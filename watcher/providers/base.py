@@ -16,11 +16,14 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from watcher.core.model import AccountSnapshot, AuditEvent, Balance, SourceName, WebhookDelivery
 from watcher.core.payment import TopupOutcome, TopupResult
 from watcher.providers.errors import ProviderError
+
+if TYPE_CHECKING:
+    from watcher.providers.pool import HostPools
 
 __all__ = [
     "DEFAULT_OVERLAP",
@@ -207,12 +210,15 @@ class ClientOptions:
     - `on_request(endpoint, status)`: called per HTTP attempt (None: transport error).
     - `slow_interval`: how often slow sources are read (`poll.slow_interval`; each is
       also read when it never was, its last read time being its cursor in the state).
+    - `pools`: the wiring's connection pool per host, with its bound on requests in
+      flight (`poll.concurrency`); None: each client has a pool of its own, unbounded.
     """
 
     timeout: float
     interval: timedelta
     on_request: Callable[[str, int | None], None] | None = None
     slow_interval: timedelta = timedelta(minutes=10)
+    pools: HostPools | None = None
 
 
 Factory = Callable[[Any, Any, ClientOptions], Provider]
