@@ -12,12 +12,16 @@ import sqlite3
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import TypeAdapter
 
+from watcher.core.model import AccountSnapshot, WebhookDelivery
+from watcher.core.rules import WebhookFailuresRule, evaluate
 from watcher.providers.telnyx.sim import SimAccount, SimServer
 from watcher.service import logs
 from watcher.service.cycle import CycleResult, Daemon
@@ -179,3 +183,59 @@ def test_many_accounts_notifying_at_once_keep_each_urls_order(
     assert list(free.titles) == outbox
     assert held.titles == outbox
     assert sum(1 for d in result.deliveries if d.ok) == 60
+
+
+# --- the delivery total is asked for only when it can matter ------------------------------
+
+NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+SPIKE = TypeAdapter(WebhookFailuresRule).validate_python(
+    {"name": "spike", "kind": "webhook_failures", "window": "15m", "at_least": 3, "ratio": 0.25}
+)
+
+
+def _failed(count: int) -> tuple[WebhookDelivery, ...]:
+    return tuple(
+        WebhookDelivery(f"d{i}", NOW - timedelta(minutes=1), "failed", "message.sent")
+        for i in range(count)
+    )
+
+
+@pytest.mark.parametrize(
+    ("failed", "total", "judged", "firing"),
+    [
+        (0, None, True, False),  # nothing failed: the total cannot matter
+        (2, None, True, False),  # fewer than at_least: it cannot fire, whatever the total
+        (3, None, False, False),  # could fire, the total is unknown: not judged
+        (3, 100, True, False),  # 3 of 100 is under 25 %
+        (3, 10, True, True),
+    ],
+)
+def test_a_ratio_rule_needs_the_total_only_from_at_least_failures_on(
+    failed: int, total: int | None, judged: bool, firing: bool
+) -> None:
+    totals = {} if total is None else {SPIKE.window: total}
+    snap = AccountSnapshot("a", webhook_failures=_failed(failed), delivery_totals=totals)
+    [result] = [r for r in evaluate([SPIKE], [snap], NOW) if r.rule == "spike"]
+    assert (result.judged, bool(result.findings)) == (judged, firing)
+
+
+def _count_requests(account: SimAccount) -> int:
+    return sum(
+        1
+        for r in account.requests
+        if r.path == "/webhook_deliveries" and r.query.get("page[size]") == "1"
+    )
+
+
+@pytest.mark.parametrize(("failures", "counts"), [(5, 0), (12, 2)])
+def test_the_total_is_read_only_when_the_failures_reach_at_least(
+    tmp_path: Path, failures: int, counts: int
+) -> None:
+    account = SimAccount(api_key=_key(0))
+    for i in range(failures):
+        account.add_webhook_delivery(started_at=datetime.now(UTC) - timedelta(seconds=i))
+    with SimServer(account) as sim:
+        config = _config(tmp_path, sim.base_url, 1, ["json://127.0.0.1:9/"], "interval: 60s")
+        results = _cycles(config, 1, 2)
+    assert [r.source_errors for r in results] == [[], []]
+    assert _count_requests(account) == counts  # at_least is 10 (RULES)

@@ -49,6 +49,8 @@ class Needs:
 
     - `sources`: the sources to read (a provider skips one it does not offer).
     - `ratio_windows`: windows whose delivery totals a `ratio` rule divides by.
+    - `ratio_floors`: per such window, the failures in it from which a total can matter
+      (fewer: it need not be read; a window not in it is always read).
     - `window`: the longest webhook-failure window (counted from the local store).
     - `overlap`: how far before its cursor an incremental read starts.
     - `history`: how far back the rules look at balance samples (forecasts).
@@ -59,6 +61,7 @@ class Needs:
     window: timedelta = timedelta(0)
     overlap: timedelta = DEFAULT_OVERLAP
     history: timedelta = timedelta(0)
+    ratio_floors: Mapping[timedelta, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

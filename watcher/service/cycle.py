@@ -35,6 +35,7 @@ from watcher.core.rules import (
     evaluate,
     longest_lookback,
     longest_window,
+    ratio_floors,
     ratio_windows,
     sources_needed,
 )
@@ -150,6 +151,7 @@ def needs_of(runtime: Runtime) -> Needs:
         ratio_windows(rules),
         longest_window(rules),
         history=longest_lookback(rules),
+        ratio_floors=ratio_floors(rules),
     )
 
 
