@@ -3,12 +3,13 @@ clients (connections accepted, most requests in flight at once)."""
 
 from __future__ import annotations
 
+import socket
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 
-from watcher.providers.telnyx.sim import Fault, SimAccount, SimServer
+from watcher.providers.telnyx.sim import HOST, Fault, SimAccount, SimServer
 
 
 def _auth(key: str) -> dict[str, str]:
@@ -75,3 +76,15 @@ def test_latency_is_a_knob_of_the_server() -> None:
     with SimServer(account, latency=0.001) as sim:
         status = httpx.get(f"{sim.base_url}/balance", headers=_auth("key-a")).status_code
     assert (sim.latency, status) == (0.001, 200)
+
+
+def test_many_connections_opened_at_once_fit_the_listen_backlog() -> None:
+    """A backlog of 5 (socketserver's default) drops the SYNs of a client opening 20
+    connections at once; the kernel retries them a second later, which made a cycle of a
+    pooled client one second longer each time its idle connections had expired."""
+    with SimServer(SimAccount(api_key="key-a")) as sim:
+        sockets = [socket.create_connection((HOST, sim.port), timeout=5) for _ in range(64)]
+        backlog = sim._httpd.request_queue_size if sim._httpd is not None else 0
+        for sock in sockets:
+            sock.close()
+    assert backlog >= 64

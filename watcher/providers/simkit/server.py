@@ -44,6 +44,9 @@ class SimHTTPServer(ThreadingHTTPServer):
     """The threaded HTTP server of one simulator: an account, its routes, a path prefix."""
 
     daemon_threads = True
+    request_queue_size = 256
+    """The listen backlog (socketserver's default is 5): a client opening 20 connections
+    at once would see SYNs dropped and retried a second later."""
 
     def __init__(
         self,
