@@ -6,7 +6,7 @@ PRISM := node_modules/.bin/prism
 # The suite runs in 3 processes: most slow tests wait on real child processes and servers.
 PYTEST_WORKERS ?= 3
 
-.PHONY: demo test lint typecheck check systemd-check unit venv clean
+.PHONY: demo test lint typecheck check systemd-check unit venv clean chromium
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -50,7 +50,13 @@ check: $(RUNTIME)
 systemd-check: $(RUNTIME)
 	sh systemd/check-unit.sh systemd/account-watcher.service $(BIN)/account-watcher
 
-unit: $(TESTING) $(PRISM)
+# The browser tests drive Debian's chromium (Playwright's own download cannot work here):
+# installed when missing (CI runs as root with the package registries reachable).
+CHROMIUM := /usr/bin/chromium
+chromium:
+	@test -x $(CHROMIUM) || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; }
+
+unit: $(TESTING) $(PRISM) chromium
 	PRISM_BIN=$(CURDIR)/$(PRISM) $(BIN)/pytest -q -n $(PYTEST_WORKERS)
 
 test: lint typecheck check systemd-check unit

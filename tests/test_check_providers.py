@@ -40,12 +40,13 @@ def test_the_registry_finds_both_providers() -> None:
     found = capabilities()
     assert set(found) >= {"telnyx", "vonage"}
     assert found["vonage"] == Capabilities(
-        kinds=frozenset({"balance", "forecast", "audit", "credentials", "drift"}),
+        kinds=frozenset({"balance", "forecast", "audit", "credentials", "drift", "spend"}),
         audit_fields=frozenset(
             {"event_type", "source", "source_ip", "source_country", "user_email"}
         ),
         balance_fields=frozenset({"balance", "available_credit"}),
         drift_fields=found["vonage"].drift_fields,  # tests/test_drift.py
+        spend_periods=frozenset({"day"}),  # tests/test_spend_check.py
     )
     assert found["telnyx"].offers("webhook_failures")
     assert not found["telnyx"].offers("credentials")

@@ -4,10 +4,12 @@ alert printed, ending by itself (run at 4× speed to keep the suite short)."""
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 
-from conftest import REPO, cli_env
+import httpx
+from conftest import REPO, cli_env, wait_for
 
 EXPECTED_TITLES = [
     "[CRITICAL] unexpected-config-change: 1 audit event — demo",
@@ -62,3 +64,34 @@ def test_the_demo_tells_both_accounts_story_and_ends_by_itself() -> None:
     assert "demo finished in" in done.stdout and "16 notifications" in done.stdout
     assert "1 of them a top-up payment" in done.stdout  # the held one was never sent
     assert "Traceback" not in done.stderr
+
+
+def test_demo_web_serves_the_page_until_ctrl_c() -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "watcher", "demo", "--web", "--speed", "4"],
+        env=cli_env(),
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        url = ""
+        for _ in range(20):  # the intro, then the URL
+            line = process.stdout.readline()
+            if line.startswith("status page: "):
+                url = line.split()[2]
+                break
+        assert url.startswith("http://127.0.0.1:"), url
+        wait_for(lambda: '"balance": "' in httpx.get(url + "api/v1/status").text)
+        page = httpx.get(url)
+        assert page.status_code == 200
+        assert 'data-account="demo"' in page.text and 'data-account="eu"' in page.text
+        assert page.headers["content-security-policy"] == "default-src 'self'"
+    finally:
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=20)
+    assert process.returncode == 0, err
+    assert "demo finished in" in out
+    assert "Traceback" not in err

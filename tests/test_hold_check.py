@@ -1,5 +1,6 @@
 """`check` and the fraud hold's keys: `holds_topups` only on the kinds that can hold
-(audit, credentials, drift), refused elsewhere at its place; `topup.hold_after` a duration > 0."""
+(audit, credentials, drift, spend), refused elsewhere at its place; `topup.hold_after` a
+duration > 0."""
 
 from __future__ import annotations
 
@@ -37,7 +38,7 @@ def test_holds_topups_is_refused_with_its_place_on_kinds_that_cannot_hold(
     config = write_topup_config(tmp_path, "{enabled: false}", rules=RULES, notify_url=HOOK)
     result = run_cli("--config", str(config), "check")
     rules = tmp_path / "rules" / "rules.yaml"
-    why = "only audit, credentials and drift rules can hold top-ups (DESIGN §6.3)"
+    why = "only audit, credentials, drift and spend rules can hold top-ups (DESIGN §6.3)"
     errors = [line for line in result.stderr.splitlines() if "holds_topups" in line]
     assert result.returncode == 1
     assert errors == [

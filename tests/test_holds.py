@@ -228,7 +228,7 @@ def test_a_drift_rule_holds_every_cycle_it_is_firing_in_one_episode() -> None:
 
 
 def test_which_rules_and_kinds_hold() -> None:
-    assert HOLD_KINDS == ("audit", "credentials", "drift")
+    assert HOLD_KINDS == ("audit", "credentials", "drift", "spend")
     assert holds_topups(AUDIT) and not holds_topups(AUDIT_QUIET)
     disabled = AUDIT.model_copy(update={"enabled": False})
     assert not holds_topups(disabled)

@@ -52,7 +52,15 @@ def test_there_are_example_rule_files_of_every_kind() -> None:
         for path in RULE_FILES
         for rule in yaml.safe_load(path.read_text(encoding="utf-8"))["rules"]
     }
-    assert kinds == {"balance", "forecast", "audit", "webhook_failures", "invoice", "drift"}
+    assert kinds == {
+        "balance",
+        "forecast",
+        "audit",
+        "webhook_failures",
+        "invoice",
+        "drift",
+        "spend",
+    }
 
 
 @pytest.mark.parametrize("path", RULE_FILES, ids=lambda p: p.name)

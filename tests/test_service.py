@@ -199,7 +199,8 @@ def test_ready_status_watchdog_and_stopping(
         gaps = [b - a for a, b in itertools.pairwise(pings)]
         assert pings[0] - start < 0.25
         assert len(pings) >= 10
-        assert max(gaps) < 0.3, gaps  # WATCHDOG_USEC/2 = 0.2 s, with scheduling slack
+        # pinged every WATCHDOG_USEC/2 = 0.2 s; systemd would act only after 0.4 s of silence
+        assert max(gaps) < 0.4, gaps
         assert sorted(gaps)[len(gaps) // 2] <= 0.2
     finally:
         sent_term = time.monotonic()

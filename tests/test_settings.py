@@ -96,7 +96,7 @@ def test_example_config_loads_and_resolves(tmp_path: Path) -> None:
     assert settings.rules == ["rules/*.yaml"]
     assert set(settings.notify.routes) == {"ops", "billing"}
     assert settings.notify.default_route == "ops"
-    assert settings.metrics.address() == ("127.0.0.1", 9464)
+    assert settings.web_address() == ("127.0.0.1", 9464)
     secrets = resolve_secrets(settings, environ=environ, config_dir=loaded.config_dir)
     assert secrets.api_keys["main"].get_secret_value() == KEY
     ops = [url.get_secret_value() for url in secrets.route_urls["ops"]]
@@ -410,7 +410,7 @@ def test_env_overrides_file_values(tmp_path: Path) -> None:
         ({"watcher_log__format": "json"}, lambda s: s.log.format == "json"),
         ({"WATCHER_NOTIFY__SEND_RESOLVED": "false"}, lambda s: s.notify.send_resolved is False),
         ({"WATCHER_RULES": '["a/*.yaml"]'}, lambda s: s.rules == ["a/*.yaml"]),
-        ({"WATCHER_METRICS__LISTEN": "0.0.0.0:9"}, lambda s: s.metrics.listen == "0.0.0.0:9"),
+        ({"WATCHER_METRICS__LISTEN": "127.0.0.2:9"}, lambda s: s.metrics.listen == "127.0.0.2:9"),
         ({"WATCHER_STATE__PATH": "/x/s.db"}, lambda s: s.state.path == Path("/x/s.db")),
         ({"WATCHER_LOG__LEVEL": ""}, lambda s: s.log.level == "info"),
         ({"WATCHER_CONFIG": "/x.yaml"}, lambda s: s.log.level == "info"),

@@ -15,6 +15,7 @@ they fire, through a custom apprise scheme.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sys
 import tempfile
@@ -29,6 +30,7 @@ from typing import Any
 
 from apprise.decorators import notify as apprise_notify
 
+from watcher.cli import demoweb
 from watcher.providers.telnyx.sim import SimAccount, SimServer
 from watcher.providers.vonage.sim import VonageSimAccount, VonageSimServer
 from watcher.service import logs
@@ -235,13 +237,14 @@ def _vonage_script(
     ]
 
 
-def run_demo(*, speed: float = 1.0) -> int:
-    """Play the story; return the exit code (0)."""
+def run_demo(*, speed: float = 1.0, web: bool = False) -> int:
+    """Play the story; return the exit code (0). With `web`, also serve the status page
+    on 127.0.0.1 (its URL printed) and keep the daemon running until Ctrl-C."""
     story = Story(speed=speed)
-    return asyncio.run(_run(story))
+    return asyncio.run(_run(story, web=web))
 
 
-async def _run(story: Story) -> int:
+async def _run(story: Story, *, web: bool = False) -> int:
     account = SimAccount(api_key=DEMO_KEY)
     eu = VonageSimAccount(
         api_key=DEMO_VONAGE_KEY, api_secret=DEMO_VONAGE_SECRET, balance=story.eu_balance
@@ -264,13 +267,20 @@ async def _run(story: Story) -> int:
         runtime = load_runtime(config, environ, allow_fast_poll=True)
         logs.configure_logging(level="warning", fmt="console")
         print(_intro(story), flush=True)
-        with Store.open(runtime.loaded.settings.state.resolve_state_path(environ)) as store:
-            daemon = Daemon(build_wiring(runtime), store)
+        with (
+            Store.open(runtime.loaded.settings.state.resolve_state_path(environ)) as store,
+            contextlib.ExitStack() as stack,
+        ):
+            metrics = demoweb.serve(runtime, store.path, stack) if web else None
+            daemon = Daemon(build_wiring(runtime), store, metrics=metrics)
             stop = asyncio.Event()
+            if web:
+                demoweb.stop_on_signals(stop)
             events = _script(account, story, started) + _vonage_script(eu, story, started)
             try:
                 await asyncio.gather(
-                    Supervisor(daemon, stop).run(), _drive(events, story, started, stop)
+                    Supervisor(daemon, stop).run(),
+                    _drive(events, story, started, None if web else stop),
                 )
             finally:
                 await daemon.aclose()
@@ -281,13 +291,20 @@ async def _run(story: Story) -> int:
 
 
 async def _drive(
-    events: list[tuple[float, Callable[[], Any]]], story: Story, started: float, stop: asyncio.Event
+    events: list[tuple[float, Callable[[], Any]]],
+    story: Story,
+    started: float,
+    stop: asyncio.Event | None,
 ) -> None:
+    """Play the events; then end the demo (`stop` None: the daemon keeps running)."""
     for at, action in sorted(events, key=lambda e: e[0]):
         await asyncio.sleep(max(0.0, at - time.monotonic()))
         action()
     await asyncio.sleep(max(0.0, started + story.at(story.ends_at) - time.monotonic()))
-    stop.set()
+    if stop is None:
+        print("\nthe story is over; the page keeps updating. Ctrl-C ends the demo.", flush=True)
+    else:
+        stop.set()
 
 
 def _write_config(tmp: Path, base_url: str, vonage_url: str, story: Story) -> Path:

@@ -25,6 +25,7 @@ import structlog
 from watcher.cli import notify as cli_notify
 from watcher.cli import status as cli_status
 from watcher.cli import topups as cli_topups
+from watcher.cli import webserve as cli_web
 from watcher.cli.common import (
     EXIT_INVALID,
     EXIT_OK,
@@ -87,13 +88,15 @@ def _parser() -> argparse.ArgumentParser:
     once.add_argument("--dry-run", action="store_true", help="never pay (top-ups)")
     sub.add_parser("check", help="validate config and every rule file")
     sub.add_parser("status", help="alerts, last poll per source, last cycle")
-    sub.add_parser("schema", help="print the JSON Schema of rule files (for editors)")
+    schema = sub.add_parser("schema", help="print the JSON Schema of rule files (for editors)")
+    schema.add_argument("--status", action="store_true", help="of /api/v1/status instead")
     rule_test = sub.add_parser("test", help="run rule unit tests (like promtool test rules)")
     rule_test.add_argument("files", nargs="+", type=Path, metavar="FILE", help="test files")
     demo = sub.add_parser("demo", help="run against a built-in simulated account")
     cli_notify.add_parsers(sub)
     cli_topups.add_parser(sub)
     demo.add_argument("--speed", type=float, default=1.0, help=argparse.SUPPRESS)
+    demo.add_argument("--web", action="store_true", help="also serve the status page")
     return parser
 
 
@@ -126,11 +129,12 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "demo":
         from watcher.cli.demo import run_demo
 
-        return run_demo(speed=args.speed)
+        return run_demo(speed=args.speed, web=args.web)
     if args.command == "schema":  # needs no config
         from watcher.config.schema import schema_text
+        from watcher.service.webmodel import status_schema_text
 
-        sys.stdout.write(schema_text())
+        sys.stdout.write(status_schema_text() if args.status else schema_text())
         return EXIT_OK
     if args.command == "test":  # needs no config
         from watcher.cli.ruletest import cmd_test
@@ -176,7 +180,7 @@ def cmd_check(path: Path, out: TextIO, err: TextIO) -> int:
     warnings += check_secrets(
         loaded.settings, environ=os.environ, config_dir=loaded.config_dir, routes=False
     )
-    warnings += urls.warnings
+    warnings += urls.warnings + cli_web.token_warnings(loaded)
     for line in warnings:
         print(f"warning: {line}", file=err)
     for line in errors:
@@ -306,8 +310,10 @@ async def cmd_run(path: Path) -> int:
         raise Exit(EXIT_RUNTIME, f"another account-watcher (run) is using {state}; stop it first")
     service = ServiceNotifier()
     with lock, _open_store(runtime) as store, contextlib.ExitStack() as stack:
-        metrics = _start_metrics(runtime, stack)
+        metrics = cli_web.metrics_for(runtime)
         daemon = _daemon(runtime, store, metrics)
+        if metrics is not None:
+            cli_web.serve(lambda: daemon.runtime, store.path, metrics, stack)
         log.info(
             "daemon.started",
             config=str(path),
@@ -333,24 +339,6 @@ async def cmd_run(path: Path) -> int:
     service.close()
     log.info("daemon.stopped")
     return EXIT_OK
-
-
-def _start_metrics(runtime: Runtime, stack: contextlib.ExitStack) -> Metrics | None:
-    """Serve `/metrics` and `/healthz` on `metrics.listen` (if set) until `stack` closes."""
-    address = runtime.loaded.settings.metrics.address()
-    if address is None:
-        return None
-    from watcher.service.metrics import Metrics, MetricsServer  # prometheus_client only when used
-
-    metrics = Metrics(interval=runtime.interval.total_seconds())
-    server = MetricsServer(metrics, address)
-    try:
-        server.start()
-    except OSError as exc:
-        listen = runtime.loaded.settings.metrics.listen
-        raise Exit(EXIT_RUNTIME, f"cannot serve metrics on {listen}: {exc.strerror}") from None
-    stack.callback(server.stop)
-    return metrics
 
 
 async def cmd_notify_test(path: Path, route: str | None) -> int:

@@ -2,13 +2,13 @@
 
 A test file names rule files (relative to itself), an evaluation interval and test
 cases. Each case scripts what the sources would have seen (balance series, audit
-events, webhook deliveries, invoices, provider settings) and states what must be true
-at given times (alerts pending / firing / resolved, notification titles, muted titles,
-top-up intents). The real `evaluate`, `lifecycle.step` and `render` run against a
-simulated clock with in-memory snapshots: no network, no store, no sleeping. Top-ups
-are the daemon's too: the core's `find_triggers` and `decide` run on a dry-run ledger
-in memory, with the caps of the case's `topup:` (as `accounts[].topup`; its defaults
-when left out).
+events, webhook deliveries, invoices, provider settings, Telnyx charges) and states
+what must be true at given times (alerts pending / firing / resolved, notification
+titles, muted titles, top-up intents). The real `evaluate`, `lifecycle.step` and
+`render` run against a simulated clock with in-memory snapshots: no network, no store,
+no sleeping. Top-ups are the daemon's too: the core's `find_triggers` and `decide` run
+on a dry-run ledger in memory, with the caps of the case's `topup:` (as
+`accounts[].topup`; its defaults when left out).
 
 ```yaml
 rule_files: [../balance.yaml]
@@ -52,7 +52,7 @@ from watcher.cli.ruletest_input import (
     TestFile,
     TopupExpect,
 )
-from watcher.cli.ruletest_sources import invoices_at, settings_at, settings_problems
+from watcher.cli.ruletest_sources import charges_at, invoices_at, settings_at, settings_problems
 from watcher.config.ruleload import load_rules
 from watcher.config.yamlfile import ConfigError, format_validation_errors, load_yaml
 from watcher.core.capabilities import Capabilities
@@ -67,6 +67,7 @@ from watcher.core.model import (
     AuditChange,
     AuditEvent,
     Balance,
+    ChargesQuery,
     SourceError,
     SourceName,
     WebhookDelivery,
@@ -74,6 +75,7 @@ from watcher.core.model import (
 from watcher.core.mute import is_muted
 from watcher.core.render import render
 from watcher.core.rules import Rule, evaluate, longest_lookback, longest_window, ratio_windows
+from watcher.core.spend import charges_queries
 from watcher.core.topup import (
     Caps,
     Pay,
@@ -192,6 +194,10 @@ class Simulation:
     def drift_types(self) -> Mapping[str, type]:
         return self.offers[self.case.provider].drift_fields
 
+    @property
+    def queries(self) -> tuple[ChargesQuery, ...]:
+        return charges_queries(self.rules)
+
     def time(self, index: int) -> datetime:
         return self.case.start + self.interval * index
 
@@ -236,6 +242,7 @@ class Simulation:
             provider=self.case.provider,
             invoices=invoices_at(self.case.invoices, self.case.start, now),
             settings=settings_at(self.case.settings, self.case.start, now, self.drift_types),
+            charges=charges_at(self.case.charges, self.case.start, now, self.queries),
         )
 
     def audit_events(self, previous: datetime | None, now: datetime) -> Iterator[AuditEvent]:

@@ -2,7 +2,7 @@
 
 A test file names rule files, an evaluation interval and test cases; each case scripts
 the sources (balance series, audit events, webhook deliveries; invoices and provider
-settings, see watcher/cli/ruletest_sources.py), optionally the caps of
+settings, Telnyx charges, see watcher/cli/ruletest_sources.py), optionally the caps of
 the account's top-ups (`topup:`, as `accounts[].topup`), and what must hold at given
 times. Series are space-separated values, one per evaluation (see watcher/cli/ruletest.py);
 they are kept as runs and computed on demand.
@@ -20,7 +20,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, PlainValidator, model_validator
 
-from watcher.cli.ruletest_sources import InvoiceInput, SettingsInput
+from watcher.cli.ruletest_sources import ChargesInput, InvoiceInput, SettingsInput
 from watcher.config.settings import TopupConfig
 from watcher.core.durations import Duration
 from watcher.core.model import Balance
@@ -265,6 +265,7 @@ class TestCase(_Strict):
     provider: Literal["telnyx", "vonage"] = "telnyx"
     invoices: list[InvoiceInput] = Field(default_factory=list, max_length=10_000)
     settings: list[SettingsInput] = Field(default_factory=list, max_length=MAX_POINTS)
+    charges: list[ChargesInput] = Field(default_factory=list, max_length=MAX_POINTS)
     topup: TopupConfig = Field(default_factory=TopupConfig)
     expect: list[Expectation] = Field(min_length=1)
 

@@ -1,5 +1,5 @@
-"""The slow sources a rule test can script (`account-watcher test`): invoices and
-provider settings, as they would have been read at each evaluation.
+"""The slow sources a rule test can script (`account-watcher test`): invoices, provider
+settings and Telnyx charges, as they would have been read at each evaluation.
 
 ```yaml
 tests:
@@ -12,25 +12,34 @@ tests:
         values: {auto_recharge.enabled: false}
       - at: 2h                       # from then on (merged over the earlier values)
         values: {auto_recharge.enabled: true}
+    charges:                         # telnyx charges summary, for calendar spend rules
+      - at: 0s                       # from then on (until the next entry)
+        today: 8
+        month: 300
+        daily: 10                    # each whole day before today (spike baselines)
+        products: {Voice: 8}         # also `numbers: {"+15551234567": 8}`
 ```
 
 An invoice is listed from `listed_after` (default: the start) and unpaid until
 `paid_after` (default: never paid). Settings hold the merged `values` of every entry at
 or before the evaluation; values are read as the provider's field types (money as a
 quoted decimal), and a field the provider does not have is an error of the test file.
+Charges are given for every calendar spend rule's time zone, for its local date.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import date, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from watcher.core.drift import DriftValue, as_expected
 from watcher.core.durations import Duration
-from watcher.core.model import Invoice
+from watcher.core.model import Charges, ChargesQuery, Invoice
+from watcher.core.spend_figures import local_day, ranked
 
 
 class _Strict(BaseModel):
@@ -52,6 +61,54 @@ class SettingsInput(_Strict):
 
     at: Duration
     values: dict[str, DriftValue] = Field(min_length=1)
+
+
+class ChargesInput(_Strict):
+    """What Telnyx's charges summary says from `at` on (until the next entry): today's
+    spend, the month's, the spend of each whole day before today (`daily`, for spike
+    baselines), per product and per number."""
+
+    at: Duration
+    today: Decimal | None = None
+    month: Decimal | None = None
+    daily: Decimal | None = None
+    products: dict[str, Decimal] = Field(default_factory=dict)
+    numbers: dict[str, Decimal] = Field(default_factory=dict)
+    currency: str = "USD"
+
+    def read(self, query: ChargesQuery, now: datetime) -> Charges:
+        """The charges of `query`'s zone as the daemon would have read them at `now`."""
+        products = ranked(self.products.items())
+        return Charges(
+            timezone=query.timezone,
+            day=local_day(now, query.timezone),
+            currency=self.currency,
+            today=self.today,
+            month=self.month,
+            today_products=products,
+            month_products=products,
+            baselines=self._baselines(query),
+            numbers=ranked(self.numbers.items()),
+        )
+
+    def _baselines(self, query: ChargesQuery) -> tuple[tuple[int, Decimal], ...]:
+        if self.daily is None:
+            return ()
+        return tuple((days, self.daily * days) for days in query.baselines)
+
+
+def charges_at(
+    items: Sequence[ChargesInput],
+    start: datetime,
+    now: datetime,
+    queries: Sequence[ChargesQuery],
+) -> dict[str, Charges] | None:
+    """The charges entry in force at `now`, for each zone (None: none scripted yet)."""
+    current = [item for item in items if start + item.at <= now]
+    if not current:
+        return None
+    entry = max(current, key=lambda item: item.at)
+    return {query.timezone: entry.read(query, now) for query in queries}
 
 
 def invoices_at(

@@ -14,7 +14,8 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from watcher.config.accounts import AccountConfig
 from watcher.core.capabilities import Capabilities
 from watcher.core.drift import as_expected
-from watcher.core.rules import AuditRule, BalanceRule, DriftRule, ForecastRule, Rule
+from watcher.core.rules import AuditRule, BalanceRule, DriftRule, ForecastRule, Rule, SpendRule
+from watcher.core.spend import SAMPLE_BASELINE_DAYS
 
 Key = str | tuple[int | str, ...]  # dotted (`match.user_id`), or a tuple when a key holds dots
 At = Callable[[str, Key], str]  # (rule name, key) -> "path:line:col: loc: "
@@ -70,6 +71,33 @@ def _problems(rule: Rule, offers: Offers) -> Iterator[tuple[Key, str]]:
             yield "field", _missing("balance field", rule.field, offers, known)
     if isinstance(rule, DriftRule):
         yield from _drift_problems(rule, offers)
+    if isinstance(rule, SpendRule):
+        yield from _spend_problems(rule, offers)
+
+
+def _spend_problems(rule: SpendRule, offers: Offers) -> Iterator[tuple[Key, str]]:
+    """A calendar period no provider of the rule's accounts offers; `numbers` where none
+    has charges; a day spike whose baseline reaches past the balance samples kept, on a
+    provider without charges."""
+    if rule.period is None:
+        return
+    periods = _union(offer.spend_periods for offer, _ in offers.values())
+    if rule.period not in periods:
+        shown = ", ".join(sorted(periods)) or "none"
+        yield (
+            "period",
+            f"period {rule.period} is not offered by {_who(offers)} (they have: {shown})",
+        )
+    if rule.numbers and not any(offer.charges for offer, _ in offers.values()):
+        yield "numbers", f"numbers come from Telnyx charges: {_who(offers)} have none"
+    days = rule.spike.baseline.days if rule.spike else 0
+    samples = {p: o for p, o in offers.items() if not o[0].charges}
+    if days > SAMPLE_BASELINE_DAYS and samples:
+        yield (
+            "spike.baseline",
+            f"{_who(samples)} count spend from balance samples, kept 8 days: a day "
+            f"spike's baseline may be at most {SAMPLE_BASELINE_DAYS}d there",
+        )
 
 
 def _drift_problems(rule: DriftRule, offers: Offers) -> Iterator[tuple[Key, str]]:

@@ -116,3 +116,17 @@ def resolve_route_url(url: str, *, environ: Mapping[str, str], config_dir: Path)
     value = SecretStr(url) if ref is None else resolve(ref, environ=environ, base_dir=config_dir)
     register_url_secrets(value.get_secret_value())
     return value
+
+
+def resolve_web_token(
+    ref: SecretRef | None, *, environ: Mapping[str, str], config_dir: Path
+) -> SecretStr | None:
+    """`web.token` read (and registered with the log scrubber), or None when not set.
+
+    Raises: `SecretError` naming the reference when it cannot be read.
+    """
+    if ref is None:
+        return None
+    value = resolve(ref, environ=environ, base_dir=config_dir)
+    register_secret(value.get_secret_value())
+    return value

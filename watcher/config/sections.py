@@ -1,11 +1,12 @@
 """The sections of the configuration besides `accounts` (DESIGN section 3).
 
-`poll`, `state`, `notify` (with its routes), `metrics` and `log`; every model forbids
+`poll`, `state`, `notify` (with its routes), `web`, `metrics` and `log`; every model forbids
 unknown keys. `LOAD_OPTIONS` carries what one `load_settings` call allows (a fast poll).
 """
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Iterable, Mapping
 from contextvars import ContextVar
@@ -27,7 +28,7 @@ from pydantic_core import PydanticCustomError
 
 from watcher.config.accounts import Name
 from watcher.config.accounts import strict_config as _strict_config
-from watcher.config.secrets import parse_ref
+from watcher.config.secrets import SecretRef, parse_ref
 from watcher.core.durations import Duration, duration_text, parse_duration
 from watcher.core.mute import MuteSpec
 
@@ -268,7 +269,7 @@ class NotifyConfig(BaseModel):
 
 
 class MetricsConfig(BaseModel):
-    """`metrics`: optional HTTP listener for /metrics and /healthz."""
+    """`metrics`: the older spelling of `web.listen` (still accepted; see `WebConfig`)."""
 
     model_config = _strict_config()
 
@@ -284,6 +285,86 @@ class MetricsConfig(BaseModel):
     def address(self) -> tuple[str, int] | None:
         """`(host, port)` to bind, or None when metrics are off."""
         return None if self.listen is None else _split_host_port(self.listen)
+
+
+class WebConfig(BaseModel):
+    """`web`: the status page, `/api/v1/status`, `/metrics` and `/healthz` on `listen`.
+
+    `token` is a secret reference; when set, every request but `/healthz` must carry it
+    (`Authorization: Bearer T` or `?token=T`), on every address. A `listen` that is not a
+    loopback address requires it.
+    """
+
+    model_config = _strict_config()
+
+    listen: str | None = None
+    token: str | None = None
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, value: str | None) -> str | None:
+        if value is not None:
+            _split_host_port(value)
+        return value
+
+    @field_validator("token")
+    @classmethod
+    def _reference(cls, value: str | None) -> str | None:
+        if value is not None:
+            web_token_ref(value)
+        return value
+
+    @model_validator(mode="after")
+    def _token_off_loopback(self) -> Self:
+        require_token(self.listen, self.token)
+        return self
+
+    def address(self) -> tuple[str, int] | None:
+        """`(host, port)` to bind, or None when `listen` is not set."""
+        return None if self.listen is None else _split_host_port(self.listen)
+
+    def token_ref(self) -> SecretRef | None:
+        """The token's reference, or None when no token is configured."""
+        return None if self.token is None else web_token_ref(self.token)
+
+
+def web_token_ref(text: str) -> SecretRef:
+    """`web.token` as a reference; a literal token is refused without being echoed."""
+    try:
+        ref = parse_ref(text.strip())
+    except ValueError as exc:
+        raise PydanticCustomError("secret_ref", "{reason}", {"reason": str(exc)}) from None
+    if ref is None:
+        raise PydanticCustomError(
+            "literal_secret",
+            "must be a secret reference (env:NAME, file:PATH or credential:NAME), "
+            "not the token itself",
+        )
+    return ref
+
+
+def is_loopback(host: str) -> bool:
+    """`localhost`, `127.0.0.0/8` and `::1` are loopback; every other host is not."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def require_token(listen: str | None, token: str | None) -> None:
+    """Raise when `listen` is not a loopback address and no token is set."""
+    if listen is None or token is not None:
+        return
+    host, _ = _split_host_port(listen)
+    if not is_loopback(host):
+        raise PydanticCustomError(
+            "web_token",
+            "listen {listen} is not a loopback address: set web.token (a secret reference) "
+            "so that only holders of the token can read the status page",
+            {"listen": listen},
+        )
 
 
 def _split_host_port(text: str) -> tuple[str, int]:

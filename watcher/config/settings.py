@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import Field, StringConstraints, ValidationError, field_validator
+from pydantic import Field, StringConstraints, ValidationError, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 from pydantic_settings import (
     BaseSettings,
@@ -48,7 +48,9 @@ from watcher.config.sections import (
     PollConfig,
     RouteConfig,
     StateConfig,
+    WebConfig,
     mask_url,
+    require_token,
 )
 from watcher.config.yamlfile import ConfigError, YamlDoc, error_message, format_error, format_loc
 from watcher.config.yamlfile import load_yaml as load_yaml
@@ -113,14 +115,36 @@ class Settings(BaseSettings):
     )
     state: StateConfig = Field(default_factory=StateConfig)
     notify: NotifyConfig = Field(default_factory=NotifyConfig)
-    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    web: WebConfig = Field(default_factory=WebConfig)
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig, validate_default=True)
     log: LogConfig = Field(default_factory=LogConfig)
 
-    @field_validator("poll", "state", "notify", "metrics", "log", mode="before")
+    @field_validator("poll", "state", "notify", "web", "metrics", "log", mode="before")
     @classmethod
     def _empty_section_is_defaults(cls, value: Any) -> Any:
         """`metrics:` with every key commented out reads as null: use the defaults."""
         return {} if value is None else value
+
+    @field_validator("metrics")
+    @classmethod
+    def _alias_of_web_listen(cls, value: MetricsConfig, info: ValidationInfo) -> MetricsConfig:
+        """`metrics.listen` is the older spelling of `web.listen`: both set must agree."""
+        web = info.data.get("web")
+        if value.listen is None or not isinstance(web, WebConfig):
+            return value
+        if web.listen is not None and web.listen != value.listen:
+            raise PydanticCustomError(
+                "listen_alias",
+                "listen ({old}) differs from web.listen ({new}); metrics.listen is its older "
+                "spelling: keep web.listen only",
+                {"old": value.listen, "new": web.listen},
+            )
+        require_token(value.listen, web.token)
+        return value
+
+    def web_address(self) -> tuple[str, int] | None:
+        """`(host, port)` of the web server (`web.listen`, else `metrics.listen`), or None."""
+        return self.web.address() if self.web.listen is not None else self.metrics.address()
 
     @field_validator("accounts")
     @classmethod

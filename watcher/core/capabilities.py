@@ -20,12 +20,18 @@ class Capabilities:
     - `balance_fields`: values `field` of balance and forecast rules may name.
     - `drift_fields`: settings a drift rule may `expect`, each with its value's type
       (`bool`, `Decimal` for money, `int` or `str`), e.g. `{"auto_reload": bool}`.
+    - `spend_periods`: calendar periods (`day`, `month`) spend rules may use (rolling
+      windows come from balance samples everywhere).
+    - `charges`: calendar spend periods come from the provider's charges (Telnyx), not
+      from balance samples.
     """
 
     kinds: frozenset[str]
     audit_fields: frozenset[str] = frozenset()
     balance_fields: frozenset[str] = frozenset()
     drift_fields: Mapping[str, type] = field(default_factory=dict, hash=False)
+    spend_periods: frozenset[str] = frozenset()
+    charges: bool = False
 
     def offers(self, kind: str) -> bool:
         return kind in self.kinds

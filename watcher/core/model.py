@@ -40,6 +40,8 @@ class SourceName(enum.StrEnum):
     SETTINGS = "settings"  # vonage: POST /account/settings with an empty form
     SUBACCOUNTS = "subaccounts"  # vonage: when `subaccounts: true`
     INVOICES = "invoices"  # telnyx: GET /invoices, at most hourly
+    CHARGES = "charges"  # telnyx: GET /charges_summary, every poll.slow_interval
+    CHARGES_BREAKDOWN = "charges_breakdown"  # telnyx: GET /charges_breakdown, likewise
 
 
 BALANCE_FIELDS = ("available_credit", "balance", "credit_limit", "pending")
@@ -138,6 +140,51 @@ class Invoice:
     paid: bool
 
 
+Amounts = tuple[tuple[str, Decimal], ...]
+"""Money per name (a product, a phone number), largest first."""
+
+
+@dataclass(frozen=True, slots=True)
+class ChargesQuery:
+    """What the spend rules of one time zone need of Telnyx's charges: today's spend,
+    the month's, the totals of whole days before today (`baselines`: one per spike
+    baseline length in days), and the
+    top phone numbers of the month (`numbers`, from the charges breakdown)."""
+
+    timezone: str
+    day: bool = False
+    month: bool = False
+    baselines: tuple[int, ...] = ()
+    numbers: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Charges:
+    """Telnyx's charges for one time zone's calendar, as of the last read.
+
+    `day` is the date (in `timezone`) the read was for: `today` is that day's spend so
+    far, `month` its month's up to and including it (None when no rule asked for
+    that period, so it was not read); `*_products` per product (the
+    summary's lines); `baselines` the total of the N whole days before `day`, as
+    `(N, total)` for each N a spike rule asked for; `numbers` the month's top phone
+    numbers (from the breakdown; empty when not read). Money as Decimal in `currency`.
+    """
+
+    timezone: str
+    day: date
+    currency: str
+    today: Decimal | None
+    month: Decimal | None
+    today_products: Amounts = ()
+    month_products: Amounts = ()
+    baselines: tuple[tuple[int, Decimal], ...] = ()
+    numbers: Amounts = ()
+
+    def before(self, days: int) -> Decimal | None:
+        """The total of the `days` whole days before `day`; None when not read."""
+        return dict(self.baselines).get(days)
+
+
 @dataclass(frozen=True, slots=True)
 class SourceError:
     """A source that could not be read this cycle. `auth` is set when the key was rejected."""
@@ -166,6 +213,8 @@ class AccountSnapshot:
     - `settings`: the provider's settings flattened to its drift field names (e.g.
       `auto_recharge.enabled`, `settings.mo_callback_url`; money as Decimal), the last
       read of a slow source included; None when no drift rule needs them.
+    - `charges`: Telnyx's charges by time zone (a slow source; the last read, also
+      between reads); None when no spend rule needs them or never read.
     """
 
     account: str
@@ -179,6 +228,7 @@ class AccountSnapshot:
     credential_changes: tuple[CredentialChange, ...] = ()
     invoices: tuple[Invoice, ...] | None = None
     settings: Mapping[str, object] | None = None
+    charges: Mapping[str, Charges] | None = None
 
 
 @dataclass(frozen=True, slots=True, order=True)

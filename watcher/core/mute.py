@@ -18,7 +18,7 @@ import functools
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime, tzinfo
+from datetime import UTC, date, datetime, timedelta, tzinfo
 from typing import Annotated
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -105,6 +105,36 @@ def is_muted(specs: Iterable[str | Window], now: datetime) -> bool:
     Raises: `ValueError` for a spec that does not parse (validated files never have one).
     """
     return any((parse_mute(s) if isinstance(s, str) else s).covers(now) for s in specs)
+
+
+def next_opening(spec: str | Window, now: datetime) -> tuple[datetime, datetime] | None:
+    """The window of `spec` that is open at `now`, else the next one to open (weekly
+    windows: within the coming eight days). Out: `(start, end)` in UTC, or None (an
+    absolute window that has ended).
+    """
+    window = parse_mute(spec) if isinstance(spec, str) else spec
+    if isinstance(window, AbsoluteWindow):
+        if window.end <= now:
+            return None
+        return window.start.astimezone(UTC), window.end.astimezone(UTC)
+    today = now.astimezone(window.zone).date()
+    for offset in range(-1, 9):
+        day = today + timedelta(days=offset)
+        if day.weekday() not in window.days:
+            continue
+        start = _at(day, window.start, window.zone)
+        length = (window.end - window.start) % (24 * 60)
+        end = _at(day, window.start + length, window.zone)
+        if end > now:
+            return start.astimezone(UTC), end.astimezone(UTC)
+    return None
+
+
+def _at(day: date, minutes: int, zone: tzinfo) -> datetime:
+    """Wall-clock `minutes` after midnight of `day` in `zone` (may be past 24:00)."""
+    later = day + timedelta(days=minutes // (24 * 60))
+    minute = minutes % (24 * 60)
+    return datetime(later.year, later.month, later.day, minute // 60, minute % 60, tzinfo=zone)
 
 
 def _zone(text: str, name: str | None) -> tzinfo:

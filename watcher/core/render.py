@@ -27,6 +27,7 @@ from watcher.core.rules import (
     ForecastRule,
     InvoiceRule,
     Rule,
+    SpendRule,
     WebhookFailuresRule,
 )
 
@@ -141,6 +142,8 @@ def _default_headline(t: Transition, rule: Rule | None, value: str, threshold: s
         return f"The account's API secrets changed: {value}."
     if isinstance(rule, InvoiceRule):
         return f"{value[:1].upper()}{value[1:]} ({threshold})."
+    if isinstance(rule, SpendRule):
+        return f"{value[:1].upper()}{value[1:]}, {threshold}."
     if isinstance(rule, DriftRule):
         return f"Provider settings differ from what the rule expects: {value}."
     if t.key.rule == SOURCE_DOWN_RULE and t.key.group == KEY_REJECTED_GROUP:

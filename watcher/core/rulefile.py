@@ -1,7 +1,7 @@
 """`Rule`, the union of every rule kind (keyed on `kind`), and `RuleFile`, a rule file.
 
 Re-exported by `watcher.core.rules`. The kinds are in `watcher.core.rulekinds`, or in
-their own module beside their evaluation (`watcher.core.drift`).
+their own module beside their evaluation (`watcher.core.drift`, `watcher.core.spend`).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from watcher.core.rulekinds import (
     WebhookFailuresRule,
     _doc,
 )
+from watcher.core.spend import SpendRule
 
 Rule = Annotated[
     BalanceRule
@@ -28,7 +29,8 @@ Rule = Annotated[
     | WebhookFailuresRule
     | CredentialsRule
     | InvoiceRule
-    | DriftRule,
+    | DriftRule
+    | SpendRule,
     Field(discriminator="kind"),
 ]
 

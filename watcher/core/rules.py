@@ -12,7 +12,6 @@ import fnmatch
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
-from decimal import Decimal
 
 from watcher.core.auditfields import TELNYX_AUDIT_FIELDS, VONAGE_AUDIT_FIELDS, AuditField
 from watcher.core.capabilities import Capabilities
@@ -30,6 +29,7 @@ from watcher.core.model import (
     SourceName,
     WebhookDelivery,
 )
+from watcher.core.money import money
 from watcher.core.rulefile import Rule, RuleFile
 from watcher.core.rulekinds import (
     COMMON_PLACEHOLDERS,
@@ -48,6 +48,7 @@ from watcher.core.rulekinds import (
     Threshold,
     WebhookFailuresRule,
 )
+from watcher.core.spend import SpendRule, judge_spend, spend_sources
 
 __all__ = [
     "COMMON_PLACEHOLDERS",
@@ -71,6 +72,7 @@ __all__ = [
     "RuleFile",
     "RuleResult",
     "SeverityName",
+    "SpendRule",
     "Threshold",
     "WebhookFailuresRule",
     "audit_matches",
@@ -97,7 +99,8 @@ def sources_needed(rules: Iterable[Rule]) -> frozenset[SourceName]:
     }
     enabled = [rule for rule in rules if rule.enabled]
     drifts = [drift_sources(r) for r in enabled if isinstance(r, DriftRule)]
-    return frozenset(kinds[type(r)] for r in enabled if type(r) in kinds).union(*drifts)
+    spends = [spend_sources(r) for r in enabled if isinstance(r, SpendRule)]
+    return frozenset(kinds[type(r)] for r in enabled if type(r) in kinds).union(*drifts, *spends)
 
 
 def ratio_windows(rules: Iterable[Rule]) -> frozenset[timedelta]:
@@ -126,9 +129,11 @@ def longest_window(rules: Iterable[Rule]) -> timedelta:
 
 def longest_lookback(rules: Iterable[Rule]) -> timedelta:
     """How far back balance samples are needed: the longest `lookback` of enabled
-    forecast rules (0s without any)."""
-    lookbacks = [r.lookback for r in rules if isinstance(r, ForecastRule) and r.enabled]
-    return max(lookbacks, default=timedelta(0))
+    forecast rules, or span of spend rules from samples (0s without any)."""
+    enabled = [rule for rule in rules if rule.enabled]
+    lookbacks = [r.lookback for r in enabled if isinstance(r, ForecastRule)]
+    spans = [r.from_samples_span for r in enabled if isinstance(r, SpendRule)]
+    return min(max([*lookbacks, *spans], default=timedelta(0)), MAX_LOOKBACK + timedelta(days=1))
 
 
 def evaluate(
@@ -166,6 +171,8 @@ def can_judge(offer: Capabilities, rule: Rule) -> bool:
         return False
     if isinstance(rule, DriftRule):
         return any(name in offer.drift_fields for name in rule.expect)
+    if isinstance(rule, SpendRule):
+        return rule.period is None or rule.period in offer.spend_periods
     return not isinstance(rule, BalanceRule | ForecastRule) or rule.field in offer.balance_fields
 
 
@@ -184,6 +191,8 @@ def _evaluate_one(
         return _credentials(rule, snap)
     if isinstance(rule, InvoiceRule):
         return judge_invoices(rule, snap, now)
+    if isinstance(rule, SpendRule):
+        return judge_spend(rule, snap, now, charges=None if offer is None else offer.charges)
     return _webhooks(rule, snap, now)
 
 
@@ -192,15 +201,6 @@ def _not_judged(rule: Rule, snap: AccountSnapshot) -> RuleResult:
 
 
 # ---------------------------------------------------------------------------- balance
-
-
-def money(value: Decimal, currency: str = "") -> str:
-    """`Decimal('45.5')` -> `'45.50 USD'`: at least two places, and every digit given
-    (Vonage's `Decimal('40.12345678')` -> `'40.12345678 EUR'`), never rounded."""
-    if not value.is_finite():
-        return f"{value} {currency}".strip()
-    places = max(2, -int(value.as_tuple().exponent))
-    return f"{value.quantize(Decimal(1).scaleb(-places)):,} {currency}".strip()
 
 
 def _balance(rule: BalanceRule, snap: AccountSnapshot) -> RuleResult:

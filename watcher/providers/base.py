@@ -18,7 +18,14 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Protocol
 
-from watcher.core.model import AccountSnapshot, AuditEvent, Balance, SourceName, WebhookDelivery
+from watcher.core.model import (
+    AccountSnapshot,
+    AuditEvent,
+    Balance,
+    ChargesQuery,
+    SourceName,
+    WebhookDelivery,
+)
 from watcher.core.payment import TopupOutcome, TopupResult
 from watcher.providers.errors import ProviderError
 
@@ -53,7 +60,8 @@ class Needs:
       (fewer: it need not be read; a window not in it is always read).
     - `window`: the longest webhook-failure window (counted from the local store).
     - `overlap`: how far before its cursor an incremental read starts.
-    - `history`: how far back the rules look at balance samples (forecasts).
+    - `history`: how far back the rules look at balance samples (forecasts, spend).
+    - `charges`: what the calendar spend rules need of the charges, one per time zone.
     """
 
     sources: frozenset[SourceName]
@@ -62,6 +70,7 @@ class Needs:
     overlap: timedelta = DEFAULT_OVERLAP
     history: timedelta = timedelta(0)
     ratio_floors: Mapping[timedelta, int] = field(default_factory=dict)
+    charges: tuple[ChargesQuery, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

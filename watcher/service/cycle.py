@@ -39,6 +39,7 @@ from watcher.core.rules import (
     ratio_windows,
     sources_needed,
 )
+from watcher.core.spend import charges_queries
 from watcher.notify.delivery import Delivery
 from watcher.notify.flush import Policy as FlushPolicy
 from watcher.notify.flush import flush
@@ -152,6 +153,7 @@ def needs_of(runtime: Runtime) -> Needs:
         longest_window(rules),
         history=longest_lookback(rules),
         ratio_floors=ratio_floors(rules),
+        charges=charges_queries(rules),
     )
 
 

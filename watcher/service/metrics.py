@@ -1,4 +1,4 @@
-"""Prometheus metrics and `/healthz`, served on `metrics.listen` from a background thread.
+"""Prometheus metrics and `/healthz`, served on `web.listen` from a background thread.
 
 The daemon feeds `Metrics` once per cycle (`observe_cycle`, plain values: `CycleFacts`),
 the providers' clients once per HTTP attempt (`count_request`). Everything lives in a
@@ -20,19 +20,19 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import structlog
 from prometheus_client import (
-    CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
     Gauge,
     Histogram,
     disable_created_metrics,
     generate_latest,
+    make_wsgi_app,
 )
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -273,17 +273,26 @@ def resident_bytes() -> int:
 # ---------------------------------------------------------------------------- HTTP
 
 
-class MetricsServer:
-    """`/metrics` and `/healthz` over HTTP from a daemon thread.
+WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+"""A WSGI application (PEP 3333)."""
 
-    In: the metrics and `(host, port)`; port 0 picks a free one (see `port`).
+
+class MetricsServer:
+    """A WSGI application over HTTP from a daemon thread (wsgiref, one thread per
+    request). By default `metrics_app`: `/metrics` and `/healthz`; the status page
+    (watcher/service/web.py) passes its own `app`, which serves those too.
+
+    In: the metrics, `(host, port)` (port 0 picks a free one, see `port`), the app.
     Raises OSError from `start()` when the address cannot be bound.
     """
 
-    def __init__(self, metrics: Metrics, address: tuple[str, int]) -> None:
+    def __init__(
+        self, metrics: Metrics, address: tuple[str, int], app: WsgiApp | None = None
+    ) -> None:
         self.metrics = metrics
         self.address = address
-        self._httpd: ThreadingHTTPServer | None = None
+        self.app = app if app is not None else metrics_app(metrics)
+        self._httpd: _Server | None = None
         self._thread: threading.Thread | None = None
 
     @property
@@ -293,7 +302,13 @@ class MetricsServer:
         return int(self._httpd.server_address[1])
 
     def start(self) -> None:
-        httpd = _server_class(self.address[0])(self.address, _handler(self.metrics))
+        httpd = make_server(
+            self.address[0],
+            self.address[1],
+            self.app,
+            server_class=_server_class(self.address[0]),
+            handler_class=_QuietHandler,
+        )
         self._httpd = httpd
         self._thread = threading.Thread(
             target=httpd.serve_forever,
@@ -320,6 +335,47 @@ class MetricsServer:
         self._httpd = self._thread = None
 
 
+def metrics_app(metrics: Metrics) -> WsgiApp:
+    """`/metrics` (prometheus_client's WSGI app) and `/healthz`; 404 for anything else."""
+    exposition = make_wsgi_app(metrics.registry)
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "")
+        if path == "/metrics":
+            return cast("Iterable[bytes]", exposition(environ, start_response))
+        if path == "/healthz":
+            return healthz(metrics, start_response)
+        return plain(start_response, "404 Not Found", "not found: try /metrics or /healthz\n")
+
+    return app
+
+
+def healthz(metrics: Metrics, start_response: Callable[..., Any]) -> list[bytes]:
+    """`/healthz`: 200 with the reason while healthy, else 503."""
+    healthy, reason = metrics.health()
+    status = "200 OK" if healthy else "503 Service Unavailable"
+    return plain(start_response, status, f"{reason}\n")
+
+
+def plain(
+    start_response: Callable[..., Any],
+    status: str,
+    text: str,
+    headers: Sequence[tuple[str, str]] = (),
+) -> list[bytes]:
+    """A text/plain answer."""
+    body = text.encode()
+    start_response(
+        status,
+        [
+            ("Content-Type", "text/plain; charset=utf-8"),
+            ("Content-Length", str(len(body))),
+            *headers,
+        ],
+    )
+    return [body]
+
+
 def _wake(address: tuple[Any, ...]) -> None:
     """Connect to our own listener once (and close): its select() returns."""
     host, port = str(address[0]), int(address[1])
@@ -328,13 +384,14 @@ def _wake(address: tuple[Any, ...]) -> None:
         pass
 
 
-class _Server(ThreadingHTTPServer):
+class _Server(socketserver.ThreadingMixIn, WSGIServer):
     daemon_threads = True
 
     def server_bind(self) -> None:  # skip the reverse DNS lookup of HTTPServer
         socketserver.TCPServer.server_bind(self)
         host, port = self.server_address[:2]
         self.server_name, self.server_port = str(host), int(port)
+        self.setup_environ()
 
 
 class _Server6(_Server):
@@ -345,26 +402,6 @@ def _server_class(host: str) -> type[_Server]:
     return _Server6 if ":" in host else _Server
 
 
-def _handler(metrics: Metrics) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            path = self.path.partition("?")[0]
-            if path == "/metrics":
-                self._answer(200, metrics.render(), CONTENT_TYPE_LATEST)
-            elif path == "/healthz":
-                healthy, reason = metrics.health()
-                self._answer(200 if healthy else 503, f"{reason}\n".encode(), "text/plain")
-            else:
-                self._answer(404, b"not found: try /metrics or /healthz\n", "text/plain")
-
-        def _answer(self, code: int, body: bytes, content_type: str) -> None:
-            self.send_response(code)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass  # scrapes every few seconds would flood the journal
-
-    return Handler
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # scrapes every few seconds would flood the journal

@@ -242,6 +242,7 @@ class Supervisor:
             for name, a, b in (
                 ("state", before.state, after.state),
                 ("metrics", before.metrics, after.metrics),
+                ("web", before.web, after.web),
             )
             if a != b
         ]

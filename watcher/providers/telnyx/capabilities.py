@@ -8,7 +8,9 @@ from watcher.core.auditfields import TELNYX_AUDIT_FIELDS
 from watcher.core.capabilities import Capabilities
 
 CAPABILITIES = Capabilities(
-    kinds=frozenset({"balance", "forecast", "audit", "webhook_failures", "invoice", "drift"}),
+    kinds=frozenset(
+        {"balance", "forecast", "audit", "webhook_failures", "invoice", "drift", "spend"}
+    ),
     audit_fields=frozenset(TELNYX_AUDIT_FIELDS),
     balance_fields=frozenset({"available_credit", "balance", "credit_limit", "pending"}),
     drift_fields={  # GET /payment/auto_recharge_prefs
@@ -17,4 +19,6 @@ CAPABILITIES = Capabilities(
         "auto_recharge.recharge_amount": Decimal,
         "auto_recharge.preference": str,
     },
+    spend_periods=frozenset({"day", "month"}),  # GET /charges_summary
+    charges=True,
 )

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncGenerator, Callable, Mapping
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from types import TracebackType
 from typing import Any, Self, TypeVar
@@ -44,6 +44,13 @@ from watcher.providers.http import (
     user_agent,
 )
 from watcher.providers.pool import HostPool
+from watcher.providers.telnyx.charges_wire import (
+    BreakdownBody,
+    ChargesTotal,
+    SummaryBody,
+    to_breakdown,
+    to_summary,
+)
 from watcher.providers.telnyx.errors import (
     TOPUP_ENDPOINT,
     TelnyxError,
@@ -94,6 +101,7 @@ __all__ = [  # the names other modules import from here (some defined elsewhere)
 log = structlog.get_logger(__name__)
 
 WireT = TypeVar("WireT")
+ModelT = TypeVar("ModelT", bound=pydantic.BaseModel)
 OutT = TypeVar("OutT")
 
 
@@ -305,6 +313,29 @@ class TelnyxClient:
         params = {"sort": "period_start", "page[size]": str(MAX_PAGE_SIZE)}
         pages = self._pages("/invoices", params, PageBody[InvoiceItem], to_invoice, 1, deadline)
         return [invoice async for page in pages for invoice in page.items]
+
+    async def get_charges_summary(
+        self, start: date, end: date, *, deadline: float | None = None
+    ) -> ChargesTotal:
+        """`GET /charges_summary?start_date=D&end_date=D` (dates; `end` exclusive, at most
+        31 days after `start`): the grand total and per product. Raises TelnyxError."""
+        return to_summary(
+            await self._charges("/charges_summary", SummaryBody, start, end, deadline)
+        )
+
+    async def get_charges_breakdown(
+        self, start: date, end: date, *, deadline: float | None = None
+    ) -> ChargesTotal:
+        """`GET /charges_breakdown?start_date=D&end_date=D` (JSON): charges per phone
+        number. Raises TelnyxError."""
+        body = await self._charges("/charges_breakdown", BreakdownBody, start, end, deadline)
+        return to_breakdown(body)
+
+    async def _charges(
+        self, endpoint: str, model: type[ModelT], start: date, end: date, deadline: float | None
+    ) -> ModelT:
+        params = {"start_date": start.isoformat(), "end_date": end.isoformat()}
+        return parse(model, await self._get(endpoint, params, deadline), endpoint)
 
     async def create_topup(
         self,

@@ -1,5 +1,5 @@
 """The Telnyx simulator's account: balances, audit events, webhook deliveries, top-ups,
-invoices.
+invoices (and its charges, `sim_charges.SimCharges`, as `SimAccount.charges`).
 
 `SimAccount` holds all scripted state of one simulated account; its clock, pending
 faults, revoked key and request log come from `simkit.SimAccountBase` (see
@@ -18,6 +18,7 @@ from typing import Any
 
 from watcher.core.model import Balance
 from watcher.providers.simkit import Clock, SimAccountBase, as_utc, iso
+from watcher.providers.telnyx.sim_charges import SimCharges
 from watcher.providers.telnyx.sim_records import (
     CENT,
     DELIVERY_STATUSES,
@@ -71,6 +72,7 @@ class SimAccount(SimAccountBase):
         self._topups: list[Decimal] = []
         self._transactions: list[JSON] = []
         self._invoices: dict[str, JSON] = {}  # by invoice_id, in the order added
+        self.charges = SimCharges(currency)  # GET /charges_summary, /charges_breakdown
         self._auto_recharge: JSON = {
             "enabled": False,
             "id": "1524126400473204723",

@@ -17,6 +17,7 @@ from decimal import Decimal
 
 from watcher.providers.simkit import RecordedRequest, Response, as_utc
 from watcher.providers.telnyx.sim_account import SimAccount
+from watcher.providers.telnyx.sim_charges import ChargesRangeError, parse_dates
 from watcher.providers.telnyx.sim_records import CENT, DELIVERY_STATUSES, JSON, Snapshot, error_body
 
 DEFAULT_PAGE_SIZE = 20
@@ -174,6 +175,22 @@ def _get_invoice(account: SimAccount, request: RecordedRequest) -> JSON:
     return {"data": found[0]}
 
 
+def _charges_summary(account: SimAccount, request: RecordedRequest) -> JSON:
+    try:
+        return account.charges.summary(*parse_dates(request.query, end_required=True))
+    except ChargesRangeError as exc:
+        raise _ApiError(exc.status, str(exc)) from None
+
+
+def _charges_breakdown(account: SimAccount, request: RecordedRequest) -> JSON:
+    if request.query.get("format", "json") != "json":
+        raise _ApiError(400, "the simulator serves format=json only")
+    try:
+        return account.charges.breakdown(*parse_dates(request.query, end_required=False))
+    except ChargesRangeError as exc:
+        raise _ApiError(exc.status, str(exc)) from None
+
+
 def _post_topup(account: SimAccount, request: RecordedRequest) -> JSON:
     try:
         payload = json.loads(request.body or b"null")
@@ -195,6 +212,8 @@ _ROUTES: dict[tuple[str, str], _Endpoint] = {
     ("GET", "/webhook_deliveries"): _list_webhook_deliveries,
     ("GET", "/payment/auto_recharge_prefs"): _get_auto_recharge_prefs,
     ("GET", "/invoices"): _list_invoices,
+    ("GET", "/charges_summary"): _charges_summary,
+    ("GET", "/charges_breakdown"): _charges_breakdown,
     ("POST", "/payment/stored_payment_transactions"): _post_topup,
 }
 _KNOWN_PATHS = frozenset(path for _, path in _ROUTES)

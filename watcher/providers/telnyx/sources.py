@@ -16,7 +16,9 @@ crash in the middle of a backlog re-reads only what the last commit did not keep
 Invoices are a slow source (`invoices.py`): read only when due, at most hourly; between
 reads the snapshot carries the invoices of the last read, kept in the state. So are the
 auto-recharge prefs for drift rules (`prefs.py`, `SourceName.SETTINGS`): every
-`poll.slow_interval`, the last read kept and given as `AccountSnapshot.settings`.
+`poll.slow_interval`, the last read kept and given as `AccountSnapshot.settings`. And the
+charges for calendar spend rules (`charges.py`: the summary per time zone, and the
+breakdown per number for `numbers: true`), given as `AccountSnapshot.charges`.
 """
 
 from __future__ import annotations
@@ -36,13 +38,15 @@ from watcher.core.model import (
     AccountSnapshot,
     AuditEvent,
     Balance,
+    Charges,
     Invoice,
     SourceName,
     WebhookDelivery,
 )
 from watcher.providers.base import Collected, Needs, SourceFailure, StateView
 from watcher.providers.settings_text import settings_text
-from watcher.providers.telnyx import invoices, prefs
+from watcher.providers.telnyx import charges, invoices, prefs
+from watcher.providers.telnyx.charges import Numbers
 from watcher.providers.telnyx.client import Page, TelnyxClient, TelnyxError
 
 log = structlog.get_logger(__name__)
@@ -133,6 +137,8 @@ class _Reading:
     invoices: tuple[Invoice, ...] | None = None
     settings: dict[str, object] | None = None
     window: tuple[WebhookDelivery, ...] | None = None  # `_failures`, once read
+    charges: dict[str, Charges] | None = None
+    numbers: Numbers | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,6 +186,8 @@ async def collect(
         SourceName.WEBHOOKS: _read_webhooks,
         SourceName.INVOICES: _read_invoices,
         SourceName.SETTINGS: _read_prefs,
+        SourceName.CHARGES: _read_charges,
+        SourceName.CHARGES_BREAKDOWN: _read_numbers,
     }
     wanted = {s: read for s, read in readers.items() if s in needs.sources and _due(job, s)}
     await asyncio.gather(*(_guarded(job, got, s, read) for s, read in wanted.items()))
@@ -187,7 +195,12 @@ async def collect(
 
 
 def _due(job: _Job, source: SourceName) -> bool:
-    """Every cycle for a fast source; the invoices and the prefs when due."""
+    """Every cycle for a fast source; the invoices, prefs and charges when due."""
+    queries = job.needs.charges
+    if source is SourceName.CHARGES:
+        return charges.due(job.view, job.account, job.now, job.slow_interval, queries)
+    if source is SourceName.CHARGES_BREAKDOWN:
+        return charges.breakdown_due(job.view, job.account, job.now, job.slow_interval, queries)
     if source is SourceName.INVOICES:
         return invoices.due(job.view, job.account, job.now, job.slow_interval)
     if source is SourceName.SETTINGS:
@@ -329,6 +342,36 @@ def _kept_settings(job: _Job, got: _Reading) -> dict[str, object] | None:
     return got.settings if got.settings is not None else prefs.kept(job.view, job.account)
 
 
+async def _read_charges(job: _Job, got: _Reading) -> None:
+    """The charges summary per zone, kept as the resume text (`charges.py`)."""
+    kept = charges.kept_charges(job.view, job.account)
+    got.charges = await charges.read_charges(
+        job.client, job.needs.charges, job.now, kept, job.deadline
+    )
+    got.resumes[SourceName.CHARGES] = charges.charges_text(got.charges)
+    got.cursors[SourceName.CHARGES] = job.now
+
+
+async def _read_numbers(job: _Job, got: _Reading) -> None:
+    """The charges breakdown per number, kept as the resume text (`charges.py`)."""
+    got.numbers = await charges.read_numbers(job.client, job.needs.charges, job.now, job.deadline)
+    got.resumes[SourceName.CHARGES_BREAKDOWN] = charges.numbers_text(got.numbers)
+    got.cursors[SourceName.CHARGES_BREAKDOWN] = job.now
+
+
+def _kept_charges(job: _Job, got: _Reading) -> dict[str, Charges] | None:
+    """This cycle's read, else the last one kept, with the numbers (None: not needed)."""
+    if SourceName.CHARGES not in job.needs.sources or not job.needs.charges:
+        return None
+    read = got.charges if got.charges is not None else charges.kept_charges(job.view, job.account)
+    if read is None:
+        return None
+    numbers = got.numbers
+    if numbers is None and SourceName.CHARGES_BREAKDOWN in job.needs.sources:
+        numbers = charges.kept_numbers(job.view, job.account)
+    return charges.with_numbers(read, numbers)
+
+
 def _collected(job: _Job, got: _Reading) -> Collected:
     account, needs, now = job.account, job.needs, job.now
     failures: tuple[WebhookDelivery, ...] = ()
@@ -344,6 +387,7 @@ def _collected(job: _Job, got: _Reading) -> Collected:
         delivery_totals=got.totals,
         invoices=_kept_invoices(job, got),
         settings=_kept_settings(job, got),
+        charges=_kept_charges(job, got),
     )
     return Collected(
         snapshot,

@@ -11,7 +11,7 @@ from watcher.core.auditfields import VONAGE_AUDIT_FIELDS
 from watcher.core.capabilities import Capabilities
 
 CAPABILITIES = Capabilities(
-    kinds=frozenset({"balance", "forecast", "audit", "credentials", "drift"}),
+    kinds=frozenset({"balance", "forecast", "audit", "credentials", "drift", "spend"}),
     audit_fields=frozenset(VONAGE_AUDIT_FIELDS),
     balance_fields=frozenset({"available_credit", "balance"}),
     drift_fields={
@@ -22,4 +22,5 @@ CAPABILITIES = Capabilities(
         "settings.max_inbound_request": int,
         "settings.max_calls_per_second": int,
     },
+    spend_periods=frozenset({"day"}),  # from balance samples, kept 8 days: no month
 )

@@ -150,7 +150,7 @@ async def collect(
 
 def _readers(job: _Job) -> dict[SourceName, Reader]:
     """The sources to read this cycle: needed (or configured), not disabled, and due."""
-    wanted = {s: r for s, r in _READERS.items() if s in job.needs.sources}
+    wanted = {s: r for s, r in _READERS.items() if s in _sources(job.needs)}
     if job.account.subaccounts_wanted:
         wanted[SourceName.SUBACCOUNTS] = _read_subaccounts
     return {s: r for s, r in wanted.items() if s not in job.account.disabled and _due(job, s)}
@@ -380,6 +380,16 @@ _READERS: dict[SourceName, Reader] = {
     SourceName.CREDENTIALS: _read_credentials,
     SourceName.SETTINGS: _read_settings,
 }
+
+
+def _sources(needs: Needs) -> frozenset[SourceName]:
+    """The sources to read: spend periods asking for charges are counted from the
+    balance samples here (Vonage has no charges API), so the balance is read for them."""
+    if SourceName.CHARGES in needs.sources:
+        return needs.sources | {SourceName.BALANCE}
+    return needs.sources
+
+
 SLOW = frozenset({SourceName.CREDENTIALS, SourceName.SETTINGS, SourceName.SUBACCOUNTS})
 """Sources read every `slow_interval`, not every cycle (DESIGN §2.1)."""
 
