@@ -107,6 +107,8 @@ class PollConfig(BaseModel):
     source_down_after: Duration = timedelta(minutes=5)
     slow_interval: Duration = timedelta(minutes=10)
     """How often slow sources are read (Vonage secrets, settings, subaccounts)."""
+    concurrency: int = Field(default=20, ge=1, le=1000)
+    """Requests in flight to one provider host at most (all its accounts together)."""
 
     @model_validator(mode="before")
     @classmethod

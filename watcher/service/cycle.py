@@ -35,6 +35,7 @@ from watcher.core.rules import (
     evaluate,
     longest_lookback,
     longest_window,
+    ratio_floors,
     ratio_windows,
     sources_needed,
 )
@@ -58,8 +59,10 @@ if TYPE_CHECKING:
 log = structlog.get_logger(__name__)
 
 PRUNE_EVERY = timedelta(hours=1)
-MAX_CONCURRENT_ACCOUNTS = 8
-"""Accounts collected at the same time (each reads its own sources concurrently)."""
+ACCOUNTS_PER_REQUEST = 3
+"""Accounts collected at the same time per request allowed in flight to a host
+(`poll.concurrency`): each reads up to three sources at once, and a request waits for a
+place under its host's bound, so the bound, not this, limits the requests."""
 
 
 def utcnow() -> datetime:
@@ -150,6 +153,7 @@ def needs_of(runtime: Runtime) -> Needs:
         ratio_windows(rules),
         longest_window(rules),
         history=longest_lookback(rules),
+        ratio_floors=ratio_floors(rules),
         charges=charges_queries(rules),
     )
 
@@ -235,7 +239,9 @@ class Daemon:
 
     async def _collect(self, wiring: Wiring, now: datetime, deadline: float) -> list[Collected]:
         needs = needs_of(wiring.runtime)
-        bound = asyncio.Semaphore(MAX_CONCURRENT_ACCOUNTS)
+        bound = asyncio.Semaphore(
+            ACCOUNTS_PER_REQUEST * wiring.runtime.loaded.settings.poll.concurrency
+        )
 
         async def one(provider: Provider) -> Collected:
             async with bound:
