@@ -128,3 +128,21 @@ rules:
     assert receiver.titles == ["[WARNING] spend-today firing — eu"]
     body = str(receiver.messages[0]["message"])
     assert body.startswith("Spent today (UTC) 35.00 GBP, above 30.00 GBP.")
+
+
+def test_the_digest_names_telnyx_charges_of_the_day_beside_the_24h_spend(
+    tmp_path: Path, sim: SimServer, receiver: Receiver
+) -> None:
+    """A spend rule reads charges_summary; the digest shows its figure and top products
+    (DESIGN §12: spend of the day, top products on Telnyx)."""
+    script_week(sim)
+    today = datetime.now(UTC).date()
+    sim.account.charges.add(today, "Messaging", "3.25")
+    config = config_with(tmp_path, sim, receiver, "10m")
+    once(config)
+    preview = run_cli("--config", str(config), "digest", "--preview")
+    assert preview.returncode == 0, preview.stderr
+    line = "charges today (since 00:00 UTC) 8.25 USD (top: Voice 5.00, Messaging 3.25)"
+    assert line in preview.stdout, preview.stdout
+    # no balance rule, so no samples: no made-up "spend 0.00 in 24 h" beside it
+    assert "in 24 h" not in preview.stdout

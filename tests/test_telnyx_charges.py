@@ -18,6 +18,7 @@ import pytest
 import yaml
 from pydantic import SecretStr
 
+from watcher.core.charges_text import charges_text
 from watcher.core.model import Charges, ChargesQuery, SourceName
 from watcher.core.rules import RuleFile, evaluate
 from watcher.core.spend import charges_queries
@@ -210,7 +211,7 @@ def test_the_kept_text_round_trips(tmp_path: Path) -> None:
         (),
         ((3, D("30.00")), (7, D("70.00"))),
     )
-    text = charges.charges_text({NY: read})
+    text = charges_text({NY: read})
     assert json.loads(text)["zones"][0]["today"] == "156.50"
     with Store.open(tmp_path / "state.db") as store:
         with store.transaction():

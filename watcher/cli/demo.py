@@ -24,6 +24,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,9 @@ from typing import Any
 from apprise.decorators import notify as apprise_notify
 
 from watcher.cli import demoweb
+from watcher.core.render import Message
+from watcher.notify.digest import build as build_digest
+from watcher.notify.digest import kinds_of
 from watcher.providers.telnyx.sim import SimAccount, SimServer
 from watcher.providers.vonage.sim import VonageSimAccount, VonageSimServer
 from watcher.service import logs
@@ -284,9 +288,13 @@ async def _run(story: Story, *, web: bool = False) -> int:
                 )
             finally:
                 await daemon.aclose()
+            digest = build_digest(
+                store, runtime.loaded.settings, kinds_of(runtime.rules), datetime.now(UTC)
+            )
         requests = account.request_count() + eu.request_count()
         paid = len(account.topups) + len(eu.topups)
     print(_summary(requests, paid, time.monotonic() - started), flush=True)
+    print(_digest_preview(digest), flush=True)
     return 0
 
 
@@ -337,6 +345,14 @@ def _intro(story: Story) -> str:
         "top-up (fraud hold); Vonage auto-reload switched off, a new API secret, a low "
         "balance in EUR; then payments by hand and the failures age out (resolved).\n"
         f"The story ends by itself in about {story.at(story.ends_at):.0f}s."
+    )
+
+
+def _digest_preview(messages: list[Message]) -> str:
+    """The daily digest as `digest --preview` would print it at the end, indented."""
+    text = "\n\n".join(f"{m.title}\n{m.body}" for m in messages)
+    return "\nThe daily digest now (account-watcher digest --preview):\n" + textwrap.indent(
+        text, "  "
     )
 
 

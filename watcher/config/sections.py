@@ -24,11 +24,12 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_core import PydanticCustomError
+from pydantic_core import InitErrorDetails, PydanticCustomError, ValidationError
 
 from watcher.config.accounts import Name
 from watcher.config.accounts import strict_config as _strict_config
 from watcher.config.secrets import SecretRef, parse_ref
+from watcher.core.digest import parse_at
 from watcher.core.durations import Duration, duration_text, parse_duration
 from watcher.core.mute import MuteSpec
 
@@ -106,6 +107,8 @@ class PollConfig(BaseModel):
     source_down_after: Duration = timedelta(minutes=5)
     slow_interval: Duration = timedelta(minutes=10)
     """How often slow sources are read (Vonage secrets, settings, subaccounts)."""
+    concurrency: int = Field(default=20, ge=1, le=1000)
+    """Requests in flight to one provider host at most (all its accounts together)."""
 
     @model_validator(mode="before")
     @classmethod
@@ -213,6 +216,36 @@ class RouteConfig(BaseModel):
             yield name, ([mask_url(url) for url in value] if name == "urls" else value)
 
 
+def _digest_at(value: str) -> str:
+    try:
+        parse_at(value)
+    except ValueError as exc:
+        raise PydanticCustomError("digest_at", "{reason}", {"reason": str(exc)}) from None
+    return value
+
+
+class DigestConfig(BaseModel):
+    """`notify.digest`: the daily digest (DESIGN §12) at `at` ("HH:MM [IANA zone]", UTC
+    when no zone is given) to `route`."""
+
+    model_config = _strict_config()
+
+    at: Annotated[str, AfterValidator(_digest_at)]
+    route: str
+
+
+def _unknown_route(name: str, routes: Iterable[str], loc: tuple[str, ...]) -> ValidationError:
+    """An `unknown_route` error at `loc` (relative to the field being validated)."""
+    known = ", ".join(sorted(routes)) or "none are defined"
+    error = PydanticCustomError(
+        "unknown_route",
+        "'{name}' is not a route in notify.routes (routes: {known})",
+        {"name": name, "known": known},
+    )
+    details = InitErrorDetails(type=error, loc=loc, input=name)
+    return ValidationError.from_exception_data("DigestConfig", [details])
+
+
 class NotifyConfig(BaseModel):
     """`notify`: routes, the default route and how often a firing alert repeats."""
 
@@ -225,6 +258,7 @@ class NotifyConfig(BaseModel):
     give_up_after: Duration = timedelta(hours=24)  # undelivered notifications older are dropped
     failures_before_fallback: int = Field(default=3, ge=1)
     ack_expires: Duration = timedelta(hours=24)  # an ack lasts until resolve, or this long
+    digest: DigestConfig | None = None  # the daily digest (watcher/notify/digest.py)
 
     @model_validator(mode="before")
     @classmethod
@@ -248,6 +282,16 @@ class NotifyConfig(BaseModel):
             "'{name}' is not a route in notify.routes (routes: {known})",
             {"name": value, "known": known},
         )
+
+    @field_validator("digest")
+    @classmethod
+    def _digest_names_a_route(
+        cls, value: DigestConfig | None, info: ValidationInfo
+    ) -> DigestConfig | None:
+        routes = info.data.get("routes")
+        if value is None or routes is None or value.route in routes:
+            return value
+        raise _unknown_route(value.route, routes, ("route",))
 
     @model_validator(mode="after")
     def _fallbacks_name_routes(self) -> Self:

@@ -81,6 +81,7 @@ __all__ = [
     "longest_lookback",
     "longest_window",
     "money",
+    "ratio_floors",
     "ratio_windows",
     "sources_needed",
 ]
@@ -109,6 +110,16 @@ def ratio_windows(rules: Iterable[Rule]) -> frozenset[timedelta]:
         for rule in rules
         if isinstance(rule, WebhookFailuresRule) and rule.enabled and rule.ratio is not None
     )
+
+
+def ratio_floors(rules: Iterable[Rule]) -> dict[timedelta, int]:
+    """Per ratio window, the fewest failures in it from which a `ratio` rule may fire
+    (its smallest `at_least`): with fewer, the window's delivery total cannot matter."""
+    floors: dict[timedelta, int] = {}
+    for rule in rules:
+        if isinstance(rule, WebhookFailuresRule) and rule.enabled and rule.ratio is not None:
+            floors[rule.window] = min(rule.at_least, floors.get(rule.window, rule.at_least))
+    return floors
 
 
 def longest_window(rules: Iterable[Rule]) -> timedelta:
@@ -366,7 +377,7 @@ def _group_of(delivery: WebhookDelivery, group_by: str) -> str:
 
 def _webhooks(rule: WebhookFailuresRule, snap: AccountSnapshot, now: datetime) -> RuleResult:
     total = snap.delivery_totals.get(rule.window)
-    if SourceName.WEBHOOKS in snap.errors or (rule.ratio is not None and total is None):
+    if SourceName.WEBHOOKS in snap.errors:
         return _not_judged(rule, snap)
     start = now - rule.window
     patterns = None if rule.event_type is None else _as_list(rule.event_type)
@@ -377,6 +388,9 @@ def _webhooks(rule: WebhookFailuresRule, snap: AccountSnapshot, now: datetime) -
         if patterns and not any(fnmatch.fnmatchcase(delivery.event_type, p) for p in patterns):
             continue
         groups[_group_of(delivery, rule.group_by)].append(delivery)
+    could_fire = any(len(failed) >= rule.at_least for failed in groups.values())
+    if rule.ratio is not None and total is None and could_fire:  # read when it can matter
+        return _not_judged(rule, snap)
     findings = tuple(
         _webhook_finding(rule, snap.account, group, failed, total)
         for group, failed in sorted(groups.items())

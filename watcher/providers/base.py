@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from watcher.core.model import (
     AccountSnapshot,
@@ -28,6 +28,9 @@ from watcher.core.model import (
 )
 from watcher.core.payment import TopupOutcome, TopupResult
 from watcher.providers.errors import ProviderError
+
+if TYPE_CHECKING:
+    from watcher.providers.pool import HostPools
 
 __all__ = [
     "DEFAULT_OVERLAP",
@@ -53,6 +56,8 @@ class Needs:
 
     - `sources`: the sources to read (a provider skips one it does not offer).
     - `ratio_windows`: windows whose delivery totals a `ratio` rule divides by.
+    - `ratio_floors`: per such window, the failures in it from which a total can matter
+      (fewer: it need not be read; a window not in it is always read).
     - `window`: the longest webhook-failure window (counted from the local store).
     - `overlap`: how far before its cursor an incremental read starts.
     - `history`: how far back the rules look at balance samples (forecasts, spend).
@@ -64,6 +69,7 @@ class Needs:
     window: timedelta = timedelta(0)
     overlap: timedelta = DEFAULT_OVERLAP
     history: timedelta = timedelta(0)
+    ratio_floors: Mapping[timedelta, int] = field(default_factory=dict)
     charges: tuple[ChargesQuery, ...] = ()
 
 
@@ -216,12 +222,15 @@ class ClientOptions:
     - `on_request(endpoint, status)`: called per HTTP attempt (None: transport error).
     - `slow_interval`: how often slow sources are read (`poll.slow_interval`; each is
       also read when it never was, its last read time being its cursor in the state).
+    - `pools`: the wiring's connection pool per host, with its bound on requests in
+      flight (`poll.concurrency`); None: each client has a pool of its own, unbounded.
     """
 
     timeout: float
     interval: timedelta
     on_request: Callable[[str, int | None], None] | None = None
     slow_interval: timedelta = timedelta(minutes=10)
+    pools: HostPools | None = None
 
 
 Factory = Callable[[Any, Any, ClientOptions], Provider]

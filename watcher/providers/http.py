@@ -17,7 +17,7 @@ import ssl
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Generic, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 import httpx
 
@@ -80,6 +80,17 @@ def shared_ssl_context() -> ssl.SSLContext:
     return ssl.create_default_context(cafile=certifi.where())
 
 
+class SharedPool(Protocol):
+    """What `Connections` needs of a host's shared pool (`watcher.providers.pool.HostPool`):
+    a transport into it for one client, and the bound on requests in flight."""
+
+    bound: asyncio.Semaphore
+
+    def transport(self) -> httpx.AsyncBaseTransport:
+        """A transport for one client, sharing the host's connections."""
+        ...
+
+
 class Connections:
     """A provider client's two connection pools, each built at its first use.
 
@@ -87,6 +98,10 @@ class Connections:
     `post`: the top-up's pool, whose connection never outlives its request (a payment is
     never sent on a connection a read left behind). A given `transport` (tests) serves
     both. Redirects are never followed; TLS uses the shared context.
+
+    With a `pool` (the account's host's `HostPool`), the reads go through the host's one
+    pool, shared with every other account on it, and `send` waits for a place under the
+    host's bound on requests in flight (also for the top-up) before its time limit starts.
     """
 
     def __init__(
@@ -97,12 +112,14 @@ class Connections:
         keepalive: float,
         transport: httpx.AsyncBaseTransport | None = None,
         base_url: str = "",
+        pool: SharedPool | None = None,
     ) -> None:
         self._headers = headers
         self._timeout = timeout
         self._keepalive = keepalive
         self._transport = transport
         self._base_url = base_url
+        self._pool = pool
         self._get: httpx.AsyncClient | None = None
         self._post: httpx.AsyncClient | None = None
 
@@ -111,8 +128,21 @@ class Connections:
         """The read client (kept-alive connections)."""
         if self._get is None:
             limits = httpx.Limits(max_keepalive_connections=20, keepalive_expiry=self._keepalive)
-            self._get = self._client(limits)
+            shared = None if self._pool is None else self._pool.transport()
+            self._get = self._client(limits, shared)
         return self._get
+
+    async def send(
+        self,
+        http: httpx.AsyncClient,
+        request: httpx.Request,
+        timeout: float,  # noqa: ASYNC109 - the total limit of `send_once`
+    ) -> httpx.Response | httpx.RequestError:
+        """`send_once` on `http` (`get` or `post`), under the host's bound when pooled."""
+        if self._pool is None:
+            return await send_once(http, request, timeout)
+        async with self._pool.bound:
+            return await send_once(http, request, timeout)
 
     @property
     def post(self) -> httpx.AsyncClient:
@@ -129,15 +159,18 @@ class Connections:
             if client is not None:
                 await client.aclose()
 
-    def _client(self, limits: httpx.Limits) -> httpx.AsyncClient:
+    def _client(
+        self, limits: httpx.Limits, shared: httpx.AsyncBaseTransport | None = None
+    ) -> httpx.AsyncClient:
+        transport = self._transport or shared
         return httpx.AsyncClient(
             base_url=self._base_url,
             headers=self._headers,
             timeout=self._timeout,
-            transport=self._transport,
+            transport=transport,
             follow_redirects=False,
             limits=limits,
-            verify=shared_ssl_context() if self._transport is None else True,
+            verify=shared_ssl_context() if transport is None else True,
         )
 
 

@@ -35,6 +35,7 @@ from watcher.core.rules import (
     evaluate,
     longest_lookback,
     longest_window,
+    ratio_floors,
     ratio_windows,
     sources_needed,
 )
@@ -45,6 +46,7 @@ from watcher.notify.flush import flush
 from watcher.notify.outbox import Outbox
 from watcher.providers import registry
 from watcher.providers.base import Collected, Needs, Provider
+from watcher.service.digest import DigestJob
 from watcher.service.topup import CycleView, TopupActor
 from watcher.service.wiring import Runtime, Wiring, close_providers
 from watcher.state.acks import Acks
@@ -58,8 +60,10 @@ if TYPE_CHECKING:
 log = structlog.get_logger(__name__)
 
 PRUNE_EVERY = timedelta(hours=1)
-MAX_CONCURRENT_ACCOUNTS = 8
-"""Accounts collected at the same time (each reads its own sources concurrently)."""
+ACCOUNTS_PER_REQUEST = 3
+"""Accounts collected at the same time per request allowed in flight to a host
+(`poll.concurrency`): each reads up to three sources at once, and a request waits for a
+place under its host's bound, so the bound, not this, limits the requests."""
 
 
 def utcnow() -> datetime:
@@ -150,6 +154,7 @@ def needs_of(runtime: Runtime) -> Needs:
         ratio_windows(rules),
         longest_window(rules),
         history=longest_lookback(rules),
+        ratio_floors=ratio_floors(rules),
         charges=charges_queries(rules),
     )
 
@@ -183,6 +188,7 @@ class Daemon:
             self.outbox.release_dead_claims()
         self.silences = Silences(store)
         self.acks = Acks(store)
+        self.digest = DigestJob(store, self.outbox)
         self.topups = TopupActor(store, clock=clock, dry_run=dry_run, owns_state=owns_state)
         self.topups.start()  # DESIGN §6.6: every `sending` entry becomes `unknown` (owner only)
         self._last_prune: datetime | None = None
@@ -235,7 +241,9 @@ class Daemon:
 
     async def _collect(self, wiring: Wiring, now: datetime, deadline: float) -> list[Collected]:
         needs = needs_of(wiring.runtime)
-        bound = asyncio.Semaphore(MAX_CONCURRENT_ACCOUNTS)
+        bound = asyncio.Semaphore(
+            ACCOUNTS_PER_REQUEST * wiring.runtime.loaded.settings.poll.concurrency
+        )
 
         async def one(provider: Provider) -> Collected:
             async with bound:
@@ -322,6 +330,7 @@ class Daemon:
             self.topups.commit()  # top-up messages are in the outbox now
             self.silences.mark_handled(decision.silences_ended)
             self.acks.mark_announced(decision.acks_announced)
+            self.digest.commit(wiring, decision.transitions, now)  # history; the daily digest
             self.store.record_cycle(now, duration_s=duration_s, errors=errors)
         if self._last_prune is None or now - self._last_prune >= PRUNE_EVERY:
             self._prune(now)
@@ -331,6 +340,7 @@ class Daemon:
         deleted["outbox_messages"] = self.outbox.prune(now)
         deleted["silences"] = self.silences.prune(now)
         deleted["acks"] = self.acks.prune(now)
+        deleted["digest"] = self.digest.prune(now)
         self._last_prune = now
         log.debug("store.pruned", **deleted)
 

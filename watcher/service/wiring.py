@@ -21,6 +21,8 @@ from watcher.core.rules import Rule
 from watcher.notify.delivery import Notifier, Route
 from watcher.providers import registry
 from watcher.providers.base import ClientOptions, Provider
+from watcher.providers.http import keepalive_expiry
+from watcher.providers.pool import HostPools
 from watcher.service import logs
 
 log = structlog.get_logger(__name__)
@@ -82,13 +84,15 @@ def build_notifier(runtime: Runtime) -> Notifier:
 def build_providers(
     runtime: Runtime, *, on_request: OnRequest | None = None
 ) -> dict[str, Provider]:
-    """One provider per configured account, by name (each with its own HTTP client)."""
+    """One provider per configured account, by name: each its own HTTP client, the
+    clients of one host sharing its connection pool and its `poll.concurrency` bound."""
     poll = runtime.loaded.settings.poll
     options = ClientOptions(
         timeout=poll.timeout.total_seconds(),
         interval=runtime.interval,
         on_request=on_request,
         slow_interval=poll.slow_interval,
+        pools=HostPools(limit=poll.concurrency, keepalive=keepalive_expiry(runtime.interval)),
     )
     buildable = registry.names()
     providers: dict[str, Provider] = {}

@@ -190,6 +190,29 @@ MIGRATIONS: list[tuple[str, ...]] = [
         ) STRICT""",
         "CREATE INDEX topup_holds_account ON topup_holds (account, released_at)",
     ),
+    (  # step 7: the daily digest (watcher/state/digests.py, DESIGN §12): the days done,
+        # and the alert history it reports (fired, escalated, resolved, events)
+        """CREATE TABLE digests (
+            day TEXT PRIMARY KEY,
+            route TEXT NOT NULL,
+            state TEXT NOT NULL CHECK (state IN ('sent', 'skipped')),
+            recorded_at TEXT NOT NULL,
+            messages INTEGER NOT NULL
+        ) STRICT""",
+        """CREATE TABLE alert_history (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            at TEXT NOT NULL,
+            rule TEXT NOT NULL,
+            account TEXT NOT NULL,
+            alert_group TEXT NOT NULL,
+            reason TEXT NOT NULL,
+            severity TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            value TEXT NOT NULL,
+            detail TEXT NOT NULL
+        ) STRICT""",
+        "CREATE INDEX alert_history_account_at ON alert_history (account, at)",
+    ),
     (  # step 8 (ack): acks, escalation, routes told (watcher/state/acks.py, DESIGN §5)
         "ALTER TABLE alerts ADD COLUMN notified_routes TEXT",
         "ALTER TABLE alerts ADD COLUMN escalated_at TEXT",

@@ -7,6 +7,8 @@ import socketserver
 import sys
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any, Self
@@ -24,11 +26,27 @@ from watcher.providers.simkit.parts import (
 
 # --- HTTP plumbing ------------------------------------------------------------------------
 
+Select = Callable[[RecordedRequest], SimAccountBase]
+"""Picks the account a request is for (a server serving several accounts, by key)."""
+
+
+@dataclass(slots=True)
+class Traffic:
+    """What the server saw of its clients: connections accepted, requests in flight now
+    and at most (for tests of a client's pool and concurrency bound)."""
+
+    connections: int = 0
+    in_flight: int = 0
+    max_in_flight: int = 0
+
 
 class SimHTTPServer(ThreadingHTTPServer):
     """The threaded HTTP server of one simulator: an account, its routes, a path prefix."""
 
     daemon_threads = True
+    request_queue_size = 256
+    """The listen backlog (socketserver's default is 5): a client opening 20 connections
+    at once would see SYNs dropped and retried a second later."""
 
     def __init__(
         self,
@@ -38,10 +56,16 @@ class SimHTTPServer(ThreadingHTTPServer):
         *,
         prefix: str = "",
         errors: list[BaseException] | None = None,
+        latency: float = 0.0,
+        select: Select | None = None,
     ) -> None:
         self.account = account
         self.routes = routes
         self.prefix = prefix
+        self.latency = latency
+        self.select: Select = select or (lambda request: account)
+        self.traffic = Traffic()
+        self.traffic_lock = threading.Lock()
         self.stopping = threading.Event()
         self.handler_errors: list[BaseException] = [] if errors is None else errors
         super().__init__(address, SimHandler)
@@ -50,6 +74,19 @@ class SimHTTPServer(ThreadingHTTPServer):
         """Bind without HTTPServer's host-name lookup (getfqdn can be slow)."""
         socketserver.TCPServer.server_bind(self)
         self.server_name, self.server_port = HOST, int(self.server_address[1])
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        """Count the accepted connection, then serve it in its own thread."""
+        with self.traffic_lock:
+            self.traffic.connections += 1
+        super().process_request(request, client_address)
+
+    def in_flight(self, change: int) -> None:
+        """One request more (1) or fewer (-1) being answered."""
+        with self.traffic_lock:
+            traffic = self.traffic
+            traffic.in_flight += change
+            traffic.max_in_flight = max(traffic.max_in_flight, traffic.in_flight)
 
     def handle_error(
         self, request: socket.socket | tuple[bytes, socket.socket], client_address: Any
@@ -83,9 +120,14 @@ def _fault_response(server: SimHTTPServer, request: RecordedRequest, fault: Faul
     return Response(fault.code, body, base.headers + limit + fault.headers, content_type)
 
 
-def _answer(server: SimHTTPServer, request: RecordedRequest, in_api: bool) -> Response | None:
-    """Apply a pending fault, else route; None = drop the connection."""
-    fault = server.account._take_fault(request.path) if in_api else None
+def _answer(
+    server: SimHTTPServer, account: SimAccountBase, request: RecordedRequest, in_api: bool
+) -> Response | None:
+    """Wait the added latency, apply a pending fault, else route; None = drop the
+    connection."""
+    if server.latency > 0:
+        server.stopping.wait(server.latency)
+    fault = account._take_fault(request.path) if in_api else None
     if fault is not None and fault.kind == "disconnect":
         return None
     if fault is not None and fault.kind == "delay":
@@ -138,9 +180,17 @@ class SimHandler(BaseHTTPRequestHandler):
         prefix = self.server.prefix
         in_api = not prefix or raw_path.startswith(prefix + "/")
         request = self._read_request(raw_path, raw_path[len(prefix) :] if in_api else raw_path)
-        self.server.account._record(request)
+        account = self.server.select(request)
+        self.server.in_flight(1)  # before it is recorded: a test that saw it sees this
         try:
-            response = _answer(self.server, request, in_api)
+            account._record(request)
+            self._respond(account, request, in_api)
+        finally:
+            self.server.in_flight(-1)
+
+    def _respond(self, account: SimAccountBase, request: RecordedRequest, in_api: bool) -> None:
+        try:
+            response = _answer(self.server, account, request, in_api)
         except Exception as exc:
             self.server.handler_errors.append(exc)
             response = self.server.routes.error(request, 500, None)
@@ -178,7 +228,9 @@ class SimServerBase:
     """Serves an account's routes on http://127.0.0.1:PORT from a background thread.
 
     Use as a context manager, or call `start()` / `stop()`. `port=0` picks a free port;
-    requests outside `prefix` (when given) get the routes' 404 and no fault.
+    requests outside `prefix` (when given) get the routes' 404 and no fault. `latency`:
+    seconds every request waits before it is answered. `select`: the account a request
+    is recorded for and faulted by (default: `account`; the routes pick theirs).
     """
 
     def __init__(
@@ -189,11 +241,15 @@ class SimServerBase:
         port: int = 0,
         prefix: str = "",
         name: str = "sim",
+        latency: float = 0.0,
+        select: Select | None = None,
     ) -> None:
         self.account = account
         self.routes = routes
         self.prefix = prefix
         self.name = name
+        self.latency = latency
+        self._select = select
         self._requested_port = port
         self._httpd: SimHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -209,7 +265,13 @@ class SimServerBase:
             raise RuntimeError("the simulator is already running")
         address = (HOST, self._requested_port)
         httpd = SimHTTPServer(
-            address, self.account, self.routes, prefix=self.prefix, errors=self._errors
+            address,
+            self.account,
+            self.routes,
+            prefix=self.prefix,
+            errors=self._errors,
+            latency=self.latency,
+            select=self._select,
         )
         thread = threading.Thread(
             target=httpd.serve_forever, kwargs={"poll_interval": 0.01}, name=self.name
@@ -240,6 +302,15 @@ class SimServerBase:
     def url(self) -> str:
         """`http://127.0.0.1:PORT` plus the prefix. Raises RuntimeError when not running."""
         return f"http://{HOST}:{self.port}{self.prefix}"
+
+    @property
+    def traffic(self) -> Traffic:
+        """Connections accepted and requests in flight so far (a copy). Raises
+        RuntimeError when not running."""
+        if self._httpd is None:
+            raise RuntimeError("the simulator is not running")
+        with self._httpd.traffic_lock:
+            return replace(self._httpd.traffic)
 
     @property
     def handler_errors(self) -> list[BaseException]:

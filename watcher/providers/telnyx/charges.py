@@ -19,15 +19,20 @@ restart. Nothing is written here.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import date, datetime, timedelta
 from decimal import Decimal
-from typing import Any
 
 import structlog
 
+from watcher.core.charges_text import (
+    amount_rows,
+    dump_zones,
+    load_zones,
+    parse_charges,
+    row_amounts,
+)
 from watcher.core.model import Amounts, Charges, ChargesQuery, SourceName
 from watcher.core.spend_figures import local_day
 from watcher.providers import slow
@@ -137,41 +142,10 @@ def kept_charges(view: StateView, account: str) -> dict[str, Charges] | None:
     if stored is None:
         return None
     try:
-        return {c.timezone: c for c in map(_charges, _zones(stored))}
+        return parse_charges(stored)
     except (ValueError, KeyError, TypeError, ArithmeticError):
         log.warning("source.resume_unreadable", source=str(SOURCE), resume=stored[:100])
         return None
-
-
-def charges_text(charges: Mapping[str, Charges]) -> str:
-    """The resume text keeping `charges`: `{"zones": [{...}, ...]}` (money as text)."""
-    return _dump([_charges_row(c) for _, c in sorted(charges.items())])
-
-
-def _charges_row(c: Charges) -> dict[str, Any]:
-    return {
-        "tz": c.timezone,
-        "day": c.day.isoformat(),
-        "cur": c.currency,
-        "today": _opt(c.today),
-        "month": _opt(c.month),
-        "tp": _rows(c.today_products),
-        "mp": _rows(c.month_products),
-        "bl": [[days, str(total)] for days, total in c.baselines],
-    }
-
-
-def _charges(row: dict[str, Any]) -> Charges:
-    return Charges(
-        timezone=str(row["tz"]),
-        day=date.fromisoformat(row["day"]),
-        currency=str(row["cur"]),
-        today=_dec(row["today"]),
-        month=_dec(row["month"]),
-        today_products=_amounts(row["tp"]),
-        month_products=_amounts(row["mp"]),
-        baselines=tuple((int(days), Decimal(str(total))) for days, total in row["bl"]),
-    )
 
 
 # ---------------------------------------------------------------------------- breakdown
@@ -215,8 +189,8 @@ def kept_numbers(view: StateView, account: str) -> Numbers | None:
     if stored is None:
         return None
     try:
-        rows = _zones(stored)
-        return {str(r["tz"]): (date.fromisoformat(r["day"]), _amounts(r["n"])) for r in rows}
+        rows = load_zones(stored)
+        return {str(r["tz"]): (date.fromisoformat(r["day"]), row_amounts(r["n"])) for r in rows}
     except (ValueError, KeyError, TypeError, ArithmeticError):
         log.warning("source.resume_unreadable", source=str(BREAKDOWN), resume=stored[:100])
         return None
@@ -224,9 +198,10 @@ def kept_numbers(view: StateView, account: str) -> Numbers | None:
 
 def numbers_text(numbers: Numbers) -> str:
     rows = [
-        {"tz": tz, "day": d.isoformat(), "n": _rows(n)} for tz, (d, n) in sorted(numbers.items())
+        {"tz": tz, "day": d.isoformat(), "n": amount_rows(n)}
+        for tz, (d, n) in sorted(numbers.items())
     ]
-    return _dump(rows)
+    return dump_zones(rows)
 
 
 def with_numbers(charges: Mapping[str, Charges], numbers: Numbers | None) -> dict[str, Charges]:
@@ -236,33 +211,3 @@ def with_numbers(charges: Mapping[str, Charges], numbers: Numbers | None) -> dic
         if tz in out and out[tz].day == day:
             out[tz] = replace(out[tz], numbers=top)
     return out
-
-
-# ---------------------------------------------------------------------------- text
-
-
-def _dump(rows: list[dict[str, Any]]) -> str:
-    return json.dumps({"zones": rows}, separators=(",", ":"), ensure_ascii=False)
-
-
-def _zones(stored: str) -> list[dict[str, Any]]:
-    rows = json.loads(stored)["zones"]
-    if not isinstance(rows, list):
-        raise TypeError("zones is not a list")
-    return rows
-
-
-def _opt(value: Decimal | None) -> str | None:
-    return None if value is None else str(value)
-
-
-def _dec(value: object) -> Decimal | None:
-    return None if value is None else Decimal(str(value))
-
-
-def _rows(amounts: Amounts) -> list[list[str]]:
-    return [[name, str(amount)] for name, amount in amounts]
-
-
-def _amounts(rows: list[list[str]]) -> Amounts:
-    return tuple((str(name), Decimal(str(amount))) for name, amount in rows)

@@ -40,10 +40,10 @@ from watcher.providers.http import (
     RetryPolicy,
     Sleep,
     keepalive_expiry,
-    send_once,
     shared_ssl_context,
     user_agent,
 )
+from watcher.providers.pool import HostPool
 from watcher.providers.telnyx.charges_wire import (
     BreakdownBody,
     ChargesTotal,
@@ -120,7 +120,9 @@ class TelnyxClient:
     (see `keepalive_expiry`); the top-up POST always opens a connection of its own and
     closes it after the answer, so it is never written to a kept-alive connection the
     server may be closing. A given `transport` (tests) carries both. The HTTP clients are
-    built at their first request, with the process's one TLS context.
+    built at their first request, with the process's one TLS context. With a `pool` (its
+    host's, shared by every account there), the GETs use the host's one connection pool
+    and every request waits for a place under the host's bound on requests in flight.
     """
 
     def __init__(
@@ -137,6 +139,7 @@ class TelnyxClient:
         on_request: Callable[[str, int | None], None] | None = None,
         keepalive: float = KEEPALIVE_DEFAULT,
         wall_clock: Clock = time.time,
+        pool: HostPool | None = None,
     ) -> None:
         self._policy = RetryPolicy(timeout=timeout, max_attempts=max_attempts, max_wait=max_wait)
         self._wall_clock = wall_clock
@@ -159,6 +162,7 @@ class TelnyxClient:
             keepalive=keepalive,
             transport=transport,
             base_url=base_url,
+            pool=pool,
         )
 
     @property
@@ -356,7 +360,7 @@ class TelnyxClient:
             "POST", TOPUP_ENDPOINT, json=body, timeout=httpx.Timeout(timeout)
         )
         self.requests_sent += 1
-        outcome = await send_once(http, request, timeout)
+        outcome = await self._connections.send(http, request, timeout)
         response = outcome if isinstance(outcome, httpx.Response) else None
         failure = None if isinstance(outcome, httpx.Response) else outcome
         self._observed(TOPUP_ENDPOINT, None if response is None else response.status_code)
@@ -428,7 +432,7 @@ class TelnyxClient:
         url = f"{self._base}{endpoint}{query}"
         request = self._http.build_request("GET", url, timeout=httpx.Timeout(timeout))
         self.requests_sent += 1
-        outcome = await send_once(self._http, request, timeout)
+        outcome = await self._connections.send(self._http, request, timeout)
         if not isinstance(outcome, httpx.Response):
             self._observed(endpoint, None)
             return self._redacted(classify(endpoint, None, outcome))

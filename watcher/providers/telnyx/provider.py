@@ -101,6 +101,7 @@ def build(account: Any, secrets: Any, options: ClientOptions) -> TelnyxProvider:
         timeout=options.timeout,
         on_request=options.on_request,
         keepalive=keepalive_expiry(options.interval),
+        pool=None if options.pools is None else options.pools.for_url(account.base_url),
     )
     return TelnyxProvider(account.name, client, key, options.slow_interval)
 

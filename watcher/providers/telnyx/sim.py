@@ -18,6 +18,8 @@ bodies in `sim_routes.py`, the wire records and Telnyx's fault defaults in
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from watcher.providers.simkit import (
     HOST,
     Clock,
@@ -56,13 +58,33 @@ class SimServer(SimServerBase):
     Use as a context manager, or call `start()` / `stop()`. `port=0` picks a free port.
     A request's recorded `path` is relative to `/v2` (`/v2/v2/x` is recorded as `/v2/x`);
     a path outside `/v2` is recorded unchanged and answered 404.
+
+    `accounts`: more accounts served at the same URL, each answering (and recording) the
+    requests that carry its API key (distinct keys); a request with another key is
+    `account`'s. `latency`: seconds each request waits before it is answered.
+    `traffic` counts the connections accepted and the most requests in flight at once.
     """
 
     account: SimAccount
 
-    def __init__(self, account: SimAccount, *, port: int = 0) -> None:
-        routes = TelnyxRoutes(account)
-        super().__init__(account, routes, port=port, prefix=API_PREFIX, name="telnyx-sim")
+    def __init__(
+        self,
+        account: SimAccount,
+        *,
+        port: int = 0,
+        accounts: Sequence[SimAccount] = (),
+        latency: float = 0.0,
+    ) -> None:
+        routes = TelnyxRoutes(account, accounts)
+        super().__init__(
+            account,
+            routes,
+            port=port,
+            prefix=API_PREFIX,
+            name="telnyx-sim",
+            latency=latency,
+            select=routes.account_for if accounts else None,
+        )
 
     @property
     def base_url(self) -> str:

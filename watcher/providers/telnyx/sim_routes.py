@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -221,15 +221,25 @@ _INVOICE_PREFIX = "/invoices/"  # GET /invoices/{id}
 
 
 class TelnyxRoutes:
-    """The Telnyx endpoints of one account, for `simkit.SimServerBase`."""
+    """The Telnyx endpoints of one account, or of several told apart by their API keys
+    (`others`; a request with an unknown key goes to `account`), for
+    `simkit.SimServerBase`."""
 
-    def __init__(self, account: SimAccount) -> None:
+    def __init__(self, account: SimAccount, others: Sequence[SimAccount] = ()) -> None:
         self.account = account
+        self._by_key = {other._api_key: other for other in others}
+
+    def account_for(self, request: RecordedRequest) -> SimAccount:
+        """The account whose API key the request's bearer token is."""
+        if not self._by_key:
+            return self.account
+        _, _, token = (request.headers.get("authorization") or "").partition(" ")
+        return self._by_key.get(token.strip(), self.account)
 
     def handle(self, request: RecordedRequest) -> Response:
         """The answer to a request under `/v2` (no fault): the endpoint's JSON or an error."""
         try:
-            return _route(self.account, request)
+            return _route(self.account_for(request), request)
         except _ApiError as exc:
             return json_response(exc.status, exc.body)
 

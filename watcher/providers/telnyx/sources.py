@@ -34,6 +34,7 @@ from typing import TypeVar
 
 import structlog
 
+from watcher.core.charges_text import charges_text
 from watcher.core.model import (
     AccountSnapshot,
     AuditEvent,
@@ -136,6 +137,7 @@ class _Reading:
     totals: dict[timedelta, int] = field(default_factory=dict)
     invoices: tuple[Invoice, ...] | None = None
     settings: dict[str, object] | None = None
+    window: tuple[WebhookDelivery, ...] | None = None  # `_failures`, once read
     charges: dict[str, Charges] | None = None
     numbers: Numbers | None = None
 
@@ -256,14 +258,10 @@ async def _read_audit(job: _Job, got: _Reading) -> None:
 
 
 async def _read_webhooks(job: _Job, got: _Reading) -> None:
-    """Delivery totals for the ratio windows, then the failed deliveries since the
-    cursor (minus the overlap), page by page within the budget; the pages and the resume
-    point are written at the commit (also those read before a page that failed), so a
-    crash re-reads from the last committed page."""
-    for window in job.needs.ratio_windows:
-        got.totals[window] = await job.client.count_deliveries(
-            started_gte=job.now - window, deadline=job.deadline
-        )
+    """The failed deliveries since the cursor (minus the overlap), page by page within
+    the budget, then the delivery totals of the ratio windows where they can matter; the
+    pages and the resume point are written at the commit (also those read before a page
+    that failed), so a crash re-reads from the last committed page."""
     source = SourceName.WEBHOOKS
     scan = Resume.parse(job.view.get_resume(job.account, str(source))) or _webhook_scan(
         job.view.get_cursor(job.account, str(source)), job.needs, job.now
@@ -286,6 +284,35 @@ async def _read_webhooks(job: _Job, got: _Reading) -> None:
     read = await _read_pages(pages, job.stop, take)
     if not read.done:
         _behind(got, job.account, source, read)
+    await _read_totals(job, got, complete=read.done)
+
+
+async def _read_totals(job: _Job, got: _Reading, *, complete: bool) -> None:
+    """The delivery total of each ratio window in which the failures (stored and just
+    read) reach `needs.ratio_floors`: below that no rule can fire, whatever the total,
+    and one request per account and cycle is saved. Every window's while a backlog is
+    read (`complete` False: not every failure is known yet)."""
+    if not job.needs.ratio_windows:
+        return
+    failures = _failures(job, got)
+    for window in sorted(job.needs.ratio_windows):
+        since = job.now - window
+        failed = sum(1 for d in failures if d.started_at >= since)
+        if complete and failed < job.needs.ratio_floors.get(window, 0):
+            continue
+        got.totals[window] = await job.client.count_deliveries(
+            started_gte=since, deadline=job.deadline
+        )
+
+
+def _failures(job: _Job, got: _Reading) -> tuple[WebhookDelivery, ...]:
+    """The failed deliveries of the longest window: stored, with this cycle's reads
+    upserted (read from the state once per collect)."""
+    if got.window is None:
+        since = job.now - job.needs.window
+        stored = job.view.webhook_failures(job.account, since)
+        got.window = _window(stored, got.failed_deliveries, since)
+    return got.window
 
 
 async def _read_invoices(job: _Job, got: _Reading) -> None:
@@ -322,7 +349,7 @@ async def _read_charges(job: _Job, got: _Reading) -> None:
     got.charges = await charges.read_charges(
         job.client, job.needs.charges, job.now, kept, job.deadline
     )
-    got.resumes[SourceName.CHARGES] = charges.charges_text(got.charges)
+    got.resumes[SourceName.CHARGES] = charges_text(got.charges)
     got.cursors[SourceName.CHARGES] = job.now
 
 
@@ -350,8 +377,7 @@ def _collected(job: _Job, got: _Reading) -> Collected:
     account, needs, now = job.account, job.needs, job.now
     failures: tuple[WebhookDelivery, ...] = ()
     if SourceName.WEBHOOKS in needs.sources:
-        stored = job.view.webhook_failures(account, now - needs.window)
-        failures = _window(stored, got.failed_deliveries, now - needs.window)
+        failures = _failures(job, got)
     history = job.view.balance_samples(account, now - needs.history) if needs.history else []
     snapshot = AccountSnapshot(
         account=account,

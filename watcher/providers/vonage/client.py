@@ -36,9 +36,9 @@ from watcher.providers.http import (
     Page,
     RetryPolicy,
     Sleep,
-    send_once,
     user_agent,
 )
+from watcher.providers.pool import HostPool
 from watcher.providers.vonage.errors import (
     TOPUP_ENDPOINT,
     VonageError,
@@ -101,6 +101,8 @@ class VonageClient:
     `keepalive` seconds (see `http.keepalive_expiry`); the top-up POST opens a connection
     of its own and closes it after the answer. A given `transport` (tests) carries both.
     The HTTP clients are built at their first request, with the process's one TLS context.
+    With a `pool` (shared by every account of its host), the reads go through it and each
+    request waits for a place under the host's bound on requests in flight.
     """
 
     def __init__(
@@ -119,6 +121,7 @@ class VonageClient:
         wall_clock: Clock = time.time,
         on_request: Callable[[str, int | None], None] | None = None,
         keepalive: float = KEEPALIVE_DEFAULT,
+        pool: HostPool | None = None,
     ) -> None:
         self._policy = RetryPolicy(timeout=timeout, max_attempts=max_attempts, max_wait=max_wait)
         key = api_key.get_secret_value() if isinstance(api_key, SecretStr) else api_key
@@ -145,7 +148,11 @@ class VonageClient:
             }
         )
         self._connections = Connections(
-            headers=self._default_headers, timeout=timeout, keepalive=keepalive, transport=transport
+            headers=self._default_headers,
+            timeout=timeout,
+            keepalive=keepalive,
+            transport=transport,
+            pool=pool,
         )
 
     def __repr__(self) -> str:
@@ -290,7 +297,7 @@ class VonageClient:
             timeout=httpx.Timeout(timeout),
         )
         self.requests_sent += 1
-        outcome = await send_once(http, request, timeout)
+        outcome = await self._connections.send(http, request, timeout)
         response = outcome if isinstance(outcome, httpx.Response) else None
         failure = None if isinstance(outcome, httpx.Response) else outcome
         self._observed(TOPUP_ENDPOINT, None if response is None else response.status_code)
@@ -353,7 +360,7 @@ class VonageClient:
             method, url, content=form, headers=headers, timeout=httpx.Timeout(timeout)
         )
         self.requests_sent += 1
-        outcome = await send_once(self._http, request, timeout)
+        outcome = await self._connections.send(self._http, request, timeout)
         if not isinstance(outcome, httpx.Response):
             self._observed(endpoint, None)
             return self._redacted(classify(endpoint, None, outcome, method=method))

@@ -126,6 +126,7 @@ def build(account: Any, secrets: Any, options: ClientOptions) -> VonageProvider:
         timeout=options.timeout,
         on_request=options.on_request,
         keepalive=keepalive_expiry(options.interval),
+        pool=None if options.pools is None else options.pools.for_url(account.rest_url),
     )
     facts = Account(name, account.currency, options.slow_interval, bool(account.subaccounts))
     hidden = (secret,) if trx is None else (secret, trx)

@@ -1,0 +1,266 @@
+"""Many accounts in one daemon: wall per cycle, CPU per account-cycle, RSS, requests.
+
+Starts one Telnyx simulator serving N accounts at one base URL (each its own API key,
+each seeded as `bench/cycle.py` seeds its one: audit events in the overlap window,
+webhook deliveries in the rule's window, nothing that fires), with `--latency` added to
+every request, and runs the real `account-watcher run` (a child process) on a config of
+those N accounts with balance + audit + webhook rules at `--interval`. For each N of
+`--sizes`, after `--warmup` cycles (the first reads every account's history), over
+`--cycles` steady-state cycles:
+
+- wall per cycle: the `duration_s` of the daemon's `cycle.finished` log events (median,
+  max);
+- CPU per account-cycle: the child's utime + stime (/proc/PID/stat) from the end of the
+  last warm-up cycle to the end of the last measured one, over cycles × N (the idle time
+  between cycles at `--interval` included);
+- RSS: VmRSS and the peak VmHWM of the child after the last measured cycle;
+- requests per cycle: what the simulator received, and the connections it accepted;
+- the most requests the simulator had in flight at once (the concurrency bound).
+
+    .venv/bin/python bench/scale.py [--sizes 10,100,1000] [--cycles 3] [--interval 60s]
+                                    [--latency 0.05] [--warmup 1] [--exe PATH]
+
+`--exe` measures another copy (e.g. a script running `git archive`d code), for a
+before/after; the simulator stays this checkout's.
+
+Targets (issue 13 item 1), at 50 ms latency and a 60 s interval: 1,000 accounts finish a
+steady-state cycle in < 10 s wall, ≤ 1.5 ms CPU per account-cycle, ≤ 150 MB RSS, and the
+per-account cost does not grow with N. A shorter `--interval` (e.g. 20s, with the fast
+poll allowed) gives the same per-cycle numbers sooner, as long as a cycle fits in it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import IO, Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from cycle import (  # bench/cycle.py's helpers, next to this script
+    EXE,
+    REPO,
+    RULES,
+    command,
+    compile_bytecode,
+    cpu_ticks_s,
+    json_receiver,
+    memory_mib,
+    parse_seconds,
+)
+
+from watcher.providers.simkit.server import Traffic
+from watcher.providers.telnyx.sim import SimAccount, SimServer, free_port
+
+TARGET_WALL_S, TARGET_CPU_MS, TARGET_RSS_MB = 10.0, 1.5, 150.0
+
+
+def key_of(index: int) -> str:
+    return f"bench-key-{index:05d}-0123456789abcdef"
+
+
+def seeded_account(index: int) -> SimAccount:
+    """Like `bench/cycle.py`'s account: history that is re-read and never fires."""
+    account = SimAccount(api_key=key_of(index), balance="500.00")
+    now = datetime.now(UTC)
+    for i in range(30):
+        account.add_audit_event(created_at=now - timedelta(seconds=10 * i))
+    for i in range(40):
+        account.add_webhook_delivery(status="delivered", started_at=now - timedelta(seconds=i))
+    for i in range(5):
+        account.add_webhook_delivery(started_at=now - timedelta(seconds=20 * i))
+    return account
+
+
+def write_config(base: Path, api_url: str, hook_port: int, interval: str, size: int) -> Path:
+    (base / "rules.yaml").write_text(RULES)
+    accounts = "".join(
+        f"  - {{name: acct{i:05d}, api_key: 'env:BENCH_KEY_{i}', base_url: '{api_url}'}}\n"
+        for i in range(size)
+    )
+    config = base / "config.yaml"
+    config.write_text(
+        f"accounts:\n{accounts}"
+        f"poll: {{interval: {interval}}}\n"
+        f"rules: [rules.yaml]\nstate: {{path: {base / 'state.db'}}}\n"
+        f"notify: {{routes: {{ops: {{urls: ['json://127.0.0.1:{hook_port}/hook']}}}}}}\n"
+        f"metrics: {{listen: '127.0.0.1:{free_port()}'}}\n"
+        "log: {level: info, format: json}\n"
+    )
+    return config
+
+
+def child_env(size: int) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("WATCHER_", "NOTIFY_"))}
+    env.update({f"BENCH_KEY_{i}": key_of(i) for i in range(size)})
+    env["WATCHER_ALLOW_FAST_POLL"] = "1"
+    return env
+
+
+@dataclass
+class CycleLog:
+    """The child's `cycle.finished` events as they arrive (a thread reads its log)."""
+
+    cycles: list[dict[str, Any]] = field(default_factory=list)
+    lines: list[str] = field(default_factory=list)
+    changed: threading.Condition = field(default_factory=threading.Condition)
+
+    def read(self, stream: IO[str]) -> None:
+        for line in stream:
+            try:
+                event = json.loads(line)
+            except ValueError:
+                event = {}
+            with self.changed:
+                if event.get("event") == "cycle.finished":
+                    self.cycles.append(event)
+                elif event.get("level") in ("warning", "error", "critical") or not event:
+                    self.lines.append(line.rstrip())
+                self.changed.notify_all()
+
+    def wait(self, count: int, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        with self.changed:
+            while len(self.cycles) < count:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    tail = "\n".join(self.lines[-5:])
+                    raise TimeoutError(f"no {count}. cycle within {timeout:g}s\n{tail}")
+                self.changed.wait(left)
+
+
+@dataclass
+class Row:
+    size: int
+    wall_median_s: float
+    wall_max_s: float
+    cpu_ms_per_account_cycle: float
+    rss_mb: float
+    hwm_mb: float
+    requests_per_cycle: float
+    connections_per_cycle: float
+    max_in_flight: int
+    warnings: int
+    warning_lines: list[str]
+
+
+def measure(size: int, args: argparse.Namespace, interval_s: float) -> Row:
+    accounts = [seeded_account(i) for i in range(size)]
+    with (
+        SimServer(accounts[0], accounts=accounts, latency=args.latency) as server,
+        json_receiver() as hook_port,
+        tempfile.TemporaryDirectory() as tmp,
+    ):
+        config = write_config(Path(tmp), server.base_url, hook_port, args.interval, size)
+        proc = subprocess.Popen(
+            command(config, "run"),
+            env=child_env(size),
+            cwd=REPO,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        events = CycleLog()
+        assert proc.stderr is not None
+        reader = threading.Thread(target=events.read, args=(proc.stderr,), daemon=True)
+        reader.start()
+        try:
+            timeout = interval_s * 2 + 120
+            events.wait(args.warmup, timeout * args.warmup)
+            cpu_before, before = sum(cpu_ticks_s(proc.pid)), _requests(accounts, server)
+            events.wait(args.warmup + args.cycles, timeout * args.cycles)
+            cpu_after, after = sum(cpu_ticks_s(proc.pid)), _requests(accounts, server)
+            memory = memory_mib(proc.pid)
+            measured = events.cycles[args.warmup : args.warmup + args.cycles]
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            reader.join(timeout=5)
+        walls = [float(e["duration_s"]) for e in measured]
+        cycles = args.cycles
+        return Row(
+            size=size,
+            wall_median_s=statistics.median(walls),
+            wall_max_s=max(walls),
+            cpu_ms_per_account_cycle=(cpu_after - cpu_before) * 1000 / (cycles * size),
+            rss_mb=memory["VmRSS"] * 1.048576,
+            hwm_mb=memory["VmHWM"] * 1.048576,
+            requests_per_cycle=(after[0] - before[0]) / cycles,
+            connections_per_cycle=(after[1] - before[1]) / cycles,
+            max_in_flight=server.traffic.max_in_flight,
+            warnings=len(events.lines),
+            warning_lines=events.lines,
+        )
+
+
+def _requests(accounts: list[SimAccount], server: SimServer) -> tuple[int, int]:
+    traffic: Traffic = server.traffic
+    return sum(a.request_count() for a in accounts), traffic.connections
+
+
+def print_table(rows: list[Row], args: argparse.Namespace) -> None:
+    load = os.getloadavg()
+    print(
+        f"account-watcher run, N Telnyx accounts at one simulator URL (+{args.latency * 1000:g} ms"
+        f" per request), balance + audit + webhook rules, interval {args.interval}, "
+        f"{args.cycles} cycles after {args.warmup} warm-up; "
+        f"{os.cpu_count()} CPUs, load average {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f}"
+    )
+    head = (
+        f"{'accounts':>8}  {'wall/cycle median (max)':>23}  {'CPU/account-cycle':>17}  "
+        f"{'RSS (peak)':>16}  {'requests/cycle':>14}  {'conns/cycle':>11}  "
+        f"{'max in flight':>13}  warnings"
+    )
+    print(head)
+    for r in rows:
+        wall = f"{r.wall_median_s:.2f} s ({r.wall_max_s:.2f})"
+        rss = f"{r.rss_mb:.0f} MB ({r.hwm_mb:.0f})"
+        print(
+            f"{r.size:>8}  {wall:>23}  {r.cpu_ms_per_account_cycle:>14.2f} ms  {rss:>16}  "
+            f"{r.requests_per_cycle:>14.0f}  {r.connections_per_cycle:>11.0f}  "
+            f"{r.max_in_flight:>13}  {r.warnings}"
+        )
+    print(
+        f"targets at 1,000: wall < {TARGET_WALL_S:g} s, CPU ≤ {TARGET_CPU_MS:g} ms per "
+        f"account-cycle, RSS ≤ {TARGET_RSS_MB:g} MB, per-account cost flat across sizes"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--sizes", default="10,100,1000", help="account counts, comma-separated")
+    parser.add_argument("--cycles", type=int, default=3, help="steady-state cycles measured")
+    parser.add_argument("--warmup", type=int, default=1, help="cycles skipped first")
+    parser.add_argument("--interval", default="60s", help="poll.interval (with a unit)")
+    parser.add_argument("--latency", type=float, default=0.05, help="seconds added per request")
+    parser.add_argument("--exe", help="the account-watcher to measure (default: this venv's)")
+    args = parser.parse_args()
+    if args.exe:
+        EXE[:] = [args.exe]
+    interval_s = parse_seconds(args.interval)
+    compile_bytecode()
+    rows = []
+    for size in (int(s) for s in args.sizes.split(",")):
+        rows.append(measure(size, args, interval_s))
+        print(f"  measured {size} accounts", file=sys.stderr, flush=True)
+        for line in rows[-1].warning_lines[:3]:
+            print(f"    {line[:300]}", file=sys.stderr)
+    print_table(rows, args)
+
+
+if __name__ == "__main__":
+    main()
