@@ -210,3 +210,43 @@ def _status(url: str) -> int:
         return httpx.get(url, timeout=1).status_code
     except httpx.TransportError:
         return 0
+
+
+LAZY_JINJA = """
+import sys
+from pathlib import Path
+from wsgiref.util import setup_testing_defaults
+
+from watcher.service.metrics import Metrics
+from watcher.service.web import PageSource, WebApp
+from watcher.service.wiring import load_runtime
+
+config, state = Path(sys.argv[1]), Path(sys.argv[2])
+import os
+runtime = load_runtime(config, os.environ)
+source = PageSource(runtime.loaded.settings, runtime.rules, state)
+app = WebApp(Metrics(interval=10), lambda: source)
+
+def get(path):
+    environ = {"PATH_INFO": path}
+    setup_testing_defaults(environ)
+    seen = []
+    body = b"".join(app(environ, lambda status, headers, *exc: seen.append(status)))
+    return seen[0], body
+
+print(get("/metrics")[0], "jinja2" in sys.modules)
+print(get("/")[0], "jinja2" in sys.modules)
+"""
+
+
+def test_jinja2_is_loaded_at_the_first_page_request_not_for_metrics(state: PageState) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", LAZY_JINJA, str(state.config), str(state.state)],
+        env=state.env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["200 OK False", "200 OK True"]
