@@ -147,7 +147,9 @@ def test_missing_finding_resolves_grouped_alert() -> None:
 def test_alerts_of_removed_rules_are_dropped() -> None:
     _, states = run([W])
     out = step(states, [], T0 + timedelta(minutes=1), repeat_interval=timedelta(hours=4))
-    assert out.states == {} and out.transitions == []
+    assert out.states == {}
+    # a firing one resolves (DESIGN §5: whoever was told hears the end, across reloads)
+    assert [(t.reason, t.retired) for t in out.transitions] == [(Reason.RESOLVED, True)]
 
 
 def test_audit_one_shot_each_cycle() -> None:

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, NoReturn, TextIO
 
 import structlog
 
+from watcher.cli import ack as cli_ack
 from watcher.cli import digest as cli_digest
 from watcher.cli import notify as cli_notify
 from watcher.cli import status as cli_status
@@ -88,7 +89,10 @@ def _parser() -> argparse.ArgumentParser:
     once = sub.add_parser("once", help="one poll-evaluate-act cycle, then a summary")
     once.add_argument("--dry-run", action="store_true", help="never pay (top-ups)")
     sub.add_parser("check", help="validate config and every rule file")
-    sub.add_parser("status", help="alerts, last poll per source, last cycle")
+    status = sub.add_parser("status", help="alerts, accounts, last poll per source, last cycle")
+    status.add_argument("--json", action="store_true", help="as JSON (shape: README)")
+    accounts = sub.add_parser("accounts", help="every watched account: balance, last poll")
+    accounts.add_argument("--json", action="store_true", help="as JSON (shape: README)")
     schema = sub.add_parser("schema", help="print the JSON Schema of rule files (for editors)")
     schema.add_argument("--status", action="store_true", help="of /api/v1/status instead")
     rule_test = sub.add_parser("test", help="run rule unit tests (like promtool test rules)")
@@ -96,6 +100,7 @@ def _parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="run against a built-in simulated account")
     cli_notify.add_parsers(sub)
     cli_topups.add_parser(sub)
+    cli_ack.add_parser(sub)
     cli_digest.add_parser(sub)
     demo.add_argument("--speed", type=float, default=1.0, help=argparse.SUPPRESS)
     demo.add_argument("--web", action="store_true", help="also serve the status page")
@@ -149,7 +154,13 @@ def _dispatch(args: argparse.Namespace) -> int:
         case "check":
             return cmd_check(path, sys.stdout, sys.stderr)
         case "status":
-            return cli_status.cmd_status(path, sys.stdout)
+            return cli_status.cmd_status(path, sys.stdout, as_json=args.json)
+        case "accounts":
+            from watcher.cli.accounts import cmd_accounts
+
+            return cmd_accounts(path, sys.stdout, as_json=args.json)
+        case "ack":
+            return cli_ack.cmd_ack(path, args, sys.stdout)
         case "once":
             return asyncio.run(cmd_once(path, dry_run=args.dry_run))
         case "silence":

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
 from watcher.cli import notify as cli_notify
 from watcher.cli import topups as cli_topups
+from watcher.cli.accounts import account_lines, account_views
 from watcher.cli.common import EXIT_OK, EXIT_USAGE, Exit, open_state, settings, state_path
+from watcher.cli.status_json import VERSION, status_document
 from watcher.cli.summary import alert_lines
 from watcher.config.ruleload import load_rules
 from watcher.config.settings import LoadedSettings
@@ -17,42 +21,74 @@ from watcher.core.rules import SOURCE_DOWN_RULE
 from watcher.core.silences import unmatched_warning
 from watcher.core.topup_unavailable import TOPUP_UNAVAILABLE_RULE
 from watcher.notify.flush import NOTIFIER_RULE
+from watcher.notify.outbox import Outbox
+from watcher.state.acks import alerts_now
+from watcher.state.alerts import CycleInfo, SourceHealth
+from watcher.state.silences import Silences
 
 # ---------------------------------------------------------------------------- status
 
 
-def cmd_status(path: Path, out: TextIO) -> int:
-    """Alerts, last poll per source and the last cycle, from the state database."""
+def cmd_status(path: Path, out: TextIO, *, as_json: bool = False) -> int:
+    """Accounts, alerts (with acks), last poll per source and the last cycle, from the
+    state database; `as_json`: one JSON document (watcher/cli/status_json.py)."""
     loaded = settings(path)
     where = state_path(loaded)
     if not where.exists():
-        print(f"no state yet at {where}: the daemon has not run", file=out)
-        return EXIT_OK
-    with open_state(loaded) as store:
-        cycle = store.last_cycle()
-        lines = [f"state: {where}"]
-        if cycle is None:
-            lines.append("last cycle: never")
+        if as_json:
+            print(
+                json.dumps({"version": VERSION, "state": str(where), "error": "no state yet"}),
+                file=out,
+            )
         else:
-            lines.append(
-                f"last cycle: {cycle.at:%Y-%m-%d %H:%M:%S} UTC, {cycle.duration_s:.2f}s, "
-                f"{cycle.errors} source error(s)"
+            print(f"no state yet at {where}: the daemon has not run", file=out)
+        return EXIT_OK
+    now = cli_notify.now_utc()
+    with open_state(loaded) as store:
+        alerts = alerts_now(store, now)
+        if as_json:
+            document = status_document(
+                where=where,
+                now=now,
+                cycle=store.last_cycle(),
+                accounts=account_views(loaded, store),
+                sources=store.source_health(),
+                alerts=alerts.values(),
+                silences=Silences(store).active(now),
+                undelivered=Outbox(store).backlog(),
             )
-        lines.append("sources:")
-        for h in store.source_health():
-            ok = f"{h.last_ok:%Y-%m-%d %H:%M:%S} UTC" if h.last_ok else "never"
-            state = (
-                f"FAILING since {h.failing_since:%Y-%m-%d %H:%M:%S} UTC: {h.last_error}"
-                if h.failing_since
-                else "ok"
-            )
-            lines.append(f"  {h.account}/{h.source}: last ok {ok}; {state}")
-        alerts = store.load_alerts()
+            print(json.dumps(document, indent=2), file=out)
+            return EXIT_OK
+        lines = [f"state: {where}", *_cycle_lines(store.last_cycle())]
+        lines += account_lines(account_views(loaded, store))
+        lines += _source_lines(store.source_health())
         lines += alert_lines(alerts.values())
-        lines += cli_notify.status_lines(store, cli_notify.now_utc(), alerts.values())
-        lines += cli_topups.status_lines(store, loaded.settings, cli_notify.now_utc())
+        lines += cli_notify.status_lines(store, now, alerts.values())
+        lines += cli_topups.status_lines(store, loaded.settings, now)
     print("\n".join(lines), file=out)
     return EXIT_OK
+
+
+def _cycle_lines(cycle: CycleInfo | None) -> list[str]:
+    if cycle is None:
+        return ["last cycle: never"]
+    return [
+        f"last cycle: {cycle.at:%Y-%m-%d %H:%M:%S} UTC, {cycle.duration_s:.2f}s, "
+        f"{cycle.errors} source error(s)"
+    ]
+
+
+def _source_lines(health: Sequence[SourceHealth]) -> list[str]:
+    lines = ["sources:"]
+    for h in health:
+        ok = f"{h.last_ok:%Y-%m-%d %H:%M:%S} UTC" if h.last_ok else "never"
+        state = (
+            f"FAILING since {h.failing_since:%Y-%m-%d %H:%M:%S} UTC: {h.last_error}"
+            if h.failing_since
+            else "ok"
+        )
+        lines.append(f"  {h.account}/{h.source}: last ok {ok}; {state}")
+    return lines
 
 
 # ---------------------------------------------------------------------------- silence

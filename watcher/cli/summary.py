@@ -63,4 +63,12 @@ def alert_lines(states: Iterable[AlertState]) -> list[str]:
             f"  {state.phase.value.upper():8} {state.severity.label:8} {state.key}: "
             f"{state.value} ({state.threshold})"
         )
+        if state.ack is not None:
+            ack = state.ack
+            lines.append(
+                f"    ACKED by {ack.by} at {ack.at:%Y-%m-%d %H:%M} UTC until "
+                f"{ack.expires_at:%Y-%m-%d %H:%M} UTC: {ack.reason}"
+            )
+        if state.escalated_at is not None:
+            lines.append(f"    ESCALATED at {state.escalated_at:%Y-%m-%d %H:%M} UTC")
     return lines

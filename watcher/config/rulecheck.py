@@ -26,7 +26,7 @@ from watcher.config.yamlfile import YamlDoc, format_loc
 from watcher.core.capabilities import Capabilities
 from watcher.core.durations import duration_text
 from watcher.core.mute import AbsoluteWindow, parse_mute
-from watcher.core.rules import AuditRule, ForecastRule, Rule, WebhookFailuresRule
+from watcher.core.rules import AuditRule, CredentialsRule, ForecastRule, Rule, WebhookFailuresRule
 
 Place = tuple[str, YamlDoc, int]  # path, document, index of the rule in `rules:`
 
@@ -75,6 +75,11 @@ def reference_errors(
                     f"{places.at(rule.name, key)}route {route!r} is not defined in "
                     f"notify.routes (routes: {known_routes})"
                 )
+        if rule.escalate is not None and rule.escalate.route not in routes:
+            errors.append(
+                f"{places.at(rule.name, 'escalate.route')}route {rule.escalate.route!r} is not "
+                f"defined in notify.routes (routes: {known_routes})"
+            )
         for index, account in enumerate(rule.accounts or []):
             if account not in accounts:
                 errors.append(
@@ -106,6 +111,12 @@ def _problems(rule: Rule, interval: timedelta, now: datetime) -> Iterator[tuple[
         )
     if isinstance(rule, ForecastRule):
         yield from _forecast_problems(rule, interval)
+    if rule.escalate is not None and isinstance(rule, AuditRule | CredentialsRule):
+        yield (
+            "escalate",
+            f"{rule.kind} rules alert once per event and have no firing episode to escalate; "
+            "escalate has no effect here",
+        )
     for index, spec in enumerate(rule.mute):
         window = parse_mute(spec)
         if isinstance(window, AbsoluteWindow) and window.end <= now:

@@ -257,6 +257,7 @@ class NotifyConfig(BaseModel):
     send_resolved: bool = True
     give_up_after: Duration = timedelta(hours=24)  # undelivered notifications older are dropped
     failures_before_fallback: int = Field(default=3, ge=1)
+    ack_expires: Duration = timedelta(hours=24)  # an ack lasts until resolve, or this long
     digest: DigestConfig | None = None  # the daily digest (watcher/notify/digest.py)
 
     @model_validator(mode="before")

@@ -8,12 +8,21 @@ here writes or sends; the cycle's commit step stores what this returns.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from watcher.core.incident import (
+    NOTIFIED,
+    announcements,
+    escalation_route,
+    escalations,
+    told,
+    with_acks,
+)
 from watcher.core.lifecycle import Reason, Transition, step
-from watcher.core.model import AccountSnapshot, AlertKey, AlertState, Severity
+from watcher.core.model import AccountSnapshot, Ack, AlertKey, AlertState, Severity
 from watcher.core.mute import MuteSpec, is_muted
 from watcher.core.render import Message, render
 from watcher.core.rules import Finding, Rule, RuleResult
@@ -75,6 +84,8 @@ class Decision:
     - `topups`: the top-up intents (at most one per account).
     - `messages`: the transitions' messages, routed; `held`: those not notified.
     - `silences_ended`: the ended silences acted on (to mark handled at the commit).
+    - `acks_announced`: the acks whose `[ACK]` message is among `messages` (to mark
+      announced at the commit).
     """
 
     states: Mapping[AlertKey, AlertState]
@@ -84,6 +95,7 @@ class Decision:
     messages: tuple[Routed, ...]
     held: tuple[Held, ...]
     silences_ended: tuple[Silence, ...]
+    acks_announced: tuple[Ack, ...] = ()
 
 
 def decide(
@@ -95,50 +107,109 @@ def decide(
     *,
     active: Sequence[Silence] = (),
     ended: Sequence[Silence] = (),
+    acks: Sequence[Ack] = (),
 ) -> Decision:
     """One cycle's decisions. Pure.
 
     In: the stored alert states, this cycle's rule results and snapshots, `now`, the
-    policy, the silences active at `now` and those that ended unhandled.
+    policy, the silences active at `now` and those that ended unhandled, the acks.
     Out: a `Decision`.
+
+    1. attach the acks in force; the lifecycle step (an acked alert does not repeat)
+    2. the acks again (a higher severity ended one); "still firing" repeats of ended
+       silences (not for acked alerts)
+    3. escalations due (watcher/core/incident.py), the `[ACK]` announcements
+    4. route every transition; record the routes told on each alert's state
     """
-    stepped = step(states, results, now, repeat_interval=policy.repeat_interval)
+    stepped = step(
+        with_acks(states, acks, now), results, now, repeat_interval=policy.repeat_interval
+    )  # 1
     findings = {f.key: f for r in results if r.judged for f in r.findings}
-    new_states = dict(stepped.states)
+    new_states = with_acks(stepped.states, acks, now)  # 2
     notified = {t.key for t in stepped.transitions}
-    repeats = still_firing(new_states, findings, ended, active, now, notified=notified)
+    repeats = [
+        r
+        for r in still_firing(new_states, findings, ended, active, now, notified=notified)
+        if new_states[r.key].ack is None
+    ]
     for repeat in repeats:
         if repeat.state is not None:
-            new_states[repeat.key] = repeat.state
-    messages, held = _notify([*stepped.transitions, *repeats], now, policy, active)
+            new_states[repeat.key] = dataclasses.replace(
+                new_states[repeat.key], last_notified_at=now
+            )
+    rules = {rule.name: rule for rule in policy.rules}
+    new_states, unacked = escalations(  # 3
+        new_states, rules, notified | {r.key for r in repeats}, findings, active, now
+    )
+    acked = announcements(new_states, acks, now)
+    moved = [*stepped.transitions, *repeats, *unacked, *acked]
+    messages, held = _notify(moved, new_states, now, policy, active)  # 4
+    for transition, routed in messages:
+        if transition.reason in NOTIFIED and transition.key in new_states:
+            new_states[transition.key] = told(new_states[transition.key], routed.routes)
     triggers = find_triggers(policy.rules, stepped.transitions, new_states, snapshots)
     return Decision(
         states=new_states,
         transitions=tuple(stepped.transitions),
         findings=findings,
         topups=tuple(triggers),
-        messages=tuple(messages),
+        messages=tuple(routed for _, routed in messages),
         held=tuple(held),
         silences_ended=tuple(ended),
+        acks_announced=tuple(t.state.ack for t in acked if t.state and t.state.ack),
     )
 
 
 def _notify(
-    transitions: Iterable[Transition], now: datetime, policy: Policy, active: Sequence[Silence]
-) -> tuple[list[Routed], list[Held]]:
+    transitions: Iterable[Transition],
+    states: Mapping[AlertKey, AlertState],
+    now: datetime,
+    policy: Policy,
+    active: Sequence[Silence],
+) -> tuple[list[tuple[Transition, Routed]], list[Held]]:
     rules = {rule.name: rule for rule in policy.rules}
-    routed: list[Routed] = []
+    routed: list[tuple[Transition, Routed]] = []
     held: list[Held] = []
     for transition in transitions:
         if transition.reason is Reason.RESOLVED and not policy.send_resolved:
             continue
         rule = rules.get(transition.key.rule)
+        state = states.get(transition.key, transition.state)
+        if transition.reason in _TO_THOSE_TOLD and state and state.notified_routes is not None:
+            if state.notified_routes:  # nobody told of the episode: nothing to end
+                routed.append((transition, _to_told(render(transition, rule), state, policy)))
+            continue
         hold = _hold(transition, rule, active, now)
         if hold is not None:
             held.append(hold)
             continue
-        routed.append(route(render(transition, rule), rule.routes if rule else (), policy, now))
+        names = _route_names(transition, state, rule, policy)
+        routed.append((transition, route(render(transition, rule), names, policy, now)))
     return routed, held
+
+
+_TO_THOSE_TOLD = frozenset({Reason.RESOLVED, Reason.ACKED})
+"""Sent to every route told in the episode, silenced or muted or not (DESIGN §5)."""
+
+
+def _to_told(message: Message, state: AlertState, policy: Policy) -> Routed:
+    return Routed(message, tuple(r for r in state.notified_routes or () if r in policy.routes))
+
+
+def _route_names(
+    transition: Transition, state: AlertState | None, rule: Rule | None, policy: Policy
+) -> tuple[str, ...]:
+    """The rule's routes (else the default), plus the escalation route once escalated;
+    an `UNACKED` message goes to the escalation route only."""
+    escalation = escalation_route(state, rule)
+    if transition.reason is Reason.UNACKED:
+        return escalation
+    if not escalation:
+        return rule.routes if rule else ()
+    base = (rule.routes if rule else ()) or (
+        (policy.default_route,) if policy.default_route else ()
+    )
+    return tuple(dict.fromkeys((*base, *escalation)))
 
 
 def _hold(

@@ -8,6 +8,9 @@ whose condition clears stays firing, quietly, and resolves only once it has stay
 that long (`AlertState.clear_since` marks when it cleared). A condition that returns
 inside the window continues the same episode: no new firing notification, an escalation
 above what was announced still notifies. A pending alert is not kept.
+
+An acknowledged alert (`AlertState.ack`, attached by decide) does not repeat; a higher
+severity still notifies and ends the ack.
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ class Reason(enum.StrEnum):
     REPEAT = "repeat"
     RESOLVED = "resolved"
     EVENTS = "events"
+    ACKED = "acked"  # someone took it (`account-watcher ack`): told once
+    UNACKED = "unacked"  # firing `escalate.after` without an ack: the escalation route
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +47,7 @@ class Transition:
     at: datetime
     state: AlertState | None
     finding: Finding | None = None
+    retired: bool = False  # RESOLVED because its rule is no longer evaluated (a reload)
 
     @property
     def fired_for(self) -> timedelta:
@@ -67,11 +73,13 @@ def step(
     """Advance every alert by one evaluation.
 
     In: the persisted states, this cycle's rule results, `now`. Out: the new states
-    (alerts of rules no longer evaluated are dropped) and the transitions to notify.
-    A result that was not judged (its source failed) keeps its alerts untouched.
+    and the transitions to notify. Alerts of rules no longer evaluated (removed,
+    disabled or narrowed to other accounts by a reload) are dropped: a firing one with a
+    `retired` RESOLVED, so that whoever was told hears the end. A result that was not
+    judged (its source failed) keeps its alerts untouched.
     """
     new_states: dict[AlertKey, AlertState] = {}
-    transitions: list[Transition] = []
+    transitions = _retired(states, results, now)
     for result in results:
         mine = {
             k: s for k, s in states.items() if (k.rule, k.account) == (result.rule, result.account)
@@ -85,6 +93,21 @@ def step(
             new_states.update(kept)
             transitions.extend(moved)
     return StepResult(new_states, transitions)
+
+
+def _retired(
+    states: Mapping[AlertKey, AlertState], results: Sequence[RuleResult], now: datetime
+) -> list[Transition]:
+    evaluated = {(r.rule, r.account) for r in results}
+    return [
+        Transition(Reason.RESOLVED, key, _announced(state), now, state, retired=True)
+        for key, state in sorted(states.items())
+        if state.phase is Phase.FIRING and (key.rule, key.account) not in evaluated
+    ]
+
+
+def _announced(state: AlertState) -> Severity:
+    return max(state.severity, state.notified_severity or state.severity)
 
 
 def _one_shot(result: RuleResult, now: datetime) -> list[Transition]:
@@ -137,7 +160,7 @@ def advance_one(
         return _not_holding(state, finding, key, now, keep_for)
     severity = finding.severity
     if state is None:
-        state = AlertState(key, Phase.PENDING, severity, active_since=now)
+        state = AlertState(key, Phase.PENDING, severity, active_since=now, notified_routes=())
     state = dataclasses.replace(
         state,
         severity=severity,
@@ -156,8 +179,11 @@ def _firing(
     state: AlertState, finding: Finding, now: datetime, repeat_interval: timedelta
 ) -> tuple[AlertState, Transition | None]:
     notified = state.notified_severity or state.severity
-    if state.severity > notified:
+    if state.severity > notified:  # a higher severity ends an ack
+        state = dataclasses.replace(state, ack=None)
         return _notified(state, now), _t(Reason.ESCALATED, state, now, finding)
+    if state.ack is not None:  # acknowledged: no repeats in this episode
+        return state, None
     # De-escalation is quiet and keeps the mark: `notified_severity` is the highest
     # severity announced in this episode, so a dip and return does not notify again and
     # the resolve goes to every route that got the alert.
@@ -184,8 +210,7 @@ def _not_holding(
     if now - clear_since < keep_for:
         # keep_firing_for: still firing, quietly, until it stayed clear long enough.
         return dataclasses.replace(state, value=value, clear_since=clear_since), None
-    severity = max(state.severity, state.notified_severity or state.severity)
-    return None, Transition(Reason.RESOLVED, key, severity, now, state, finding)
+    return None, Transition(Reason.RESOLVED, key, _announced(state), now, state, finding)
 
 
 def _notified(state: AlertState, now: datetime, *, fired_at: datetime | None = None) -> AlertState:

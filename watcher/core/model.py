@@ -262,6 +262,13 @@ class AlertState:
     - `value` / `threshold`: last rendered values, for `status` and resolved messages.
     - `clear_since`: when the condition of a firing alert cleared, while the rule's
       `keep_firing_for` keeps it firing (None otherwise).
+    - `notified_routes`: every route that got a notification of this episode (firing,
+      escalation, repeats); the resolve goes to exactly these (DESIGN §5). None: not
+      recorded (a state written before routes were recorded): the resolve is routed
+      like any message.
+    - `escalated_at`: when the rule's `escalate.route` was first sent this episode.
+    - `ack`: the acknowledgement in force (watcher/core/ack.py); not a column of the
+      alert, it is read from the acks and attached by decide (`with_acks`).
     """
 
     key: AlertKey
@@ -274,3 +281,33 @@ class AlertState:
     value: str = ""
     threshold: str = ""
     clear_since: datetime | None = None
+    notified_routes: tuple[str, ...] | None = None
+    escalated_at: datetime | None = None
+    ack: Ack | None = None
+
+    @property
+    def acked_by(self) -> str | None:
+        """Who acknowledged the episode (the ack in force), else None."""
+        return None if self.ack is None else self.ack.by
+
+    @property
+    def ack_reason(self) -> str | None:
+        """Why, as given to `account-watcher ack`, else None."""
+        return None if self.ack is None else self.ack.reason
+
+
+@dataclass(frozen=True, slots=True)
+class Ack:
+    """`account-watcher ack`: `by` took the firing episode of `key` that started at
+    `fired_at` (at `severity`), at `at`, until `expires_at`. `announced` once the
+    `[ACK]` message was queued."""
+
+    id: int
+    key: AlertKey
+    fired_at: datetime
+    severity: Severity
+    by: str
+    reason: str
+    at: datetime
+    expires_at: datetime
+    announced: bool = False

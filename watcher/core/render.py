@@ -68,8 +68,12 @@ def render(transition: Transition, rule: Rule | None) -> Message:
     key = transition.key
     where = key.account + (f" [{key.group}]" if key.group else "")
     title = _title(transition, where)
+    if transition.reason is Reason.ACKED:
+        return _acked(transition, title)
     lines = [_headline(transition, rule)]
     lines += _details(transition, rule)
+    if transition.reason is Reason.UNACKED:
+        lines += ["", _unacked_advice(transition)]
     if rule is not None and rule.description and transition.reason is not Reason.RESOLVED:
         lines += ["", rule.description.strip()]
     elif key.rule == SOURCE_DOWN_RULE and transition.reason is not Reason.RESOLVED:
@@ -86,6 +90,26 @@ _SOURCE_DOWN_ADVICE = (
 )
 
 
+def _acked(t: Transition, title: str) -> Message:
+    state, ack = t.state, t.state.ack if t.state else None
+    assert state is not None and ack is not None  # announcements() makes it so
+    lines = [
+        f"Acknowledged by {ack.by} at {when(ack.at)}: {ack.reason}",
+        f"No repeats and no escalation until it resolves, is escalated to a higher "
+        f"severity, or until {when(ack.expires_at)}.",
+        f"Still {state.value} ({state.threshold}); firing since {when(ack.fired_at)}.",
+    ]
+    return Message(title, "\n".join(lines), t.severity, t.key.rule, t.key.account, t.reason)
+
+
+def _unacked_advice(t: Transition) -> str:
+    where = f" --account {t.key.account}" + (f" --group {t.key.group}" if t.key.group else "")
+    return (
+        "Nobody has acknowledged it yet. To take it: "
+        f'account-watcher ack {t.key.rule}{where} --reason "..."'
+    )
+
+
 def _title(t: Transition, where: str) -> str:
     sev = t.severity.name
     rule = t.key.rule
@@ -98,6 +122,12 @@ def _title(t: Transition, where: str) -> str:
             return f"[{sev}] {rule} still firing ({format_duration(t.fired_for)}) — {where}"
         case Reason.RESOLVED:
             return f"[RESOLVED] {rule} — {where} (fired {format_duration(t.fired_for)})"
+        case Reason.ACKED if t.state is not None and t.state.ack is not None:
+            return f"[ACK] {rule} — {where}: {t.state.ack.by}: {t.state.ack.reason}"
+        case Reason.UNACKED:
+            return (
+                f"[{sev}] {rule} firing {format_duration(t.fired_for)}, not acknowledged — {where}"
+            )
         case Reason.EVENTS if t.finding is not None and t.finding.credential_changes:
             count = len(t.finding.credential_changes)
             return f"[{sev}] {rule}: {count_of(count, 'credential change')} — {where}"
@@ -112,6 +142,11 @@ def _headline(t: Transition, rule: Rule | None) -> str:
     value = finding.value if finding else (t.state.value if t.state else "")
     threshold = finding.threshold if finding else (t.state.threshold if t.state else "")
     if t.reason is Reason.RESOLVED:
+        if t.retired:
+            return (
+                f"Resolved after {format_duration(t.fired_for)}: the rule is no longer "
+                "evaluated for this account (removed, disabled or narrowed by a reload)."
+            )
         if finding is None:  # the key is gone from the results: the condition no longer holds
             return f"Resolved after {format_duration(t.fired_for)}: the condition no longer holds."
         return f"Resolved after {format_duration(t.fired_for)}: now {value}."

@@ -26,6 +26,7 @@ from pydantic import (
 
 from watcher.core.auditfields import AuditField
 from watcher.core.durations import Duration
+from watcher.core.escalate import Escalate
 from watcher.core.model import Severity
 from watcher.core.mute import MuteSpec
 
@@ -126,6 +127,11 @@ class _Rule(BaseModel):
         ["Sat 00:00-06:00 Europe/Berlin"],
         ["Mon-Fri 22:00-07:00 UTC", "2026-12-24 00:00-2026-12-27 00:00 UTC"],
         default_factory=list,
+    )
+    escalate: Escalate | None = _doc(
+        "send a firing alert nobody acknowledged to another route too, after a while",
+        {"after": "30m", "route": "pager"},
+        default=None,
     )
 
     @field_validator("summary")

@@ -49,6 +49,7 @@ from watcher.providers.base import Collected, Needs, Provider
 from watcher.service.digest import DigestJob
 from watcher.service.topup import CycleView, TopupActor
 from watcher.service.wiring import Runtime, Wiring, close_providers
+from watcher.state.acks import Acks
 from watcher.state.silences import Silences
 from watcher.state.store import Store
 
@@ -186,6 +187,7 @@ class Daemon:
         if owns_state:  # the holder of the state: a dead process's claims need not expire
             self.outbox.release_dead_claims()
         self.silences = Silences(store)
+        self.acks = Acks(store)
         self.digest = DigestJob(store, self.outbox)
         self.topups = TopupActor(store, clock=clock, dry_run=dry_run, owns_state=owns_state)
         self.topups.start()  # DESIGN §6.6: every `sending` entry becomes `unknown` (owner only)
@@ -211,7 +213,7 @@ class Daemon:
         5. act: top-ups under the safety protocol; their messages routed
         6. commit, one transaction: what the sources read (cursors, resume points,
            samples, seen ids, failed deliveries, source health), alert states, every
-           message into the outbox, handled silences
+           message into the outbox, handled silences, announced acks
         7. deliver: flush the outbox (everything with `flush_all` and in the first cycle)
         8. report: one `cycle.finished` log event and the metrics
         """
@@ -266,7 +268,7 @@ class Daemon:
         snapshots: Sequence[AccountSnapshot],
         now: datetime,
     ) -> Decision:
-        """The pure decide step on the stored alert states and silences."""
+        """The pure decide step on the stored alert states, silences and acks."""
         return decide(
             self.store.load_alerts(),
             results,
@@ -275,6 +277,7 @@ class Daemon:
             wiring.policy,
             active=self.silences.active(now),
             ended=self.silences.ended_unhandled(now),
+            acks=self.acks.unexpired(now),
         )
 
     # -- 5 act -----------------------------------------------------------------------
@@ -326,6 +329,7 @@ class Daemon:
                 self.outbox.enqueue(routed.message, targets, now)
             self.topups.commit()  # top-up messages are in the outbox now
             self.silences.mark_handled(decision.silences_ended)
+            self.acks.mark_announced(decision.acks_announced)
             self.digest.commit(wiring, decision.transitions, now)  # history; the daily digest
             self.store.record_cycle(now, duration_s=duration_s, errors=errors)
         if self._last_prune is None or now - self._last_prune >= PRUNE_EVERY:
@@ -335,6 +339,7 @@ class Daemon:
         deleted = self.store.prune(now)
         deleted["outbox_messages"] = self.outbox.prune(now)
         deleted["silences"] = self.silences.prune(now)
+        deleted["acks"] = self.acks.prune(now)
         deleted["digest"] = self.digest.prune(now)
         self._last_prune = now
         log.debug("store.pruned", **deleted)
@@ -453,7 +458,10 @@ def _write_collected(store: Store, collected: Collected, now: datetime) -> None:
 
 
 def _log_routing(decision: Decision, messages: Sequence[Routed]) -> None:
-    """The decisions not to notify, as log events (silenced, muted, no route)."""
+    """The decisions not to notify, as log events (silenced, muted, no route); acks
+    announced."""
+    for ack in decision.acks_announced:
+        log.info("alert.acked", alert=str(ack.key), by=ack.by, until=ack.expires_at.isoformat())
     for held in decision.held:
         if held.silence is not None:
             log.info(

@@ -12,6 +12,7 @@ from watcher.core.mute import is_muted, next_opening
 from watcher.core.rulefile import Rule
 from watcher.core.silences import Silence, silenced_by
 from watcher.service.webmodel import AlertStatus, AlertView, MuteWindowView, SilenceView
+from watcher.state.acks import alerts_now
 from watcher.state.silences import Silences
 from watcher.state.store import Store
 
@@ -26,7 +27,7 @@ def alerts(
     by_name = {rule.name: rule for rule in rules}
     views = [
         _alert(state, silenced_by(state.key, active, now), _muted(state, by_name, settings, now))
-        for state in store.load_alerts().values()
+        for state in alerts_now(store, now).values()  # acks attached (DESIGN §5)
     ]
     return tuple(sorted(views, key=lambda v: (-_rank(v.severity), v.rule, v.account, v.group)))
 

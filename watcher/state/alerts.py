@@ -5,6 +5,7 @@ Mixed into `Store` (watcher/state/store.py); every write runs in `transaction()`
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -46,8 +47,8 @@ class AlertTables(Database):
         """
         rows = self._query(
             "SELECT rule, account, alert_group, phase, severity, active_since, fired_at, "
-            "last_notified_at, notified_severity, value, threshold, clear_since "
-            "FROM alerts ORDER BY rule, account, alert_group"
+            "last_notified_at, notified_severity, value, threshold, clear_since, "
+            "notified_routes, escalated_at FROM alerts ORDER BY rule, account, alert_group"
         )
         states = (self._alert_from_row(row) for row in rows)
         return {state.key: state for state in states}
@@ -66,22 +67,26 @@ class AlertTables(Database):
                 value=row[9],
                 threshold=row[10],
                 clear_since=dt_or_none(row[11]),
+                notified_routes=None if row[12] is None else tuple(json.loads(row[12])),
+                escalated_at=dt_or_none(row[13]),
             )
-        except (KeyError, ValueError) as exc:
+        except (KeyError, ValueError, TypeError) as exc:
             raise StoreError(
                 f"state database {self.path} holds an unreadable alert state for "
                 f"{rule}/{account}: {exc}"
             ) from exc
 
     def save_alerts(self, states: Mapping[AlertKey, AlertState]) -> None:
-        """Replace the whole set of alert states (keys absent from `states` are deleted)."""
+        """Replace the whole set of alert states (keys absent from `states` are deleted).
+        An attached `ack` is not saved: acks live in their own table (watcher/state/acks.py)."""
         rows = [_alert_row(state) for state in states.values()]
         with self.transaction(), self._errors():
             self._conn.execute("DELETE FROM alerts")
             self._conn.executemany(
                 "INSERT INTO alerts (rule, account, alert_group, phase, severity, "
                 "active_since, fired_at, last_notified_at, notified_severity, value, "
-                "threshold, clear_since) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "threshold, clear_since, notified_routes, escalated_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 rows,
             )
 
@@ -170,4 +175,6 @@ def _alert_row(state: AlertState) -> tuple[Any, ...]:
         state.value,
         state.threshold,
         ts_or_none(state.clear_since),
+        None if state.notified_routes is None else json.dumps(list(state.notified_routes)),
+        ts_or_none(state.escalated_at),
     )

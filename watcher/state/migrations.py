@@ -213,6 +213,23 @@ MIGRATIONS: list[tuple[str, ...]] = [
         ) STRICT""",
         "CREATE INDEX alert_history_account_at ON alert_history (account, at)",
     ),
+    (  # step 8 (ack): acks, escalation, routes told (watcher/state/acks.py, DESIGN §5)
+        "ALTER TABLE alerts ADD COLUMN notified_routes TEXT",
+        "ALTER TABLE alerts ADD COLUMN escalated_at TEXT",
+        """CREATE TABLE acks (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            rule TEXT NOT NULL,
+            account TEXT NOT NULL,
+            alert_group TEXT NOT NULL,
+            fired_at TEXT NOT NULL,
+            severity TEXT NOT NULL,
+            acked_by TEXT NOT NULL,
+            reason TEXT NOT NULL,
+            acked_at TEXT NOT NULL,
+            expires_at TEXT NOT NULL,
+            announced INTEGER NOT NULL DEFAULT 0
+        ) STRICT""",
+    ),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -61,6 +61,20 @@ class SampleTables(Database):
             for at, bal, avail, limit, pending, currency in rows
         ]
 
+    def latest_balances(self) -> dict[str, tuple[datetime, Balance]]:
+        """The newest sample of every account that has one, by account name."""
+        rows = self._query(
+            "SELECT account, MAX(at), balance, available_credit, credit_limit, pending, "
+            "currency FROM balance_samples GROUP BY account ORDER BY account"
+        )
+        return {
+            account: (
+                dt(at),
+                Balance(Decimal(bal), Decimal(avail), Decimal(limit), Decimal(pend), cur),
+            )
+            for account, at, bal, avail, limit, pend, cur in rows
+        }
+
     # -- webhook failures ----------------------------------------------------------
 
     def upsert_webhook_failures(self, account: str, deliveries: Sequence[WebhookDelivery]) -> int:
