@@ -187,3 +187,29 @@ def test_readable_on_a_phone(browser: Any, base: str, tmp_path: Path) -> None:
     print(f"screenshot: {shot}")
     assert watched.errors == [] and watched.violations() == []
     context.close()
+
+
+def test_an_acked_alert_shows_who_and_why_in_the_browser(browser: Any, tmp_path: Path) -> None:
+    """After a real `account-watcher ack`, the row of the alert says acked, by whom and
+    why (the reason is shown as text), beside the silenced one; no console or CSP error."""
+    with page_state(tmp_path, "json://127.0.0.1:9/down", samples=1) as state:
+        state.cli("ack", "low-credit", "--account", "main", "--reason", "topping <b>up</b>")
+        with serving(state) as url:
+            context = browser.new_context(viewport={"width": 1280, "height": 900})
+            watched = Watched(context)
+            response = watched.page.goto(url + "/")
+            assert response is not None and response.status == 200
+            acked = watched.page.locator('tr.alert[data-rule="low-credit"][data-account="main"]')
+            assert acked.get_attribute("data-status") == "acked"
+            assert acked.locator(".badge").inner_text() == "acked"
+            assert acked.inner_text().count(": topping <b>up</b>") == 1  # as text, not markup
+            assert acked.locator("b").count() == 0
+            silenced = watched.page.locator('tr.alert[data-rule="low-credit"][data-account="eu"]')
+            assert silenced.get_attribute("data-status") == "silenced"
+            watched.page.wait_for_load_state("networkidle")
+            assert watched.violations() == []
+            assert watched.errors == []
+            shot = tmp_path / "status-page-acked.png"
+            watched.page.screenshot(path=str(shot), full_page=True)
+            print(f"screenshot: {shot}")
+            context.close()
