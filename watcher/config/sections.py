@@ -330,25 +330,16 @@ class MetricsConfig(BaseModel):
         return None if self.listen is None else _split_host_port(self.listen)
 
 
-class WebConfig(BaseModel):
-    """`web`: the status page, `/api/v1/status`, `/metrics` and `/healthz` on `listen`.
+class WebConfig(MetricsConfig):
+    """`web`: the status page, `/api/v1/status`, `/metrics` and `/healthz` on `listen`
+    (checked as `metrics.listen` is; `address()` is None when it is not set).
 
     `token` is a secret reference; when set, every request but `/healthz` must carry it
     (`Authorization: Bearer T` or `?token=T`), on every address. A `listen` that is not a
     loopback address requires it.
     """
 
-    model_config = _strict_config()
-
-    listen: str | None = None
     token: str | None = None
-
-    @field_validator("listen")
-    @classmethod
-    def _host_port(cls, value: str | None) -> str | None:
-        if value is not None:
-            _split_host_port(value)
-        return value
 
     @field_validator("token")
     @classmethod
@@ -361,10 +352,6 @@ class WebConfig(BaseModel):
     def _token_off_loopback(self) -> Self:
         require_token(self.listen, self.token)
         return self
-
-    def address(self) -> tuple[str, int] | None:
-        """`(host, port)` to bind, or None when `listen` is not set."""
-        return None if self.listen is None else _split_host_port(self.listen)
 
     def token_ref(self) -> SecretRef | None:
         """The token's reference, or None when no token is configured."""
