@@ -1,0 +1,93 @@
+"""The CPU floor of one HTTP GET with the client libraries at hand (issue 9's ≤ 5 ms per
+cycle target, 3 requests a cycle): `httpx.AsyncClient`, `httpx.Client` and the stdlib
+`http.client`, each doing N GETs on one kept-alive connection to a loopback server in
+another process (so only the client's CPU is counted).
+
+    .venv/bin/python bench/httpx_floor.py [N]
+"""
+
+from __future__ import annotations
+
+import asyncio
+import http.client
+import resource
+import subprocess
+import sys
+
+import httpx
+
+SERVER = """
+from http.server import BaseHTTPRequestHandler, HTTPServer
+class H(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_GET(self):
+        body = b'{"data": {"balance": "10.00", "currency": "USD"}}'
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *args):
+        pass
+server = HTTPServer(("127.0.0.1", 0), H)
+print(server.server_address[1], flush=True)
+server.serve_forever()
+"""
+
+
+def cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+async def async_httpx(url: str, n: int) -> float:
+    async with httpx.AsyncClient() as client:
+        for _ in range(20):
+            await client.get(url)
+        started = cpu()
+        for _ in range(n):
+            (await client.get(url)).json()
+        return (cpu() - started) / n * 1000
+
+
+def sync_httpx(url: str, n: int) -> float:
+    with httpx.Client() as client:
+        for _ in range(20):
+            client.get(url)
+        started = cpu()
+        for _ in range(n):
+            client.get(url).json()
+        return (cpu() - started) / n * 1000
+
+
+def stdlib(port: int, n: int) -> float:
+    conn = http.client.HTTPConnection("127.0.0.1", port)
+    started = cpu()
+    for _ in range(n):
+        conn.request("GET", "/balance")
+        conn.getresponse().read()
+    return (cpu() - started) / n * 1000
+
+
+def main(n: int) -> None:
+    server = subprocess.Popen([sys.executable, "-c", SERVER], stdout=subprocess.PIPE, text=True)
+    try:
+        assert server.stdout is not None
+        port = int(server.stdout.readline())
+        url = f"http://127.0.0.1:{port}/balance"
+        rows = [
+            ("httpx.AsyncClient", asyncio.run(async_httpx(url, n))),
+            ("httpx.Client (sync)", sync_httpx(url, n)),
+            ("http.client (stdlib)", stdlib(port, n)),
+        ]
+    finally:
+        server.kill()
+        server.wait()
+    print(f"{n} GETs each, one kept-alive connection, loopback server in another process")
+    print(f"{'client':24} {'CPU per request':>16} {'3 a cycle':>10}")
+    for name, ms in rows:
+        print(f"{name:24} {ms:13.3f} ms {3 * ms:7.2f} ms")
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 500)
