@@ -3,9 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 PRISM := node_modules/.bin/prism
-# The suite runs in 4 processes: most slow tests wait on real child processes and servers;
-# on this 2-CPU machine 4 workers ran the suite in 5m06s; 3 took 5m45s on a fresh clone.
-PYTEST_WORKERS ?= 4
+# The suite runs in 3 processes: most slow tests wait on real child processes and servers
+# (on a fresh clone of 2 CPUs, 3 workers took 5m45s, 4 took 6m37s).
+PYTEST_WORKERS ?= 3
 
 .PHONY: demo test lint typecheck check systemd-check unit venv clean chromium
 
