@@ -17,7 +17,6 @@ happens at its first occurrence. Each local day has exactly one digest.
 from __future__ import annotations
 
 import enum
-import itertools
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from decimal import Decimal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from watcher.core import spend_figures
 from watcher.core.durations import format_duration
 from watcher.core.holds import Hold
 from watcher.core.ledger_types import Entry
@@ -251,10 +251,9 @@ def balance_at(samples: Sequence[Sample], at: datetime) -> Decimal | None:
 
 def spent(points: Sequence[tuple[datetime, Decimal]]) -> Decimal:
     """Money spent over `(time, value)` samples: the sum of every fall between two
-    consecutive samples; a rise (a top-up, a refund) is left out, not counted against."""
-    ordered = sorted(points)
-    total = Decimal(0)
-    for (_, before), (_, after) in itertools.pairwise(ordered):
-        if after < before:
-            total += before - after
-    return total
+    consecutive samples; a rise (a top-up, a refund) is left out, not counted against.
+    The spend rules' figure (`spend_figures.spent`) over the samples' whole span."""
+    if not points:
+        return Decimal(0)
+    times = [at for at, _ in points]
+    return spend_figures.spent(points, min(times), max(times))
