@@ -7,7 +7,7 @@ PRISM := node_modules/.bin/prism
 # (on a fresh clone of 2 CPUs, 3 workers took 5m45s, 4 took 6m37s).
 PYTEST_WORKERS ?= 3
 
-.PHONY: demo test lint typecheck check systemd-check unit venv clean chromium
+.PHONY: demo test lint typecheck check systemd-check unit venv clean chromium postgresql
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -57,7 +57,13 @@ CHROMIUM := /usr/bin/chromium
 chromium:
 	@test -x $(CHROMIUM) || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; }
 
-unit: $(TESTING) $(PRISM) chromium
+# The PostgreSQL tests start their own throwaway server from Debian's binaries
+# (tests/pgserver.py): the package is installed when initdb is missing.
+postgresql:
+	@command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
+	  { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y postgresql; }
+
+unit: $(TESTING) $(PRISM) chromium postgresql
 	PRISM_BIN=$(CURDIR)/$(PRISM) $(BIN)/pytest -q -n $(PYTEST_WORKERS)
 
 test: lint typecheck check systemd-check unit

@@ -213,3 +213,30 @@ def established_state(path: Path) -> Path:
         ledger.recover(datetime.now(UTC))
         ledger.resume()
     return path
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[Any]:
+    """One throwaway PostgreSQL server per pytest worker (tests/pgserver.py).
+
+    Missing binaries skip the PostgreSQL tests outside CI; under `CI=true` (where
+    `make test` installs Debian's package) they fail instead.
+    """
+    import pgserver
+
+    if not pgserver.available():
+        if os.environ.get("CI") == "true":
+            pytest.fail("PostgreSQL is not installed (make test installs it)")
+        pytest.skip("PostgreSQL is not installed (make test installs it)")
+    server = pgserver.PgServer()
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def pg_url(pg_server: Any) -> str:
+    """A postgresql:// URL of an empty schema of this test's own on the worker's server."""
+    return str(pg_server.fresh_url())
