@@ -28,8 +28,8 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.pq import TransactionStatus
 
-from watcher.state.db import Database, Dialect, StoreError, one_line
-from watcher.state.migrations import APPLICATION_ID, migrate
+from watcher.state.db import Database, Dialect, StoreError, describe_target, one_line
+from watcher.state.migrations import APPLICATION_ID, SCHEMA_VERSION, migrate
 
 LOCK_KEY = APPLICATION_ID
 """The advisory lock every writing transaction holds (our application id: "AWat")."""
@@ -40,6 +40,7 @@ POSTGRESQL = Dialect(
     "postgresql",
     (psycopg.Error,),
     ("BEGIN", f"SELECT pg_advisory_xact_lock({LOCK_KEY})"),
+    "CAST(FLOOR(EXTRACT(EPOCH FROM CAST({} AS timestamptz))) AS BIGINT)",
 )
 
 S = TypeVar("S", bound=Database)
@@ -68,17 +69,6 @@ def ddl(statement: str) -> str:
     for pattern, replacement in _DDL_TYPES:
         text = pattern.sub(replacement, text)
     return text
-
-
-def describe(url: str) -> str:
-    """The URL as messages name it: user, host, port and database, never the password."""
-    try:
-        info = conninfo_to_dict(url)
-    except psycopg.Error:
-        return "postgresql://(unreadable URL)"
-    user = f"{info['user']}@" if info.get("user") else ""
-    port = f":{info['port']}" if info.get("port") else ""
-    return f"postgresql://{user}{info.get('host', '')}{port}/{info.get('dbname', '')}"
 
 
 def scrub(text: str, url: str) -> str:
@@ -112,28 +102,65 @@ class PgConnection:
         self._conn.close()
 
 
-def open_postgresql(store_class: type[S], url: str) -> S:
+def open_postgresql(store_class: type[S], url: str, *, readonly: bool = False) -> S:
     """Connect to the PostgreSQL state at `url`, identify and migrate its schema.
 
-    In: the store class (`Store`) and the resolved URL (a secret: never logged).
+    In: the store class (`Store`) and the resolved URL (a secret: never logged);
+    `readonly`: a connection that cannot write (the status page's), on a schema that
+    must be ours and current already (nothing is created or migrated).
     Out: a ready store; `created` says whether this open made the schema.
     Raises: StoreError when the server cannot be reached, the schema is another
     application's, or it comes from a newer version (nothing is written then).
     """
-    where = describe(url)
+    store = store_class(
+        None, PgConnection(_connect(url)), where=describe_target(url), dialect=POSTGRESQL
+    )
+    try:
+        if readonly:
+            store.execute("SET default_transaction_read_only = on")
+            _readable(store)
+        else:
+            _prepare(store)
+    except StoreError as exc:
+        store.close()
+        raise StoreError(scrub(str(exc), url)) from None
+    return store
+
+
+def schema_exists(url: str) -> bool:
+    """Whether the schema `url`'s connection sees holds an account-watcher state."""
+    conn = _connect(url)
+    try:
+        rows = conn.execute(
+            "SELECT 1 FROM information_schema.tables WHERE table_schema = current_schema() "
+            "AND table_name = 'schema_version'"
+        ).fetchall()
+    except psycopg.Error as exc:
+        raise StoreError(
+            f"state database {describe_target(url)} failed: {scrub(one_line(exc), url)}"
+        ) from None
+    finally:
+        conn.close()
+    return bool(rows)
+
+
+def _connect(url: str) -> psycopg.Connection[Any]:
     try:
         raw = psycopg.connect(url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S)
         raw.execute(f"SET lock_timeout = {LOCK_TIMEOUT_MS}")
     except psycopg.Error as exc:
         reason = scrub(one_line(exc), url)
-        raise StoreError(f"state database {where} is unusable: {reason}") from None
-    store = store_class(None, PgConnection(raw), where=where, dialect=POSTGRESQL)
-    try:
-        _prepare(store)
-    except StoreError as exc:
-        store.close()
-        raise StoreError(scrub(str(exc), url)) from None
-    return store
+        raise StoreError(f"state database {describe_target(url)} is unusable: {reason}") from None
+    return raw
+
+
+def _readable(store: Database) -> None:
+    """A read-only open: the schema must be ours at the version this code knows."""
+    if _identify(store, create=False) != SCHEMA_VERSION:
+        raise StoreError(
+            f"state database {store.where} is unusable: its schema is not at version "
+            f"{SCHEMA_VERSION} (the daemon migrates it at start-up)"
+        )
 
 
 def _prepare(store: Database) -> None:
@@ -149,7 +176,7 @@ def _prepare(store: Database) -> None:
         )
 
 
-def _identify(store: Database) -> int:
+def _identify(store: Database, *, create: bool = True) -> int:
     """Our schema's version; an empty schema gets a `schema_version` row (version 0).
 
     Raises: StoreError for a schema that does not exist or holds another's tables.
@@ -163,7 +190,7 @@ def _identify(store: Database) -> int:
         "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()"
     )
     tables = {str(row[0]) for row in rows}
-    if not tables:
+    if not tables and create:
         store.execute(ddl("CREATE TABLE schema_version (application INTEGER, version INTEGER)"))
         store.execute("INSERT INTO schema_version VALUES (?, 0)", (APPLICATION_ID,))
         store.created = True
