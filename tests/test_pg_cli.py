@@ -5,13 +5,15 @@ validates it; the password never appears in any output (DESIGN §3, §10)."""
 from __future__ import annotations
 
 import json
+import signal
 import socket
 import subprocess
+import sys
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
-from conftest import API_KEY, Receiver, cli_env, run_cli, write_config
+from conftest import API_KEY, REPO, Receiver, cli_env, run_cli, wait_for, write_config
 
 from watcher.providers.telnyx.sim import SimServer
 from watcher.state.ledger import Ledger
@@ -77,6 +79,10 @@ def test_commands_keep_their_state_in_postgresql(
     assert paused.returncode == 0, paused.stderr
     listed = cli(config, "topups", url=url)
     assert listed.returncode == 0 and "card replaced" in listed.stdout, listed.stderr
+    accounts = cli(config, "accounts", url=url)
+    assert accounts.returncode == 0 and "main" in accounts.stdout, accounts.stderr
+    digest = cli(config, "digest", "--preview", url=url)
+    assert digest.returncode == 0 and "main" in digest.stdout, digest.stderr
 
     with open_store(pg_url) as store:
         (alert,) = store.load_alerts().values()
@@ -160,3 +166,31 @@ def test_both_schemes_are_accepted(tmp_path: Path, pg_url: str, scheme: str) -> 
     )
     result = cli(config, "topups", "pause", "--reason", "r", url=url)
     assert result.returncode == 0, result.stderr
+
+
+def test_run_keeps_its_state_in_postgresql_and_stops_on_sigterm(
+    tmp_path: Path, pg_url: str, sim: SimServer, receiver: Receiver
+) -> None:
+    url = with_password(pg_url)
+    config = pg_config(tmp_path, sim.base_url, [receiver.url], "  url: env:WATCHER_DB_URL\n")
+    sim.account.set_balance("80.00")
+    env = cli_env(WATCHER_DB_URL=url, WATCHER_ALLOW_FAST_POLL="1")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "watcher", "--config", str(config), "run"],
+        env=env,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_for(lambda: receiver.titles == ["[WARNING] low-credit firing — main"])
+    finally:
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=30)
+    assert process.returncode == 0, err
+    assert PASSWORD not in out + err
+    with open_store(pg_url) as store:
+        assert store.last_cycle() is not None
+        assert [key.rule for key in store.load_alerts()] == ["low-credit"]
+    assert not list(tmp_path.glob("state.db*")), "no flock file on PostgreSQL"
