@@ -25,11 +25,14 @@ from collections.abc import Sequence
 from typing import Any, TypeVar
 
 import psycopg
+import structlog
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.pq import TransactionStatus
 
 from watcher.state.db import Database, Dialect, StoreError, describe_target, one_line
 from watcher.state.migrations import APPLICATION_ID, SCHEMA_VERSION, migrate
+
+log = structlog.get_logger("watcher.state.store")
 
 LOCK_KEY = APPLICATION_ID
 """The advisory lock every writing transaction holds (our application id: "AWat")."""
@@ -81,22 +84,40 @@ def scrub(text: str, url: str) -> str:
 
 
 class PgConnection:
-    """A psycopg connection with the sqlite3-like surface `Database` uses."""
+    """A psycopg connection with the sqlite3-like surface `Database` uses.
 
-    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+    A connection the server or the network broke is replaced by a new one before the
+    next statement that starts afresh (outside a transaction: a transaction the break
+    interrupted is lost on the server, and its rest fails rather than running alone).
+    """
+
+    def __init__(self, conn: psycopg.Connection[Any], url: str) -> None:
         self._conn = conn
+        self._url = url
+        self._open_transaction = False  # a BEGIN passed through, no COMMIT/ROLLBACK yet
 
     @property
     def in_transaction(self) -> bool:
         return self._conn.info.transaction_status != TransactionStatus.IDLE
 
     def execute(self, sql: str, parameters: Sequence[Any] = (), /) -> psycopg.Cursor[Any]:
-        return self._conn.execute(placeholders(sql), tuple(parameters))
+        self._track(sql)
+        cursor = self._conn.execute(placeholders(sql), tuple(parameters))
+        self._open_transaction = self._open_transaction or sql == "BEGIN"
+        return cursor
 
     def executemany(self, sql: str, parameters: Any, /) -> psycopg.Cursor[Any]:
+        self._track(sql)
         cursor = self._conn.cursor()
         cursor.executemany(placeholders(sql), list(parameters))
         return cursor
+
+    def _track(self, sql: str) -> None:
+        if sql in ("COMMIT", "ROLLBACK"):
+            self._open_transaction = False
+        elif not self._open_transaction and self._conn.broken:
+            self._conn = _connect(self._url)
+            log.warning("store.reconnected", path=describe_target(self._url))
 
     def close(self) -> None:
         self._conn.close()
@@ -113,7 +134,7 @@ def open_postgresql(store_class: type[S], url: str, *, readonly: bool = False) -
     application's, or it comes from a newer version (nothing is written then).
     """
     store = store_class(
-        None, PgConnection(_connect(url)), where=describe_target(url), dialect=POSTGRESQL
+        None, PgConnection(_connect(url), url), where=describe_target(url), dialect=POSTGRESQL
     )
     try:
         if readonly:
