@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+import httpx
 import pytest
 from conftest import API_KEY, REPO, Receiver, cli_env, run_cli, wait_for, write_config
 
@@ -168,11 +169,15 @@ def test_both_schemes_are_accepted(tmp_path: Path, pg_url: str, scheme: str) -> 
     assert result.returncode == 0, result.stderr
 
 
-def test_run_keeps_its_state_in_postgresql_and_stops_on_sigterm(
+def test_run_and_its_status_page_keep_the_state_in_postgresql(
     tmp_path: Path, pg_url: str, sim: SimServer, receiver: Receiver
 ) -> None:
     url = with_password(pg_url)
     config = pg_config(tmp_path, sim.base_url, [receiver.url], "  url: env:WATCHER_DB_URL\n")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config.write_text(config.read_text() + f"web:\n  listen: 127.0.0.1:{port}\n")
     sim.account.set_balance("80.00")
     env = cli_env(WATCHER_DB_URL=url, WATCHER_ALLOW_FAST_POLL="1")
     process = subprocess.Popen(
@@ -185,6 +190,9 @@ def test_run_keeps_its_state_in_postgresql_and_stops_on_sigterm(
     )
     try:
         wait_for(lambda: receiver.titles == ["[WARNING] low-credit firing — main"])
+        page = f"http://127.0.0.1:{port}/api/v1/status"  # read through the page's connection
+        wait_for(lambda: '"low-credit"' in _text(page))
+        assert PASSWORD not in _text(page)
     finally:
         process.send_signal(signal.SIGTERM)
         out, err = process.communicate(timeout=30)
@@ -194,3 +202,10 @@ def test_run_keeps_its_state_in_postgresql_and_stops_on_sigterm(
         assert store.last_cycle() is not None
         assert [key.rule for key in store.load_alerts()] == ["low-credit"]
     assert not list(tmp_path.glob("state.db*")), "no flock file on PostgreSQL"
+
+
+def _text(url: str) -> str:
+    try:
+        return httpx.get(url, timeout=5).text
+    except httpx.TransportError:
+        return ""  # not listening yet
