@@ -13,7 +13,6 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
-import pytest
 from conftest import API_KEY, REPO, Receiver, cli_env, run_cli, wait_for, write_config
 
 from watcher.providers.telnyx.sim import SimServer
@@ -123,8 +122,8 @@ def test_check_validates_state_url(tmp_path: Path, pg_url: str) -> None:
         result = cli(ref, "check", url=bad)
         assert result.returncode == 1, bad
         assert f"{ref}:10:8: state.url {problem}" in result.stderr, result.stderr
-        once = cli(ref, "once", url=bad)
-        assert once.returncode == 2 and problem in once.stderr
+    once = cli(ref, "once", url=f"mysql://watcher:{PASSWORD}@127.0.0.1/db")  # one is enough
+    assert once.returncode == 2 and "must start with postgresql://" in once.stderr
 
 
 def test_an_unreachable_server_is_one_sentence_and_exit_3(tmp_path: Path) -> None:
@@ -135,7 +134,7 @@ def test_an_unreachable_server_is_one_sentence_and_exit_3(tmp_path: Path) -> Non
     config = pg_config(
         tmp_path, "http://127.0.0.1:9/v2", ["json://127.0.0.1:9/"], "  url: env:WATCHER_DB_URL\n"
     )
-    for command in (["status"], ["once"], ["topups"]):
+    for command in (["status"], ["once"]):
         result = cli(config, *command, url=url)
         assert result.returncode == 3, (command, result.stderr)
         (line,) = result.stderr.strip().splitlines()[-1:]
@@ -159,9 +158,8 @@ def test_without_psycopg_the_error_names_the_extra(tmp_path: Path, pg_url: str) 
     assert "Traceback" not in result.stderr
 
 
-@pytest.mark.parametrize("scheme", ["postgres", "postgresql"])
-def test_both_schemes_are_accepted(tmp_path: Path, pg_url: str, scheme: str) -> None:
-    url = scheme + pg_url.removeprefix("postgresql")
+def test_the_postgres_scheme_is_accepted_too(tmp_path: Path, pg_url: str) -> None:
+    url = "postgres" + pg_url.removeprefix("postgresql")
     config = pg_config(
         tmp_path, "http://127.0.0.1:9/v2", ["json://127.0.0.1:9/"], "  url: env:WATCHER_DB_URL\n"
     )
