@@ -270,6 +270,16 @@ def test_first_start_records_only_the_first_call(store: Store) -> None:
     assert store.first_start(at(10)) == at(0)
 
 
+def test_latest_balances_are_the_newest_sample_of_each_account(store: Store) -> None:
+    low = Balance(Decimal("5.00"), Decimal("5.00"), Decimal(0), Decimal(0), "EUR")
+    store.add_balance_sample("main", at(2), BALANCE)
+    store.add_balance_sample("main", at(1), low)  # older, written later
+    store.add_balance_sample("eu", at(0), low)
+    store.add_balance_sample("eu", at(3), BALANCE)
+    assert store.latest_balances() == {"eu": (at(3), BALANCE), "main": (at(2), BALANCE)}
+    assert list(store.latest_balances()) == ["eu", "main"]
+
+
 def test_last_cycle_keeps_only_the_latest(store: Store) -> None:
     assert store.last_cycle() is None
     store.record_cycle(at(0), duration_s=0.5, errors=0)

@@ -65,10 +65,11 @@ class SampleTables(Database):
 
     def latest_balances(self) -> dict[str, tuple[datetime, Balance]]:
         """The newest sample of every account that has one, by account name."""
-        rows = self._query(
-            "SELECT account, at, balance, available_credit, credit_limit, pending, currency "
-            "FROM balance_samples s WHERE at = (SELECT max(at) FROM balance_samples n "
-            "WHERE n.account = s.account) ORDER BY account"
+        rows = self._query(  # one grouped scan, then a key lookup per account
+            "SELECT s.account, s.at, s.balance, s.available_credit, s.credit_limit, "
+            "s.pending, s.currency FROM balance_samples s JOIN (SELECT account, "
+            "max(at) AS at FROM balance_samples GROUP BY account) m "
+            "ON s.account = m.account AND s.at = m.at ORDER BY s.account"
         )
         return {
             account: (
