@@ -541,6 +541,20 @@ def test_nested_failure_caught_inside_undoes_only_the_nested_part(store: Store) 
     assert store.get_cursor("main", "balance") == at(3)
 
 
+def test_a_failed_statement_in_a_nested_transaction_leaves_the_outer_one_usable(
+    store: Store,
+) -> None:
+    """What the digest relies on inside the cycle's transaction: on PostgreSQL a failed
+    statement aborts the whole transaction unless it ran inside a savepoint."""
+    with store.transaction():
+        store.set_cursor("main", "audit", at(1))
+        with pytest.raises(StoreError), store.transaction():
+            store.query("SELECT nothing FROM no_such_table")
+        store.set_cursor("main", "webhooks", at(2))
+    assert store.get_cursor("main", "audit") == at(1)
+    assert store.get_cursor("main", "webhooks") == at(2)
+
+
 def test_store_is_usable_after_a_rollback(store: Store) -> None:
     with pytest.raises(RuntimeError), store.transaction():
         raise RuntimeError("boom")
