@@ -166,10 +166,13 @@ def schema_exists(url: str) -> bool:
 
 
 def _connect(url: str) -> psycopg.Connection[Any]:
+    raw = None
     try:
         raw = psycopg.connect(url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S)
         raw.execute(f"SET lock_timeout = {LOCK_TIMEOUT_MS}")
     except psycopg.Error as exc:
+        if raw is not None:
+            raw.close()
         reason = scrub(one_line(exc), url)
         raise StoreError(f"state database {describe_target(url)} is unusable: {reason}") from None
     return raw
