@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -59,6 +59,9 @@ class Database:
         self._conn = conn
         self._depth = 0
         self.created = False  # this open created the schema in an empty database
+        # Set by a leader on a shared state (watcher/service/leader.py): run first in
+        # every outermost write transaction, it raises FencedOut once the lease is lost.
+        self.fence: Callable[[Database], None] | None = None
 
     def __repr__(self) -> str:
         return f"Store(path={str(self.path)!r})"
@@ -131,6 +134,8 @@ class Database:
             self._conn.execute(f"SAVEPOINT {savepoint}" if nested else "BEGIN IMMEDIATE")
         self._depth += 1
         try:
+            if not nested and self.fence is not None:
+                self.fence(self)
             yield
         except BaseException:
             self._depth -= 1
