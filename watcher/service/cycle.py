@@ -334,6 +334,7 @@ class Daemon:
     ) -> None:
         errors = sum(len(c.failures) for c in collected)
         with self.store.transaction():
+            self.store.fenced()  # a deposed leader commits nothing it decided (DESIGN §10)
             for one in collected:
                 _write_collected(self.store, one, now)
             self.store.save_alerts(decision.states)

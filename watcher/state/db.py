@@ -59,8 +59,7 @@ class Database:
         self._conn = conn
         self._depth = 0
         self.created = False  # this open created the schema in an empty database
-        # Set by a leader on a shared state (watcher/service/leader.py): run first in
-        # every outermost write transaction, it raises FencedOut once the lease is lost.
+        # Set by a leader on a shared state (watcher/service/leader.py): see `fenced`.
         self.fence: Callable[[Database], None] | None = None
 
     def __repr__(self) -> str:
@@ -134,8 +133,6 @@ class Database:
             self._conn.execute(f"SAVEPOINT {savepoint}" if nested else "BEGIN IMMEDIATE")
         self._depth += 1
         try:
-            if not nested and self.fence is not None:
-                self.fence(self)
             yield
         except BaseException:
             self._depth -= 1
@@ -148,6 +145,19 @@ class Database:
         except StoreError:
             self._undo(savepoint if nested else None)
             raise
+
+    def fenced(self) -> None:
+        """Inside an open transaction, a write with side effects (a new ledger entry, an
+        outbox claim, the cycle's commit of alert states, notified marks and messages)
+        calls this first: with a `fence` set (a leader on a shared state, DESIGN §10) it
+        checks, in this same transaction, that the lease is still ours, and raises
+        FencedOut (a StoreError) when it is not. Records of what already happened (a
+        POST's outcome, a send's result) are not fenced: they are true whoever writes them.
+        """
+        if self.fence is not None:
+            if self._depth == 0:
+                raise RuntimeError("fenced() outside a transaction")
+            self.fence(self)
 
     def _undo(self, savepoint: str | None) -> None:
         if not self._conn.in_transaction:

@@ -10,11 +10,15 @@ connection (PITFALLS), a row does not.
   ours that expired is taken again under a new epoch, never silently extended: whatever
   the old epoch started is then the new leader's to reconcile.
 - `release()` ends our lease at once, so a clean stop hands over without waiting.
-- `fence(db)` is what every write transaction of the leader runs first, on the store's
-  own connection and inside that transaction: it passes only while holder and epoch are
+- `fence(db)` is what each write with side effects runs first (`Database.fenced`: a new
+  ledger entry, the reconcile of `sending` entries, an outbox claim, the cycle's commit
+  of alert states, notified marks, messages and the digest's day), on the store's own
+  connection and inside that transaction: it passes only while holder and epoch are
   ours and the lease has not expired, and it share-locks the row, so a takeover waits
   until that transaction has ended. A paused leader that wakes up after a takeover fails
-  there (`FencedOut`) and writes nothing: no ledger entry, no claim, no notified mark.
+  there (`FencedOut`) and writes none of those. What already happened (a POST's outcome,
+  a send's result) is still recorded: it is true whoever writes it, and it keeps the new
+  leader from paying or sending again.
 
 A transaction the paused leader left open would hold that lock (and the store's write
 lock) for good; the store's connections therefore end a session idle in a transaction

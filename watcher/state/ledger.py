@@ -248,6 +248,7 @@ class Ledger:
         Out: the entries changed.
         """
         with self.store.transaction():
+            self.store.fenced()  # a new leader's, before it pays (DESIGN §10)
             rows = self.store.query("SELECT id FROM topups WHERE state = 'sending'")
             ids = [row[0] for row in rows]
             for entry_id in ids:
@@ -426,6 +427,7 @@ class Ledger:
         posted: datetime | None = None,
     ) -> int:
         with self.store.transaction():
+            self.store.fenced()  # a decision to pay or refuse: the leader's alone
             self.store.execute(
                 "INSERT INTO topups (account, amount, currency, state, created_at, posted_at, "
                 "rule, reason, episode, balance_before, announce) "
