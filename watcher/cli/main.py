@@ -328,7 +328,7 @@ async def cmd_run(path: Path) -> int:
         metrics = cli_web.metrics_for(runtime)
         daemon = _daemon(runtime, store, metrics)
         if metrics is not None:
-            cli_web.serve(lambda: daemon.runtime, store.path, metrics, stack)
+            cli_web.serve(lambda: daemon.runtime, state, metrics, stack)
         log.info(
             "daemon.started",
             config=str(path),

@@ -43,7 +43,7 @@ from watcher.service import logs
 from watcher.service.leader import Leadership, Role, Sole, Standing
 from watcher.service.sdnotify import ServiceNotifier
 from watcher.service.wiring import Runtime, Wiring, build_wiring, close_providers, register_secrets
-from watcher.state.lease import FencedOut
+from watcher.state.db import FencedOut
 
 if TYPE_CHECKING:
     from watcher.service.cycle import CycleResult, Daemon

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from watcher.state.db import StoreError
+from watcher.state.db import FencedOut, StoreError
 
 if TYPE_CHECKING:
     from watcher.state.db import Database
@@ -82,10 +82,6 @@ FENCE = (
 
 class LeaseError(StoreError):
     """The lease could not be read or written (the database is unreachable, a timeout)."""
-
-
-class FencedOut(StoreError):
-    """A write of an instance that no longer holds the lease (holder, epoch or expiry)."""
 
 
 @dataclass(frozen=True)

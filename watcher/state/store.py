@@ -50,9 +50,11 @@ __all__ = [
     "SCHEMA_VERSION",
     "CycleInfo",
     "SourceHealth",
+    "StateTarget",
     "Store",
     "StoreError",
     "dt",
+    "open_store",
     "ts",
 ]
 
@@ -84,7 +86,7 @@ class Store(CursorTables, SampleTables, AlertTables):
             raise _unusable(path, exc) from exc
         store = cls(path, conn)
         try:
-            store._prepare()
+            store._prepare(conn, path)
         except sqlite3.Error as exc:
             conn.close()
             raise _unusable(path, exc) from exc
@@ -96,24 +98,54 @@ class Store(CursorTables, SampleTables, AlertTables):
         log.debug("store.opened", path=str(path), schema=SCHEMA_VERSION)
         return store
 
-    def _prepare(self) -> None:
+    def _prepare(self, conn: sqlite3.Connection, path: Path) -> None:
         """Identify, configure, check and migrate the freshly opened connection."""
-        self.created = identify(self._conn, self.path)
-        self._configure()
-        check_integrity(self._conn, self.path)
+        self.created = identify(conn, path)
+        self._configure(conn)
+        check_integrity(conn, path)
         with self.transaction():
-            migrate(self._conn, self.path, created=self.created)
+            version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+            migrate(
+                self,
+                version,
+                lambda target: self._run(f"PRAGMA user_version = {int(target)}"),
+                created=self.created,
+            )
+            conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
 
-    def _configure(self) -> None:
-        self._conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        mode = self._conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+    def _configure(self, conn: sqlite3.Connection) -> None:
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
         if str(mode).lower() != "wal":
             raise StoreError(
                 f"state database {self.path} is unusable: cannot switch it to WAL mode "
                 f"(journal mode stays {mode})"
             )
-        self._conn.execute("PRAGMA synchronous = FULL")
-        self._conn.execute("PRAGMA foreign_keys = ON")
+        conn.execute("PRAGMA synchronous = FULL")
+        conn.execute("PRAGMA foreign_keys = ON")
+
+
+StateTarget = Path | str
+"""Where the state is: a SQLite file, or a resolved `postgresql://` URL (a secret)."""
+
+
+def open_store(target: StateTarget) -> Store:
+    """Open (creating and migrating as needed) the state `target` names: a `Path` is a
+    SQLite file (`Store.open`), a `str` a PostgreSQL URL (watcher/state/pg.py, which
+    imports psycopg only then). Raises StoreError (one sentence, never the password).
+    """
+    if isinstance(target, Path):
+        return Store.open(target)
+    try:
+        from watcher.state import pg
+    except ModuleNotFoundError as exc:
+        if not (exc.name or "").startswith("psycopg"):
+            raise
+        raise StoreError(
+            "state.url names a PostgreSQL database but psycopg is not installed; install "
+            "it with pip install 'account-watcher[postgresql]'"
+        ) from None
+    return pg.open_postgresql(Store, target)
 
 
 def _unusable(path: Path, exc: sqlite3.Error) -> StoreError:
