@@ -4,14 +4,29 @@ from __future__ import annotations
 
 import socket
 import threading
-from datetime import timedelta
+import time
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 import psycopg
 import pytest
 
+from watcher.state.db import FencedOut
 from watcher.state.lease import Lease, LeaseError, new_holder
+from watcher.state.ledger import EntryState, Ledger, NewEntry
+from watcher.state.store import Store, open_store
 
 TTL = timedelta(seconds=30)
+NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+NEW = NewEntry(
+    account="main",
+    amount=Decimal("100.00"),
+    currency="USD",
+    rule="low-credit",
+    reason="critical",
+    episode="e1",
+    balance_before=Decimal("20.00"),
+)
 
 
 def lease(url: str, holder: str | None = None) -> Lease:
@@ -102,3 +117,42 @@ def test_an_unreachable_server_is_one_sentence_without_the_password() -> None:
     assert text.startswith("the leader lease on 127.0.0.1/postgres failed: ")
     assert "hunter2secret" not in text
     assert "\n" not in text
+
+
+# -- fencing: the store's writes with side effects check the lease in their transaction
+
+
+def fenced_store(url: str, holder: str) -> tuple[Store, Lease]:
+    store = open_store(url)
+    mine = lease(url, holder)
+    assert mine.acquire().ours
+    store.fence = mine.fence
+    return store, mine
+
+
+def test_a_leaders_fenced_write_passes_and_a_deposed_ones_writes_nothing(pg_url: str) -> None:
+    store, mine = fenced_store(pg_url, "a")
+    with store:
+        ledger = Ledger(store)
+        ledger.add(NEW, EntryState.REFUSED, NOW)  # while ours: written
+        expire(pg_url)
+        assert lease(pg_url, "b").acquire().ours  # taken over
+        with pytest.raises(FencedOut, match=r"no longer holds the lease .*epoch 1"):
+            ledger.add(NEW, EntryState.REFUSED, NOW)
+        assert len(ledger.entries()) == 1
+
+
+def test_a_takeover_waits_for_the_leaders_open_fenced_transaction(pg_url: str) -> None:
+    store, mine = fenced_store(pg_url, "a")
+    with store:
+        ledger = Ledger(store)
+        expire_soon = "UPDATE leader_lease SET expires_at = clock_timestamp() + interval '1 s'"
+        with psycopg.connect(pg_url, autocommit=True) as conn:
+            conn.execute(expire_soon)
+        with store.transaction():
+            ledger.add(NEW, EntryState.REFUSED, NOW)  # fenced: the lease row is share-locked
+            time.sleep(1.2)  # the lease expires while this transaction is open
+            with pytest.raises(LeaseError, match="lock timeout"):  # it had to wait
+                lease(pg_url, "b").acquire()
+        assert lease(pg_url, "b").acquire().ours  # after the commit it goes through
+        assert len(ledger.entries()) == 1
