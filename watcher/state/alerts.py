@@ -114,7 +114,7 @@ class AlertTables(Database):
                 "INSERT INTO source_health (account, source, last_attempt, last_ok, "
                 "failing_since, last_error, auth) VALUES (?, ?, ?, NULL, ?, ?, ?) "
                 "ON CONFLICT (account, source) DO UPDATE SET last_attempt = excluded.last_attempt, "
-                "failing_since = COALESCE(failing_since, excluded.failing_since), "
+                "failing_since = COALESCE(source_health.failing_since, excluded.failing_since), "
                 "last_error = excluded.last_error, auth = excluded.auth"
             )
             params = (account, str(source), at, at, error, int(auth))

@@ -282,7 +282,7 @@ class Ledger:
         missing = state is VerifyState.MISSING
         self.store.execute(
             "UPDATE topups SET verify_state = ?, error = COALESCE(?, error), "
-            "announce = CASE WHEN ? THEN 1 ELSE announce END WHERE id = ?",
+            "announce = CASE WHEN ? = 1 THEN 1 ELSE announce END WHERE id = ?",
             (state.value, note, int(missing), entry_id),
         )
 
