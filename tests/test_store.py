@@ -629,3 +629,15 @@ def test_pg_writers_take_turns(pg_url: str) -> None:
             assert done == []  # blocked on the lock, has not read yet
         waiting.result(timeout=10)
         assert first.meta("n") == "2"
+
+
+def test_pg_a_connection_the_server_broke_is_replaced(pg_url: str) -> None:
+    with open_store(pg_url) as store, _pg_raw(pg_url) as admin:
+        store.set_cursor("main", "audit", at(1))
+        pid = store.query("SELECT pg_backend_pid()")[0][0]
+        admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        with pytest.raises(StoreError, match="failed: "):
+            store.get_cursor("main", "audit")  # this statement meets the break
+        assert store.get_cursor("main", "audit") == at(1)  # the next one reconnects
+        store.set_cursor("main", "audit", at(2))
+        assert store.get_cursor("main", "audit") == at(2)

@@ -37,7 +37,8 @@ from watcher.cli.common import (
     invalid_config,
     open_state,
     settings,
-    state_path,
+    state_problems,
+    state_target,
 )
 from watcher.cli.summary import summarize
 from watcher.config.rulecheck import validate
@@ -65,7 +66,7 @@ from watcher.service.wiring import (
     register_secrets,
 )
 from watcher.state import lock as statelock
-from watcher.state.store import Store
+from watcher.state.store import StateTarget, Store, describe_target
 
 if TYPE_CHECKING:
     from watcher.service.metrics import Metrics
@@ -196,6 +197,9 @@ def cmd_check(path: Path, out: TextIO, err: TextIO) -> int:
         loaded.settings, environ=os.environ, config_dir=loaded.config_dir, routes=False
     )
     warnings += urls.warnings + cli_web.token_warnings(loaded)
+    state_errors, state_warnings = state_problems(loaded)
+    errors += state_errors
+    warnings += state_warnings
     for line in warnings:
         print(f"warning: {line}", file=err)
     for line in errors:
@@ -255,18 +259,28 @@ def _configure_logs(runtime: Runtime) -> None:
     register_secrets(runtime.secrets)
 
 
-def _open_store(runtime: Runtime) -> Store:
-    return open_state(runtime.loaded)
+def _open_store(runtime: Runtime, target: StateTarget) -> Store:
+    return open_state(runtime.loaded, target)
 
 
-def _lock_state(runtime: Runtime) -> tuple[Path, statelock.Lock | None]:
-    """The state path and its lock (None when another process holds it); exit 3 if the
-    lock file cannot be opened."""
-    path = state_path(runtime.loaded)
+def _lock_state(
+    runtime: Runtime,
+) -> tuple[StateTarget, contextlib.AbstractContextManager[object], bool]:
+    """The state, what holds it while the command runs, and whether this process owns
+    it (may reconcile and pay, DESIGN §6.1).
+
+    SQLite: the flock on `<state>.lock` (not owned when another process holds it; exit 3
+    when the lock file cannot be opened). PostgreSQL: no flock; for now this process
+    simply owns the state — the seam where the leader lease decides instead.
+    """
+    target = state_target(runtime.loaded)
+    if not isinstance(target, Path):
+        return target, contextlib.nullcontext(), True
     try:
-        return path, statelock.acquire(path)
+        lock = statelock.acquire(target)
     except OSError as exc:
-        raise Exit(EXIT_RUNTIME, f"cannot lock the state {path}: {exc.strerror or exc}") from None
+        raise Exit(EXIT_RUNTIME, f"cannot lock the state {target}: {exc.strerror or exc}") from None
+    return target, lock or contextlib.nullcontext(), lock is not None
 
 
 def _daemon(
@@ -293,9 +307,9 @@ async def cmd_once(path: Path, *, dry_run: bool) -> int:
     """
     runtime = _runtime(path)
     _configure_logs(runtime)
-    _, lock = _lock_state(runtime)
-    with lock or contextlib.nullcontext(), _open_store(runtime) as store:
-        daemon = _daemon(runtime, store, dry_run=dry_run, owns_state=lock is not None)
+    target, lock, owns = _lock_state(runtime)
+    with lock, _open_store(runtime, target) as store:
+        daemon = _daemon(runtime, store, dry_run=dry_run, owns_state=owns)
         try:
             report = await daemon.cycle(flush_all=True)
         finally:
@@ -320,11 +334,12 @@ async def cmd_run(path: Path) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     loop.add_signal_handler(signal.SIGHUP, reload.set)
-    state, lock = _lock_state(runtime)  # the only process that may pay: held until exit
-    if lock is None:
-        raise Exit(EXIT_RUNTIME, f"another account-watcher (run) is using {state}; stop it first")
+    state, lock, owns = _lock_state(runtime)  # the only process that may pay: until exit
+    if not owns:
+        where = describe_target(state)
+        raise Exit(EXIT_RUNTIME, f"another account-watcher (run) is using {where}; stop it first")
     service = ServiceNotifier()
-    with lock, _open_store(runtime) as store, contextlib.ExitStack() as stack:
+    with lock, _open_store(runtime, state) as store, contextlib.ExitStack() as stack:
         metrics = cli_web.metrics_for(runtime)
         daemon = _daemon(runtime, store, metrics)
         if metrics is not None:

@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol, Self
+from urllib.parse import unquote, urlsplit
 
 import structlog
 
@@ -55,9 +56,36 @@ class Dialect:
     name: str  # "sqlite" or "postgresql"
     errors: tuple[type[Exception], ...]  # the driver's errors, turned into StoreError
     begin: tuple[str, ...]  # what opens the outermost transaction
+    epoch: str
+    """An integer expression: the whole seconds since 1970 of the timestamp text `{}`
+    (integers, so that both engines cut a time series at the very same instants)."""
 
 
-SQLITE = Dialect("sqlite", (sqlite3.Error,), ("BEGIN IMMEDIATE",))
+SQLITE = Dialect(
+    "sqlite",
+    (sqlite3.Error,),
+    ("BEGIN IMMEDIATE",),
+    "CAST(strftime('%s', {}) AS INTEGER)",
+)
+
+
+StateTarget = Path | str
+"""Where the state is: a SQLite file, or a resolved `postgresql://` URL (a secret)."""
+
+
+def describe_target(target: StateTarget) -> str:
+    """The state as messages name it: the file, or `postgresql://user@host:port/db`
+    (never the password nor the URL's other parts)."""
+    if isinstance(target, Path):
+        return str(target)
+    try:
+        parts = urlsplit(target)
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return "postgresql://(unreadable URL)"
+    user = f"{unquote(parts.username)}@" if parts.username else ""
+    database = unquote(parts.path.strip("/"))
+    return f"postgresql://{user}{parts.hostname or ''}{port}/{database}"
 
 
 def ts(value: datetime) -> str:

@@ -92,7 +92,9 @@ class Holds:
         return [hold_of(row) for row in self.store.query(sql + " ORDER BY held_at, id", params)]
 
     def unreleased(self, account: str) -> list[Hold]:
-        rows = self.store.query(_SELECT + "WHERE account = ? AND released_at IS NULL", (account,))
+        rows = self.store.query(
+            _SELECT + "WHERE account = ? AND released_at IS NULL ORDER BY held_at, id", (account,)
+        )
         return [hold_of(row) for row in rows]
 
     def fired(self, firing: Firing) -> Hold | None:

@@ -25,11 +25,14 @@ from collections.abc import Sequence
 from typing import Any, TypeVar
 
 import psycopg
+import structlog
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.pq import TransactionStatus
 
-from watcher.state.db import Database, Dialect, StoreError, one_line
-from watcher.state.migrations import APPLICATION_ID, migrate
+from watcher.state.db import Database, Dialect, StoreError, describe_target, one_line
+from watcher.state.migrations import APPLICATION_ID, SCHEMA_VERSION, migrate
+
+log = structlog.get_logger("watcher.state.store")
 
 LOCK_KEY = APPLICATION_ID
 """The advisory lock every writing transaction holds (our application id: "AWat")."""
@@ -40,6 +43,7 @@ POSTGRESQL = Dialect(
     "postgresql",
     (psycopg.Error,),
     ("BEGIN", f"SELECT pg_advisory_xact_lock({LOCK_KEY})"),
+    "CAST(FLOOR(EXTRACT(EPOCH FROM CAST({} AS timestamptz))) AS BIGINT)",
 )
 
 S = TypeVar("S", bound=Database)
@@ -70,17 +74,6 @@ def ddl(statement: str) -> str:
     return text
 
 
-def describe(url: str) -> str:
-    """The URL as messages name it: user, host, port and database, never the password."""
-    try:
-        info = conninfo_to_dict(url)
-    except psycopg.Error:
-        return "postgresql://(unreadable URL)"
-    user = f"{info['user']}@" if info.get("user") else ""
-    port = f":{info['port']}" if info.get("port") else ""
-    return f"postgresql://{user}{info.get('host', '')}{port}/{info.get('dbname', '')}"
-
-
 def scrub(text: str, url: str) -> str:
     """`text` without the URL's password (libpq does not echo it; this makes sure)."""
     try:
@@ -91,49 +84,104 @@ def scrub(text: str, url: str) -> str:
 
 
 class PgConnection:
-    """A psycopg connection with the sqlite3-like surface `Database` uses."""
+    """A psycopg connection with the sqlite3-like surface `Database` uses.
 
-    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+    A connection the server or the network broke is replaced by a new one before the
+    next statement that starts afresh (outside a transaction: a transaction the break
+    interrupted is lost on the server, and its rest fails rather than running alone).
+    """
+
+    def __init__(self, conn: psycopg.Connection[Any], url: str) -> None:
         self._conn = conn
+        self._url = url
+        self._open_transaction = False  # a BEGIN passed through, no COMMIT/ROLLBACK yet
 
     @property
     def in_transaction(self) -> bool:
         return self._conn.info.transaction_status != TransactionStatus.IDLE
 
     def execute(self, sql: str, parameters: Sequence[Any] = (), /) -> psycopg.Cursor[Any]:
-        return self._conn.execute(placeholders(sql), tuple(parameters))
+        self._track(sql)
+        cursor = self._conn.execute(placeholders(sql), tuple(parameters))
+        self._open_transaction = self._open_transaction or sql == "BEGIN"
+        return cursor
 
     def executemany(self, sql: str, parameters: Any, /) -> psycopg.Cursor[Any]:
+        self._track(sql)
         cursor = self._conn.cursor()
         cursor.executemany(placeholders(sql), list(parameters))
         return cursor
+
+    def _track(self, sql: str) -> None:
+        if sql in ("COMMIT", "ROLLBACK"):
+            self._open_transaction = False
+        elif not self._open_transaction and self._conn.broken:
+            self._conn = _connect(self._url)
+            log.warning("store.reconnected", path=describe_target(self._url))
 
     def close(self) -> None:
         self._conn.close()
 
 
-def open_postgresql(store_class: type[S], url: str) -> S:
+def open_postgresql(store_class: type[S], url: str, *, readonly: bool = False) -> S:
     """Connect to the PostgreSQL state at `url`, identify and migrate its schema.
 
-    In: the store class (`Store`) and the resolved URL (a secret: never logged).
+    In: the store class (`Store`) and the resolved URL (a secret: never logged);
+    `readonly`: a connection that cannot write (the status page's), on a schema that
+    must be ours and current already (nothing is created or migrated).
     Out: a ready store; `created` says whether this open made the schema.
     Raises: StoreError when the server cannot be reached, the schema is another
     application's, or it comes from a newer version (nothing is written then).
     """
-    where = describe(url)
+    store = store_class(
+        None, PgConnection(_connect(url), url), where=describe_target(url), dialect=POSTGRESQL
+    )
+    try:
+        if readonly:
+            store.execute("SET default_transaction_read_only = on")
+            _readable(store)
+        else:
+            _prepare(store)
+    except StoreError as exc:
+        store.close()
+        raise StoreError(scrub(str(exc), url)) from None
+    return store
+
+
+def schema_exists(url: str) -> bool:
+    """Whether the schema `url`'s connection sees holds an account-watcher state."""
+    conn = _connect(url)
+    try:
+        rows = conn.execute(
+            "SELECT 1 FROM information_schema.tables WHERE table_schema = current_schema() "
+            "AND table_name = 'schema_version'"
+        ).fetchall()
+    except psycopg.Error as exc:
+        raise StoreError(
+            f"state database {describe_target(url)} failed: {scrub(one_line(exc), url)}"
+        ) from None
+    finally:
+        conn.close()
+    return bool(rows)
+
+
+def _connect(url: str) -> psycopg.Connection[Any]:
     try:
         raw = psycopg.connect(url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S)
         raw.execute(f"SET lock_timeout = {LOCK_TIMEOUT_MS}")
     except psycopg.Error as exc:
         reason = scrub(one_line(exc), url)
-        raise StoreError(f"state database {where} is unusable: {reason}") from None
-    store = store_class(None, PgConnection(raw), where=where, dialect=POSTGRESQL)
-    try:
-        _prepare(store)
-    except StoreError as exc:
-        store.close()
-        raise StoreError(scrub(str(exc), url)) from None
-    return store
+        raise StoreError(f"state database {describe_target(url)} is unusable: {reason}") from None
+    return raw
+
+
+def _readable(store: Database) -> None:
+    """A read-only open: the schema must be ours at the version this code knows."""
+    if _identify(store, create=False) != SCHEMA_VERSION:
+        raise StoreError(
+            f"state database {store.where} is unusable: its schema is not at version "
+            f"{SCHEMA_VERSION} (the daemon migrates it at start-up)"
+        )
 
 
 def _prepare(store: Database) -> None:
@@ -149,7 +197,7 @@ def _prepare(store: Database) -> None:
         )
 
 
-def _identify(store: Database) -> int:
+def _identify(store: Database, *, create: bool = True) -> int:
     """Our schema's version; an empty schema gets a `schema_version` row (version 0).
 
     Raises: StoreError for a schema that does not exist or holds another's tables.
@@ -163,7 +211,7 @@ def _identify(store: Database) -> int:
         "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()"
     )
     tables = {str(row[0]) for row in rows}
-    if not tables:
+    if not tables and create:
         store.execute(ddl("CREATE TABLE schema_version (application INTEGER, version INTEGER)"))
         store.execute("INSERT INTO schema_version VALUES (?, 0)", (APPLICATION_ID,))
         store.created = True

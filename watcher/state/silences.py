@@ -78,7 +78,8 @@ class Silences:
     def ended_unhandled(self, now: datetime) -> list[Silence]:
         """Silences that ended and whose end the daemon has not acted on yet."""
         rows = self.store.query(
-            f"SELECT {_COLUMNS} FROM silences WHERE ended_handled = 0 AND expires_at <= ?",  # noqa: S608
+            f"SELECT {_COLUMNS} FROM silences WHERE ended_handled = 0 AND expires_at <= ? "  # noqa: S608
+            "ORDER BY id",
             (ts(now),),
         )
         return [_silence(row) for row in rows]

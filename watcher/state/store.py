@@ -30,7 +30,7 @@ import structlog
 
 from watcher.state.alerts import AlertTables, CycleInfo, SourceHealth
 from watcher.state.cursors import CursorTables
-from watcher.state.db import StoreError, dt, ts
+from watcher.state.db import StateTarget, StoreError, describe_target, dt, ts
 from watcher.state.migrations import (
     APPLICATION_ID,
     MIGRATIONS,
@@ -53,8 +53,11 @@ __all__ = [
     "StateTarget",
     "Store",
     "StoreError",
+    "describe_target",
     "dt",
+    "open_readonly",
     "open_store",
+    "state_exists",
     "ts",
 ]
 
@@ -125,8 +128,15 @@ class Store(CursorTables, SampleTables, AlertTables):
         conn.execute("PRAGMA foreign_keys = ON")
 
 
-StateTarget = Path | str
-"""Where the state is: a SQLite file, or a resolved `postgresql://` URL (a secret)."""
+def state_exists(target: StateTarget) -> bool:
+    """Whether there is a state to read (a command that only reads creates none): the
+    SQLite file exists, or the PostgreSQL schema holds our tables. Raises StoreError."""
+    if isinstance(target, Path):
+        return target.exists()
+    _need_psycopg()
+    from watcher.state import pg
+
+    return pg.schema_exists(target)
 
 
 def open_store(target: StateTarget) -> Store:
@@ -136,16 +146,49 @@ def open_store(target: StateTarget) -> Store:
     """
     if isinstance(target, Path):
         return Store.open(target)
+    _need_psycopg()
+    from watcher.state import pg
+
+    return pg.open_postgresql(Store, target)
+
+
+def open_readonly(target: StateTarget) -> Store:
+    """A read-only connection to an existing state: nothing is created, migrated or
+    written (the status page's own connection). Raises StoreError."""
+    if isinstance(target, Path):
+        return _sqlite_readonly(target)
+    _need_psycopg()
+    from watcher.state import pg
+
+    return pg.open_postgresql(Store, target, readonly=True)
+
+
+def _sqlite_readonly(path: Path) -> Store:
     try:
-        from watcher.state import pg
+        conn = sqlite3.connect(
+            f"{path.absolute().as_uri()}?mode=ro",
+            uri=True,
+            isolation_level=None,
+            timeout=BUSY_TIMEOUT_MS / 1000,
+            check_same_thread=False,
+        )
+        conn.execute("PRAGMA query_only = ON")
+    except sqlite3.Error as exc:
+        raise _unusable(path, exc) from exc
+    return Store(path, conn)
+
+
+def _need_psycopg() -> None:
+    """psycopg is imported only for a PostgreSQL state; without it, one sentence."""
+    try:
+        import psycopg  # noqa: F401
     except ModuleNotFoundError as exc:
-        if not (exc.name or "").startswith("psycopg"):
+        if not (exc.name or "psycopg").startswith("psycopg"):
             raise
         raise StoreError(
             "state.url names a PostgreSQL database but psycopg is not installed; install "
             "it with pip install 'account-watcher[postgresql]'"
         ) from None
-    return pg.open_postgresql(Store, target)
 
 
 def _unusable(path: Path, exc: sqlite3.Error) -> StoreError:
