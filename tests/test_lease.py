@@ -29,6 +29,13 @@ NEW = NewEntry(
 )
 
 
+@pytest.fixture
+def pg_url(pg_url: str) -> str:
+    """A fresh schema with the state's tables, `leader_lease` among them."""
+    open_store(pg_url).close()
+    return pg_url
+
+
 def lease(url: str, holder: str | None = None) -> Lease:
     return Lease(url, holder or new_holder(), TTL, where="127.0.0.1/test")
 
@@ -131,7 +138,7 @@ def fenced_store(url: str, holder: str) -> tuple[Store, Lease]:
 
 
 def test_a_leaders_fenced_write_passes_and_a_deposed_ones_writes_nothing(pg_url: str) -> None:
-    store, mine = fenced_store(pg_url, "a")
+    store, _mine = fenced_store(pg_url, "a")
     with store:
         ledger = Ledger(store)
         ledger.add(NEW, EntryState.REFUSED, NOW)  # while ours: written
@@ -143,7 +150,7 @@ def test_a_leaders_fenced_write_passes_and_a_deposed_ones_writes_nothing(pg_url:
 
 
 def test_a_takeover_waits_for_the_leaders_open_fenced_transaction(pg_url: str) -> None:
-    store, mine = fenced_store(pg_url, "a")
+    store, _mine = fenced_store(pg_url, "a")
     with store:
         ledger = Ledger(store)
         expire_soon = "UPDATE leader_lease SET expires_at = clock_timestamp() + interval '1 s'"

@@ -1,9 +1,9 @@
 """The leader lease of instances that share one PostgreSQL state (DESIGN §10).
 
-One row of `leader_lease`: `holder`, `epoch` and `expires_at`, every time taken from the
-database's clock (`clock_timestamp()`), never from an instance's. The lease lives on a
-connection of its own, in autocommit: an advisory lock would vanish with a recycled
-connection (PITFALLS), a row does not.
+One row of `leader_lease` (a migration step): `holder`, `epoch` and `expires_at`, every
+time taken from the database's clock (`clock_timestamp()`), never from an instance's.
+The lease lives on a connection of its own, in autocommit: an advisory lock would
+vanish with a recycled connection (PITFALLS), a row does not.
 
 - `acquire()` takes the row when it is free or has expired (the epoch goes up by one),
   renews it when it is ours and still valid, and otherwise says who holds it. A lease of
@@ -45,13 +45,6 @@ CONNECT_TIMEOUT_S = 5
 STATEMENT_TIMEOUT_MS = 5000
 LOCK_TIMEOUT_MS = 2000
 IDLE_IN_TRANSACTION_S = 10
-
-TABLE = """CREATE TABLE IF NOT EXISTS leader_lease (
-    name TEXT PRIMARY KEY,
-    holder TEXT NOT NULL,
-    epoch BIGINT NOT NULL,
-    expires_at TIMESTAMPTZ NOT NULL
-)"""
 
 # Take the row when it is free or expired; renew it when it is ours under the same epoch
 # and still valid. Out: a row only when the lease is now ours.
@@ -165,8 +158,6 @@ class Lease:
         conn = psycopg.connect(self._url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S)
         conn.execute(f"SET statement_timeout = {STATEMENT_TIMEOUT_MS}")
         conn.execute(f"SET lock_timeout = {LOCK_TIMEOUT_MS}")
-        with contextlib.suppress(psycopg.errors.UniqueViolation):  # created just now elsewhere
-            conn.execute(TABLE)
         return conn
 
     def _run(self, sql: str, params: dict[str, Any]) -> Any:
