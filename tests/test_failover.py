@@ -20,12 +20,13 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from conftest import REPO, Receiver, cli_env, wait_for
-from topup_support import TOPUP, posts
+from conftest import API_KEY, REPO, Receiver, cli_env, wait_for
+from topup_support import TOPUP
 
 from watcher.providers.simkit.parts import Fault
-from watcher.providers.telnyx.sim import SimServer
+from watcher.providers.telnyx.sim import SimAccount, SimServer
 
+SECOND_KEY = "KEYsecond0123456789abcdefSECRET"
 INTERVAL = 1.0  # seconds: poll.interval of both daemons
 RULES = """\
 rules:
@@ -36,18 +37,33 @@ rules:
 """
 
 
-def write_config(tmp_path: Path, sim: SimServer, receiver: Receiver) -> Path:
+def write_config(
+    tmp_path: Path, sim: SimServer, receiver: Receiver, *, second: bool = False
+) -> Path:
+    """Both daemons' config: the account `main` (and with `second` the account `second`,
+    at the same simulator), a top-up of 100.00 at most once an hour each, the state on
+    PostgreSQL."""
+    topup = '{enabled: true, amount: "100.00", max_per_day: "1000.00", min_interval: 1h}'
+    accounts = f"""\
+  - name: main
+    api_key: env:TELNYX_API_KEY
+    base_url: {sim.base_url}
+    topup: {topup}
+"""
+    if second:
+        accounts += f"""\
+  - name: second
+    api_key: env:SECOND_KEY
+    base_url: {sim.base_url}
+    topup: {topup}
+"""
     (tmp_path / "rules").mkdir(exist_ok=True)
     (tmp_path / "rules" / "rules.yaml").write_text(RULES)
     config = tmp_path / "config.yaml"
     config.write_text(
         f"""\
 accounts:
-  - name: main
-    api_key: env:TELNYX_API_KEY
-    base_url: {sim.base_url}
-    topup: {{enabled: true, amount: "100.00", max_per_day: "1000.00", min_interval: 1s}}
-poll: {{interval: {INTERVAL:g}s, timeout: 1s}}
+{accounts}poll: {{interval: {INTERVAL:g}s, timeout: 1s}}
 rules: [rules/*.yaml]
 state: {{url: "env:WATCHER_STATE_URL"}}
 notify:
@@ -78,7 +94,7 @@ class Daemon:
     def __init__(self, config: Path, url: str) -> None:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "watcher", "--config", str(config), "run"],
-            env=cli_env(WATCHER_ALLOW_FAST_POLL="1", WATCHER_STATE_URL=url),
+            env=cli_env(WATCHER_ALLOW_FAST_POLL="1", WATCHER_STATE_URL=url, SECOND_KEY=SECOND_KEY),
             cwd=REPO,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
@@ -97,12 +113,15 @@ class Daemon:
     def pid(self) -> int:
         return self.process.pid
 
-    def events(self) -> list[str]:
+    def records(self) -> list[dict[str, object]]:
         out = []
         for line in list(self.lines):
             with contextlib.suppress(ValueError):
-                out.append(str(json.loads(line).get("event")))
+                out.append(json.loads(line))
         return out
+
+    def events(self) -> list[str]:
+        return [str(record.get("event")) for record in self.records()]
 
     def stop(self) -> None:
         with contextlib.suppress(ProcessLookupError):
@@ -113,6 +132,10 @@ class Daemon:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+
+
+def account_posts(account: SimAccount) -> int:
+    return account.request_count(TOPUP, method="POST")
 
 
 def holder_pid(url: str) -> int | None:
@@ -157,37 +180,42 @@ def test_one_leads_and_a_killed_leader_is_replaced_within_three_intervals(
         first.stop()
 
 
-def test_a_paused_leader_that_wakes_after_the_takeover_neither_pays_nor_sends(
-    pair: tuple[Path, str], sim: SimServer, receiver: Receiver
+def test_a_leader_paused_mid_cycle_is_fenced_out_when_it_wakes(
+    tmp_path: Path, receiver: Receiver, pg_url: str
 ) -> None:
-    config, url = pair
-    first = Daemon(config, url)
-    second: Daemon | None = None
-    try:
-        wait_for(lambda: holder_pid(url) == first.pid)
-        wait_for(lambda: sim.account.request_count("/balance") >= 2)
-        second = Daemon(config, url)
-        wait_for(lambda: len(second.lines) > 0)
-        release = threading.Event()
-        sim.account.inject_fault("/balance", Fault.hold(release, seconds=20))
-        sim.account.set_balance("20.00")  # critical: the leader will want to pay
-        held = sim.account.request_count("/balance")
-        wait_for(lambda: sim.account.request_count("/balance") > held)  # the leader's read waits
-        first.process.send_signal(signal.SIGSTOP)
-        release.set()  # its answer (20.00) waits in the paused leader's socket
-        wait_for(lambda: holder_pid(url) == second.pid, timeout=10)
-        wait_for(lambda: posts(sim) == 1, timeout=10)  # the new leader pays once
-        wait_for(lambda: any("top-up paid" in t for t in receiver.titles), timeout=10)
-        delivered = list(receiver.titles)
-        first.process.send_signal(signal.SIGCONT)
-        wait_for(lambda: "leader.deposed" in first.events(), timeout=10)
-        time.sleep(3 * INTERVAL)
-        assert posts(sim) == 1, sim.account.requests
-        assert sim.account.request_count(TOPUP, method="POST") == 1
-        assert receiver.titles[: len(delivered)] == delivered
-        assert len(receiver.titles) == len(set(receiver.titles)), receiver.titles
-        assert holder_pid(url) == second.pid
-    finally:
-        first.stop()
-        if second is not None:
-            second.stop()
+    """Paused in the middle of its top-ups (its first POST held at the simulator), the
+    leader loses the lease; the new leader reconciles that `sending` entry and pays the
+    other account. Woken up, the old leader records its POST's outcome (it happened) but
+    its next top-up decision is fenced out: it pays nothing more, and stands down."""
+    main = SimAccount(api_key=API_KEY, balance="500.00")
+    second = SimAccount(api_key=SECOND_KEY, balance="500.00")
+    with SimServer(main, accounts=[second]) as sim:
+        established(pg_url)
+        config = write_config(tmp_path, sim, receiver, second=True)
+        first = Daemon(config, pg_url)
+        standby: Daemon | None = None
+        try:
+            wait_for(lambda: holder_pid(pg_url) == first.pid)
+            standby = Daemon(config, pg_url)
+            wait_for(lambda: "leader.standby" in standby.events())
+            release = threading.Event()
+            for account in (main, second):
+                account.inject_fault(TOPUP, Fault.hold(release, seconds=20))
+                account.set_balance("20.00")  # critical: both are to be topped up
+            wait_for(lambda: account_posts(main) + account_posts(second) == 1)
+            first.process.send_signal(signal.SIGSTOP)  # inside its first POST
+            paid_by_old, other = (main, second) if account_posts(main) else (second, main)
+            wait_for(lambda: holder_pid(pg_url) == standby.pid, timeout=10)
+            wait_for(lambda: account_posts(other) == 1, timeout=10)  # the new leader's
+            release.set()
+            first.process.send_signal(signal.SIGCONT)
+            wait_for(lambda: "leader.deposed" in first.events(), timeout=10)
+            time.sleep(3 * INTERVAL)
+            assert (account_posts(paid_by_old), account_posts(other)) == (1, 1)
+            [deposed] = [e for e in first.records() if e.get("event") == "leader.deposed"]
+            assert "no longer holds the lease" in str(deposed["why"])
+            assert holder_pid(pg_url) == standby.pid
+        finally:
+            first.stop()
+            if standby is not None:
+                standby.stop()
