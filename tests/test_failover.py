@@ -10,18 +10,22 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import random
 import signal
 import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
+from itertools import pairwise
 from pathlib import Path
 
 import psycopg
 import pytest
 from conftest import API_KEY, REPO, Receiver, cli_env, wait_for
-from topup_support import TOPUP
+from topup_support import TOPUP, posts
 
 from watcher.providers.simkit.parts import Fault
 from watcher.providers.telnyx.sim import SimAccount, SimServer
@@ -38,12 +42,21 @@ rules:
 
 
 def write_config(
-    tmp_path: Path, sim: SimServer, receiver: Receiver, *, second: bool = False
+    tmp_path: Path,
+    sim: SimServer,
+    receiver: Receiver,
+    *,
+    second: bool = False,
+    min_interval: str = "1h",
+    interval: float = INTERVAL,
 ) -> Path:
     """Both daemons' config: the account `main` (and with `second` the account `second`,
     at the same simulator), a top-up of 100.00 at most once an hour each, the state on
     PostgreSQL."""
-    topup = '{enabled: true, amount: "100.00", max_per_day: "1000.00", min_interval: 1h}'
+    topup = (
+        '{enabled: true, amount: "100.00", max_per_day: "100000.00", '
+        f"min_interval: {min_interval}}}"
+    )
     accounts = f"""\
   - name: main
     api_key: env:TELNYX_API_KEY
@@ -63,7 +76,7 @@ def write_config(
     config.write_text(
         f"""\
 accounts:
-{accounts}poll: {{interval: {INTERVAL:g}s, timeout: 1s}}
+{accounts}poll: {{interval: {interval:g}s, timeout: {interval:g}s}}
 rules: [rules/*.yaml]
 state: {{url: "env:WATCHER_STATE_URL"}}
 notify:
@@ -219,3 +232,161 @@ def test_a_leader_paused_mid_cycle_is_fenced_out_when_it_wakes(
             first.stop()
             if standby is not None:
                 standby.stop()
+
+
+# -- fifty random kills and pauses ----------------------------------------------------
+
+POINTS = 50
+FAST = 0.5  # seconds: the interval here (a lease of 1.5 s)
+
+
+class Chaos:
+    """Daemons on one state, and the random blows: SIGKILL (a new daemon replaces the
+    killed one) or SIGSTOP for a while (a timer sends SIGCONT)."""
+
+    def __init__(self, config: Path, url: str, rng: random.Random) -> None:
+        self.config, self.url, self.rng = config, url, rng
+        self.daemons = [Daemon(config, url), Daemon(config, url)]
+        self.stopped: set[int] = set()
+        self.timers: list[threading.Timer] = []
+        self.in_doubt: list[tuple[int, str]] = []  # targets a killed daemon had claimed
+        self.log: list[str] = []
+
+    def target(self) -> Daemon:
+        leader = holder_pid(self.url)
+        running = [d for d in self.daemons if d.pid not in self.stopped]
+        for daemon in running:
+            if daemon.pid == leader:
+                return daemon
+        return self.rng.choice(running or self.daemons)
+
+    def blow(self) -> None:
+        daemon = self.target()
+        if self.rng.random() < 0.3 or daemon.pid in self.stopped:
+            daemon.process.kill()
+            daemon.process.wait()
+            self.stopped.discard(daemon.pid)
+            self.in_doubt += claimed_by(self.url, daemon.pid)
+            self.daemons.remove(daemon)
+            self.daemons.append(Daemon(self.config, self.url))
+            self.log.append(f"kill {daemon.pid}")
+            return
+        seconds = self.rng.uniform(0.2, 2.5)
+        daemon.process.send_signal(signal.SIGSTOP)
+        self.stopped.add(daemon.pid)
+        timer = threading.Timer(seconds, self._resume, args=(daemon,))
+        timer.start()
+        self.timers.append(timer)
+        self.log.append(f"stop {daemon.pid} {seconds:.2f}s")
+
+    def _resume(self, daemon: Daemon) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            daemon.process.send_signal(signal.SIGCONT)
+        self.stopped.discard(daemon.pid)
+
+    def calm(self) -> None:
+        for timer in self.timers:
+            timer.cancel()
+        for daemon in self.daemons:
+            self._resume(daemon)
+
+    def close(self) -> None:
+        self.calm()
+        for daemon in self.daemons:
+            daemon.stop()
+
+
+def claimed_by(url: str, pid: int) -> list[tuple[int, str]]:
+    """Targets claimed (not yet recorded) by the daemon with `pid`."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT message_id, url_id FROM outbox_targets "
+            "WHERE state = 'pending' AND claimed_by LIKE %s",
+            (f"%:{pid}:%",),
+        ).fetchall()
+    return [(int(m), str(u)) for m, u in rows]
+
+
+def drain(account: SimAccount, done: threading.Event, resets: list[int]) -> None:
+    """Make the balance critical again some time after each top-up (a new decision)."""
+    while not done.wait(0.2):
+        if account.balance().balance >= 100:
+            time.sleep(0.5)
+            resets.append(account.request_count(TOPUP, method="POST"))
+            account.set_balance("20.00")
+
+
+def test_fifty_random_kills_and_pauses_pay_once_per_decision_and_send_once_per_url(
+    tmp_path: Path, sim: SimServer, receiver: Receiver, pg_url: str
+) -> None:
+    seed = int(os.environ.get("FAILOVER_SEED") or random.randrange(1 << 30))
+    rng = random.Random(seed)
+    established(pg_url)
+    config = write_config(tmp_path, sim, receiver, min_interval="1s", interval=FAST)
+    sim.account.set_balance("20.00")
+    done, resets = threading.Event(), list[int]()
+    drainer = threading.Thread(target=drain, args=(sim.account, done, resets), daemon=True)
+    chaos = Chaos(config, pg_url, rng)
+    try:
+        wait_for(lambda: holder_pid(pg_url) is not None, timeout=15)
+        drainer.start()
+        for _ in range(POINTS):
+            time.sleep(rng.uniform(0.2, 1.0))
+            chaos.blow()
+        chaos.calm()
+        done.set()
+        drainer.join()
+        wait_for(lambda: holder_pid(pg_url) is not None, timeout=15)
+        wait_for(lambda: pending(pg_url) == 0, timeout=30)
+    finally:
+        done.set()
+        chaos.close()
+    where = f"seed {seed} (FAILOVER_SEED={seed} to repeat): {chaos.log}"
+    posted = ledger_posted(pg_url)
+    assert 2 <= posts(sim) <= posted, where  # every POST has its own ledger entry
+    assert all(later - earlier <= 1 for earlier, later in pairwise([0, *resets])), where
+    sent = delivered(pg_url)
+    received = Counter((str(m["title"]), str(m["message"])) for m in receiver.messages)
+    doubt = Counter(texts(pg_url, chaos.in_doubt))
+    for text, count in received.items():
+        assert count <= sent[text] + doubt[text], (text, count, sent[text], where)
+    assert sum(sent.values()) <= sum(received.values()), where  # none lost
+
+
+def pending(url: str) -> int:
+    with psycopg.connect(url, autocommit=True) as conn:
+        row = conn.execute("SELECT count(*) FROM outbox_targets WHERE state = 'pending'").fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def ledger_posted(url: str) -> int:
+    """Ledger entries whose POST may have been sent (sending, unknown, succeeded, failed)."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM topups "
+            "WHERE state IN ('sending', 'unknown', 'succeeded', 'failed')"
+        ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def delivered(url: str) -> Counter[tuple[str, str]]:
+    """(title, body) of every target recorded as delivered."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT m.title, m.body FROM outbox_targets t "
+            "JOIN outbox_messages m ON m.id = t.message_id WHERE t.state = 'delivered'"
+        ).fetchall()
+    return Counter((str(title), str(body)) for title, body in rows)
+
+
+def texts(url: str, targets: list[tuple[int, str]]) -> list[tuple[str, str]]:
+    if not targets:
+        return []
+    with psycopg.connect(url, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT title, body FROM outbox_messages WHERE id = ANY(%s)",
+            ([m for m, _ in targets],),
+        ).fetchall()
+    return [(str(title), str(body)) for title, body in rows]
