@@ -12,11 +12,14 @@ import contextlib
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections import Counter
 from collections.abc import Iterator
 from itertools import pairwise
@@ -25,9 +28,10 @@ from pathlib import Path
 import psycopg
 import pytest
 from conftest import API_KEY, REPO, Receiver, cli_env, wait_for
+from notify_socket import listening
 from topup_support import TOPUP, posts
 
-from watcher.providers.simkit.parts import Fault
+from watcher.providers.simkit.parts import Fault, free_port
 from watcher.providers.telnyx.sim import SimAccount, SimServer
 
 SECOND_KEY = "KEYsecond0123456789abcdefSECRET"
@@ -104,10 +108,12 @@ def established(url: str) -> None:
 class Daemon:
     """One `run` child process; its stderr (JSON lines) is collected by a thread."""
 
-    def __init__(self, config: Path, url: str) -> None:
+    def __init__(self, config: Path, url: str, **env: str) -> None:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "watcher", "--config", str(config), "run"],
-            env=cli_env(WATCHER_ALLOW_FAST_POLL="1", WATCHER_STATE_URL=url, SECOND_KEY=SECOND_KEY),
+            env=cli_env(
+                WATCHER_ALLOW_FAST_POLL="1", WATCHER_STATE_URL=url, SECOND_KEY=SECOND_KEY, **env
+            ),
             cwd=REPO,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
@@ -191,6 +197,55 @@ def test_one_leads_and_a_killed_leader_is_replaced_within_three_intervals(
             second.stop()
     finally:
         first.stop()
+
+
+def test_the_standby_says_so_in_status_and_healthz_and_a_clean_stop_hands_over(
+    pair: tuple[Path, str],
+) -> None:
+    config, url = pair
+    ports = free_port(), free_port()
+    with listening() as told_first, listening() as told_second:
+        first = Daemon(
+            config, url, NOTIFY_SOCKET=told_first.path, WATCHER_WEB__LISTEN=f"127.0.0.1:{ports[0]}"
+        )
+        second: Daemon | None = None
+        try:
+            wait_for(lambda: holder_pid(url) == first.pid)
+            second = Daemon(
+                config,
+                url,
+                NOTIFY_SOCKET=told_second.path,
+                WATCHER_WEB__LISTEN=f"127.0.0.1:{ports[1]}",
+            )
+            told_second.wait(lambda: any(s.startswith("standby: ") for s in told_second.statuses()))
+            assert told_second.with_field("READY", "1")
+            [status] = {s for s in told_second.statuses() if s.startswith("standby: ")}
+            assert re.fullmatch(
+                rf"standby: \S+:{first.pid}:\w+ leads \(lease expires in \d+s\)", status
+            )
+            assert healthz(ports[1]) == (200, status)
+            code, text = healthz(ports[0])
+            assert code == 200 and text.startswith("ok: "), text
+            first.process.send_signal(signal.SIGTERM)
+            stopped = time.monotonic()
+            assert first.process.wait(timeout=15) == 0
+            wait_for(lambda: holder_pid(url) == second.pid, timeout=10)
+            assert time.monotonic() - stopped < 1.0 + INTERVAL  # released: no waiting for the TTL
+            told_second.wait(lambda: "firing" in told_second.statuses()[-1])
+            code, text = healthz(ports[1])
+            assert code == 200 and text.startswith(("ok: ", "starting: ")), text
+        finally:
+            first.stop()
+            if second is not None:
+                second.stop()
+
+
+def healthz(port: int) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as answer:
+            return int(answer.status), answer.read().decode().strip()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode().strip()
 
 
 def test_a_leader_paused_mid_cycle_is_fenced_out_when_it_wakes(

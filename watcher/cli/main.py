@@ -24,7 +24,7 @@ import structlog
 
 from watcher.cli import ack as cli_ack
 from watcher.cli import digest as cli_digest
-from watcher.cli import leading
+from watcher.cli import leading, statecmd
 from watcher.cli import notify as cli_notify
 from watcher.cli import status as cli_status
 from watcher.cli import topups as cli_topups
@@ -104,6 +104,7 @@ def _parser() -> argparse.ArgumentParser:
     cli_topups.add_parser(sub)
     cli_ack.add_parser(sub)
     cli_digest.add_parser(sub)
+    statecmd.add_parser(sub)
     demo.add_argument("--speed", type=float, default=1.0, help=argparse.SUPPRESS)
     demo.add_argument("--web", action="store_true", help="also serve the status page")
     return parser
@@ -175,6 +176,8 @@ def _dispatch(args: argparse.Namespace) -> int:
             return cli_topups.cmd_topups(path, args, sys.stdout)
         case "digest":
             return cli_digest.cmd_digest(path, args, sys.stdout)
+        case "state":
+            return statecmd.cmd_state(path, args, sys.stdout)
     raise Exit(EXIT_USAGE, f"unknown command {args.command}")  # pragma: no cover
 
 

@@ -26,7 +26,7 @@ from watcher.state import lock as statelock
 from watcher.state.store import Store, StoreError, open_store
 
 SCHEMES = ("postgresql://", "postgres://")
-KEPT = frozenset({"meta"})  # tables the target may hold rows in before the copy
+KEPT = frozenset({"meta"})  # rows the target may hold before the copy (replaced by it)
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -118,11 +118,9 @@ def _copy_table(src: Store, dst: Store, table: str) -> int:
     names = ", ".join(columns)
     rows = src.query(f"SELECT {names} FROM {table} ORDER BY rowid")  # noqa: S608
     marks = ", ".join("?" for _ in columns)
+    if table in KEPT:  # what the target's own creation wrote (e.g. `created_new`) goes
+        dst.execute(f"DELETE FROM {table}")  # noqa: S608
     insert = f"INSERT INTO {table} ({names}) VALUES ({marks})"  # noqa: S608
-    if table in KEPT:
-        keys = ", ".join(str(row[1]) for row in info if row[5])
-        updates = ", ".join(f"{c} = excluded.{c}" for c in columns if c not in keys)
-        insert += f" ON CONFLICT ({keys}) DO UPDATE SET {updates}"
     dst.executemany(insert, [tuple(row) for row in rows])
     if any(row[1] == "id" and row[5] and str(row[2]).upper() == "INTEGER" for row in info):
         dst.sync_ids(table)
