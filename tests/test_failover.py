@@ -445,3 +445,47 @@ def texts(url: str, targets: list[tuple[int, str]]) -> list[tuple[str, str]]:
             ([m for m, _ in targets],),
         ).fetchall()
     return [(str(title), str(body)) for title, body in rows]
+
+
+def once(config: Path, url: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "watcher", "--config", str(config), "once"],
+        env=cli_env(WATCHER_ALLOW_FAST_POLL="1", WATCHER_STATE_URL=url, SECOND_KEY=SECOND_KEY),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_once_alone_takes_the_lease_for_its_cycle_and_hands_it_back(
+    pair: tuple[Path, str], sim: SimServer
+) -> None:
+    config, url = pair
+    sim.account.set_balance("20.00")
+    done = once(config, url)
+    assert done.returncode == 0, done.stderr
+    assert posts(sim) == 1
+    assert "top-ups skipped" not in done.stdout
+    assert holder_pid(url) is None  # released at the end, not left to expire
+
+
+def test_once_beside_a_leader_leaves_the_top_ups_to_it(
+    tmp_path: Path, sim: SimServer, receiver: Receiver, pg_url: str
+) -> None:
+    established(pg_url)
+    url = pg_url
+    config = write_config(tmp_path, sim, receiver, interval=3.0)  # a lease of 9 s
+    leader = Daemon(config, url)
+    try:
+        wait_for(lambda: holder_pid(url) == leader.pid)
+        leader.process.send_signal(signal.SIGSTOP)  # it will not pay meanwhile
+        sim.account.set_balance("20.00")
+        done = once(config, url)
+        assert done.returncode == 0, done.stderr
+        assert "top-ups skipped: another account-watcher owns the state" in done.stdout
+        assert posts(sim) == 0
+        assert holder_pid(url) == leader.pid  # its lease is not touched
+    finally:
+        leader.stop()
