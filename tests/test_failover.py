@@ -276,10 +276,14 @@ def test_a_leader_paused_mid_cycle_is_fenced_out_when_it_wakes(
             wait_for(lambda: holder_pid(pg_url) == standby.pid, timeout=10)
             wait_for(lambda: account_posts(other) == 1, timeout=10)  # the new leader's
             release.set()
+            woken = len(first.events())
             first.process.send_signal(signal.SIGCONT)
             wait_for(lambda: "leader.deposed" in first.events(), timeout=10)
             time.sleep(3 * INTERVAL)
             assert (account_posts(paid_by_old), account_posts(other)) == (1, 1)
+            after = first.events()[woken:]
+            assert "notify.delivered" not in after, after  # it sent nothing either
+            assert "cycle.finished" not in after, after  # its cycle committed nothing
             [deposed] = [e for e in first.records() if e.get("event") == "leader.deposed"]
             assert "no longer holds the lease" in str(deposed["why"])
             assert holder_pid(pg_url) == standby.pid
