@@ -25,7 +25,7 @@ from typing import Protocol
 import structlog
 
 from watcher.state.db import Database
-from watcher.state.lease import Lease, LeaseError
+from watcher.state.lease import Lease, LeaseError, LeaseView
 
 log = structlog.get_logger(__name__)
 
@@ -87,7 +87,7 @@ class Elected:
         """Renew or try to take the lease for `ttl` (three poll intervals)."""
         self.lease.ttl = ttl
         try:
-            view = self.lease.acquire()
+            view = self._acquire()
         except LeaseError as exc:
             if self.leading:
                 return self.deposed(str(exc))
@@ -109,6 +109,15 @@ class Elected:
         return Standing(
             Role.STANDBY, f"standby: {holder} leads (lease expires in {view.expires_in:.0f}s)"
         )
+
+    def _acquire(self) -> LeaseView:
+        """`lease.acquire()`, once more on a new connection when the first try fails (a
+        connection the network or the server dropped need not cost the lead)."""
+        try:
+            return self.lease.acquire()
+        except LeaseError as exc:
+            log.warning("leader.lease_retry", error=str(exc))
+            return self.lease.acquire()
 
     def deposed(self, why: str) -> Standing:
         """The lease is lost (`why`): stop acting. The fence keeps the old epoch."""
