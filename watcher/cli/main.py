@@ -24,6 +24,7 @@ import structlog
 
 from watcher.cli import ack as cli_ack
 from watcher.cli import digest as cli_digest
+from watcher.cli import leading, statecmd
 from watcher.cli import notify as cli_notify
 from watcher.cli import status as cli_status
 from watcher.cli import topups as cli_topups
@@ -103,6 +104,7 @@ def _parser() -> argparse.ArgumentParser:
     cli_topups.add_parser(sub)
     cli_ack.add_parser(sub)
     cli_digest.add_parser(sub)
+    statecmd.add_parser(sub)
     demo.add_argument("--speed", type=float, default=1.0, help=argparse.SUPPRESS)
     demo.add_argument("--web", action="store_true", help="also serve the status page")
     return parser
@@ -174,6 +176,8 @@ def _dispatch(args: argparse.Namespace) -> int:
             return cli_topups.cmd_topups(path, args, sys.stdout)
         case "digest":
             return cli_digest.cmd_digest(path, args, sys.stdout)
+        case "state":
+            return statecmd.cmd_state(path, args, sys.stdout)
     raise Exit(EXIT_USAGE, f"unknown command {args.command}")  # pragma: no cover
 
 
@@ -271,7 +275,8 @@ def _lock_state(
 
     SQLite: the flock on `<state>.lock` (not owned when another process holds it; exit 3
     when the lock file cannot be opened). PostgreSQL: no flock; for now this process
-    simply owns the state — the seam where the leader lease decides instead.
+    owns it unless the lease says otherwise (watcher/cli/leading.py: `run` is elected,
+    `once` takes the lease for its cycle when nobody leads).
     """
     target = state_target(runtime.loaded)
     if not isinstance(target, Path):
@@ -308,7 +313,9 @@ async def cmd_once(path: Path, *, dry_run: bool) -> int:
     runtime = _runtime(path)
     _configure_logs(runtime)
     target, lock, owns = _lock_state(runtime)
-    with lock, _open_store(runtime, target) as store:
+    with lock, _open_store(runtime, target) as store, contextlib.ExitStack() as stack:
+        if isinstance(target, str):  # PostgreSQL: the owner is who holds the lease
+            owns = stack.enter_context(leading.once_owner(store, target, runtime.interval))
         daemon = _daemon(runtime, store, dry_run=dry_run, owns_state=owns)
         try:
             report = await daemon.cycle(flush_all=True)
@@ -341,7 +348,9 @@ async def cmd_run(path: Path) -> int:
     service = ServiceNotifier()
     with lock, _open_store(runtime, state) as store, contextlib.ExitStack() as stack:
         metrics = cli_web.metrics_for(runtime)
-        daemon = _daemon(runtime, store, metrics)
+        # PostgreSQL: any number of `run` share the state; the lease elects who acts
+        leadership = None if isinstance(state, Path) else leading.elected(store, state)
+        daemon = _daemon(runtime, store, metrics, owns_state=leadership is None)
         if metrics is not None:
             cli_web.serve(lambda: daemon.runtime, state, metrics, stack)
         log.info(
@@ -363,6 +372,7 @@ async def cmd_run(path: Path) -> int:
                 loader=lambda: _load(path),
                 service=service,
                 watchdog=watchdog_period(),
+                leadership=leadership,
             ).run()
         finally:
             await daemon.aclose()

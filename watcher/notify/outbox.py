@@ -204,22 +204,24 @@ class Outbox:
         was tried by anyone since it was read (its `attempts` moved), or is claimed by
         another owner at a time after `now - ttl` (that claim still holds).
         """
-        changed = self.store.execute(
-            "UPDATE outbox_targets SET claimed_by = ?, claimed_at = ? "
-            "WHERE message_id = ? AND route = ? AND url_id = ? AND state = ? AND attempts = ? "
-            "AND (claimed_by IS NULL OR claimed_by = ? OR claimed_at <= ?)",
-            (
-                self.owner,
-                ts(now),
-                item.message_id,
-                item.route,
-                item.url_id,
-                TargetState.PENDING.value,
-                item.attempts,
-                self.owner,
-                ts(now - ttl),
-            ),
-        )
+        with self.store.transaction():
+            self.store.fenced()  # a deposed leader sends nothing more
+            changed = self.store.execute(
+                "UPDATE outbox_targets SET claimed_by = ?, claimed_at = ? "
+                "WHERE message_id = ? AND route = ? AND url_id = ? AND state = ? AND attempts = ? "
+                "AND (claimed_by IS NULL OR claimed_by = ? OR claimed_at <= ?)",
+                (
+                    self.owner,
+                    ts(now),
+                    item.message_id,
+                    item.route,
+                    item.url_id,
+                    TargetState.PENDING.value,
+                    item.attempts,
+                    self.owner,
+                    ts(now - ttl),
+                ),
+            )
         return changed == 1
 
     def release_dead_claims(self, alive: Callable[[int], bool] | None = None) -> int:

@@ -127,6 +127,7 @@ class Database:
         self._conn = conn
         self._depth = 0
         self.created = False  # this open created the schema in an empty database
+        # Set by a leader on a shared state (watcher/service/leader.py): see `fenced`.
         self.fence: Callable[[Database], None] | None = None
 
     def __repr__(self) -> str:
@@ -137,12 +138,16 @@ class Database:
         return self.dialect is SQLITE
 
     def fenced(self) -> None:
-        """Inside an open transaction, a write with side effects calls this first.
-
-        Runs `self.fence(self)` when set (the leader lease), which raises `FencedOut`
-        when this process no longer holds the state; a no-op otherwise.
+        """Inside an open transaction, a write with side effects (a new ledger entry, an
+        outbox claim, the cycle's commit of alert states, notified marks and messages)
+        calls this first: with a `fence` set (a leader on a shared state, DESIGN §10) it
+        checks, in this same transaction, that the lease is still ours, and raises
+        FencedOut (a StoreError) when it is not. Records of what already happened (a
+        POST's outcome, a send's result) are not fenced: they are true whoever writes them.
         """
         if self.fence is not None:
+            if self._depth == 0:
+                raise RuntimeError("fenced() outside a transaction")
             self.fence(self)
 
     # -- life cycle ----------------------------------------------------------------

@@ -251,6 +251,7 @@ class Ledger:
         Out: the entries changed.
         """
         with self.store.transaction():
+            self.store.fenced()  # a new leader's, before it pays (DESIGN §10)
             rows = self.store.query("SELECT id FROM topups WHERE state = 'sending'")
             ids = [row[0] for row in rows]
             for entry_id in ids:
@@ -433,24 +434,26 @@ class Ledger:
         announce: bool,
         posted: datetime | None = None,
     ) -> int:
-        return self.store.insert(
-            "INSERT INTO topups (account, amount, currency, state, created_at, posted_at, "
-            "rule, reason, episode, balance_before, announce) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                new.account,
-                str(new.amount),
-                new.currency,
-                state.value,
-                ts(now),
-                None if posted is None else ts(posted),
-                new.rule,
-                new.reason,
-                new.episode,
-                None if new.balance_before is None else str(new.balance_before),
-                int(announce),
-            ),
-        )
+        with self.store.transaction():
+            self.store.fenced()  # a decision to pay or refuse: the leader's alone
+            return self.store.insert(
+                "INSERT INTO topups (account, amount, currency, state, created_at, posted_at, "
+                "rule, reason, episode, balance_before, announce) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    new.account,
+                    str(new.amount),
+                    new.currency,
+                    state.value,
+                    ts(now),
+                    None if posted is None else ts(posted),
+                    new.rule,
+                    new.reason,
+                    new.episode,
+                    None if new.balance_before is None else str(new.balance_before),
+                    int(announce),
+                ),
+            )
 
     def _must_get(self, entry_id: int) -> Entry:
         entry = self.get(entry_id)

@@ -231,6 +231,16 @@ MIGRATIONS: list[tuple[str, ...]] = [
             announced INTEGER NOT NULL DEFAULT 0
         ) STRICT""",
     ),
+    (  # step 10 (lease): the leader lease of instances sharing PostgreSQL (DESIGN §10,
+        # watcher/state/lease.py); its times are the database's (TIMESTAMPTZ). SQLite has
+        # no use for it (its flock decides), so there it stays empty and is not STRICT.
+        """CREATE TABLE leader_lease (
+            name TEXT PRIMARY KEY,
+            holder TEXT NOT NULL,
+            epoch BIGINT NOT NULL,
+            expires_at TIMESTAMPTZ NOT NULL
+        )""",
+    ),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
