@@ -56,12 +56,12 @@ def test_a_standby_names_the_leader_and_takes_over_when_its_lease_expires(
 
 
 def test_a_dropped_lease_connection_does_not_cost_the_lead(pg_url: str, store: Store) -> None:
-    one = elected(pg_url, store, "a")
+    one = elected(pg_url, store)
     one.check(TTL)
     with psycopg.connect(pg_url, autocommit=True) as conn:
         dropped = conn.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-            "WHERE query LIKE '%leader_lease%' AND pid <> pg_backend_pid()"
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s",
+            (one.lease.app_name,),
         ).fetchall()
     assert dropped == [(True,)]
     again = one.check(TTL)

@@ -113,6 +113,11 @@ class Lease:
         self.epoch = 0  # the epoch we hold (0: none yet)
         self._conn: Any = None
 
+    @property
+    def app_name(self) -> str:
+        """The lease connection's `application_name` (at most 63 bytes in PostgreSQL)."""
+        return f"account-watcher lease {self.holder}"[:63]
+
     def acquire(self) -> LeaseView:
         """Renew ours or take a free/expired lease; else report the holder.
 
@@ -158,6 +163,8 @@ class Lease:
         conn = psycopg.connect(self._url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S)
         conn.execute(f"SET statement_timeout = {STATEMENT_TIMEOUT_MS}")
         conn.execute(f"SET lock_timeout = {LOCK_TIMEOUT_MS}")
+        # who holds which connection, in pg_stat_activity
+        conn.execute("SELECT set_config('application_name', %s, false)", (self.app_name,))
         return conn
 
     def _run(self, sql: str, params: dict[str, Any]) -> Any:
