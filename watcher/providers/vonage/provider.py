@@ -13,7 +13,9 @@ from pydantic import SecretStr
 from watcher.core.model import Balance
 from watcher.core.payment import TopupOutcome, TopupResult
 from watcher.providers.base import ClientOptions, Collected, Factory, Needs, StateView
+from watcher.providers.discovery import Child
 from watcher.providers.http import keepalive_expiry, mask
+from watcher.providers.vonage import subaccount
 from watcher.providers.vonage.client import VonageClient
 from watcher.providers.vonage.sources import Account, collect, to_balance
 from watcher.providers.vonage.wire import VonageSubaccounts
@@ -62,6 +64,18 @@ class VonageProvider:
     def subaccounts(self) -> VonageSubaccounts | None:
         """The subaccounts last read (`subaccounts: true`), for account discovery."""
         return self._account.subaccounts
+
+    @property
+    def discovers(self) -> bool:
+        """True with `subaccounts: true` (see `watcher.providers.discovery`)."""
+        return self._account.subaccounts_wanted
+
+    async def discover(self, now: datetime, *, deadline: float | None) -> list[Child]:
+        """The subaccounts, listed now (one request; kept as `subaccounts`, so the
+        collect does not list them again within `slow_interval`). Raises VonageError."""
+        found = await self.client.list_subaccounts(deadline=deadline)
+        self._account.subaccounts, self._account.subaccounts_at = found, now
+        return subaccount.children(self.account, found, self._account.currency)
 
     async def collect(
         self,

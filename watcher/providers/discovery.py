@@ -1,0 +1,110 @@
+"""Discovery seen from the providers (DESIGN §10): what a parent account lists.
+
+A provider that can list child accounts (Telnyx managed accounts, Vonage subaccounts)
+satisfies `Discovering`: `discovers` says whether its config asked for it, `discover`
+lists the children now, each a `Child` with a ready `Provider` (built on the parent's
+connection pool). The service layer (`watcher.service.discovery`) decides when to ask,
+names the children and keeps the known set.
+
+`SharedBalance` wraps the provider of a child that shares its parent's balance: its
+balance is never read (a balance rule sees none for it) and it is never paid.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import datetime
+from decimal import Decimal
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+from watcher.core.model import Balance, SourceName
+from watcher.core.payment import TopupOutcome, TopupResult
+from watcher.providers.base import Collected, Needs, Provider, StateView
+from watcher.providers.errors import ProviderError
+
+NOT_PAID = "a discovered account is never topped up: nothing was sent"
+
+
+@dataclass(frozen=True, slots=True)
+class Child:
+    """One child as listed: `label` names it (Telnyx: email or id; Vonage: api key),
+    `shared` when it uses its parent's balance, `suspended` as the provider says, and its
+    provider (None: listed, but not readable this time)."""
+
+    label: str
+    shared: bool = False
+    suspended: bool = False
+    provider: Provider | None = None
+
+
+@runtime_checkable
+class Discovering(Protocol):
+    """A provider that can list the child accounts of its account."""
+
+    @property
+    def discovers(self) -> bool:
+        """True when the account's config asks for its children to be watched."""
+        ...
+
+    async def discover(self, now: datetime, *, deadline: float | None) -> list[Child]:
+        """Every child listed now, each provider named `<parent>/<slug(label)>`
+        (`watcher.core.discovery.child_name`).
+
+        Raises ProviderError when the listing fails (nothing is known then).
+        """
+        ...
+
+
+class SharedBalance:
+    """A child provider whose balance is its parent's: collects without the balance
+    source, refuses a balance read and never pays."""
+
+    def __init__(self, inner: Provider) -> None:
+        self.inner = inner
+
+    def __repr__(self) -> str:
+        return f"SharedBalance({self.inner!r})"
+
+    @property
+    def account(self) -> str:
+        return self.inner.account
+
+    @property
+    def kind(self) -> str:
+        return self.inner.kind
+
+    @property
+    def requests_sent(self) -> int:
+        return self.inner.requests_sent
+
+    async def collect(
+        self,
+        needs: Needs,
+        view: StateView,
+        now: datetime,
+        *,
+        first_start: datetime,
+        deadline: float | None,
+    ) -> Collected:
+        without = replace(needs, sources=needs.sources - {SourceName.BALANCE})
+        return await self.inner.collect(
+            without, view, now, first_start=first_start, deadline=deadline
+        )
+
+    async def read_balance(self, *, deadline: float | None) -> Balance:
+        raise ProviderError(f"{self.account} shares its parent's balance: it has none of its own")
+
+    async def pay(self, amount: Decimal, *, timeout: float) -> TopupResult:  # noqa: ASYNC109
+        return TopupResult(TopupOutcome.FAILED, error=NOT_PAID)
+
+    def redact(self, text: str) -> str:
+        return self.inner.redact(text)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+if TYPE_CHECKING:
+
+    def _is_provider(shared: SharedBalance) -> Provider:
+        return shared  # mypy: `SharedBalance` satisfies the `Provider` protocol

@@ -1,0 +1,162 @@
+"""Discovered accounts in the cycle (DESIGN §10): when to list, what to watch, what went.
+
+Before the collect step, every parent account whose provider discovers (`managed_accounts:
+true`, `subaccounts: true`) is listed when due: when this process has not listed it yet
+(a Telnyx child's key is held in memory only, so a new process lists once), else every
+`poll.slow_interval` since the last listing, whose time is the parent's `discovery`
+cursor in the state (so `run` and `once` alike list only when due). The children are
+watched as accounts named `<parent>/<slug>` until the next listing; a listing that fails
+keeps the children of the last one (a warning in the log) and is tried again next cycle.
+
+A child that an earlier listing showed and this one does not is reported once: one
+`watcher-account-gone` message through the default route and a `discovery.gone` log
+line; the known set (watcher/state/discovered.py) marks it gone in the cycle's commit,
+so neither the next cycle nor a restart reports it again. Discovered children are never
+topped up (they have no `topup` config).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from datetime import datetime
+
+import structlog
+
+from watcher.core.decide import Policy, Routed, route
+from watcher.core.discovery import child_name, diff, gone_message
+from watcher.providers.base import Provider
+from watcher.providers.discovery import Child, Discovering
+from watcher.providers.errors import ProviderError
+from watcher.service.wiring import Wiring
+from watcher.state.discovered import Discovered, Listed
+from watcher.state.store import Store
+
+log = structlog.get_logger(__name__)
+
+CURSOR = "discovery"
+"""The cursor (per parent account) holding when its children were last listed."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Write:
+    parent: str
+    listed: tuple[Listed, ...]
+    gone: tuple[str, ...]
+
+
+class Discovery:
+    """The discovered children across cycles (their providers, in memory) and what a
+    cycle's listings write into the known set.
+
+    In: the open store. `extend` is called at the start of a cycle, `commit` inside its
+    commit transaction, `aclose` at the end.
+    """
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.table = Discovered(store)
+        self.requests = 0  # the last `extend`'s requests (the parents' listings)
+        self._wiring: Wiring | None = None
+        self._children: dict[str, dict[str, Provider]] = {}
+        self._writes: list[_Write] = []
+
+    def children(self) -> dict[str, Provider]:
+        """Every discovered child watched now, by name."""
+        return {n: p for kids in self._children.values() for n, p in kids.items()}
+
+    async def extend(
+        self, wiring: Wiring, now: datetime, deadline: float | None
+    ) -> tuple[Wiring, list[Routed]]:
+        """List the parents that are due; out: `wiring` with the children among its
+        providers, and the routed messages for children that went away."""
+        if wiring is not self._wiring:  # a reload: children are listed anew
+            await self.aclose()
+            self._wiring = wiring
+        parents = _parents(wiring.providers)
+        before = sum(p.requests_sent for p in parents.values())
+        routed: list[Routed] = []
+        for name, provider in parents.items():
+            if isinstance(provider, Discovering) and self._due(name, now, wiring):
+                gone = await self._refresh(name, provider, now, deadline)
+                routed += [self._gone(name, g, now, wiring.policy) for g in gone]
+        self.requests = sum(p.requests_sent for p in parents.values()) - before
+        providers = {**self.children(), **wiring.providers}
+        return replace(wiring, providers=providers), routed
+
+    def _due(self, parent: str, now: datetime, wiring: Wiring) -> bool:
+        if parent not in self._children:
+            return True
+        last = self.store.get_cursor(parent, CURSOR)
+        slow = wiring.runtime.loaded.settings.poll.slow_interval
+        return last is None or now - last >= slow
+
+    async def _refresh(
+        self, parent: str, provider: Discovering, now: datetime, deadline: float | None
+    ) -> tuple[str, ...]:
+        """List `parent`'s children; out: the names of those gone since the last listing."""
+        try:
+            found = await provider.discover(now, deadline=deadline)
+        except ProviderError as exc:
+            log.warning("discovery.failed", account=parent, error=str(exc))
+            return ()
+        named = {child_name(parent, c.label): c for c in found}
+        await self._replace(parent, named)
+        change = diff(self.table.known(parent), named)
+        listed = tuple(Listed(n, c.shared, c.suspended) for n, c in named.items())
+        self._writes.append(_Write(parent, listed, change.gone))
+        log.info(
+            "discovery.listed",
+            account=parent,
+            children=len(named),
+            appeared=list(change.appeared),
+            returned=list(change.returned),
+            gone=list(change.gone),
+            shared=sorted(n for n, c in named.items() if c.shared),
+            suspended=sorted(n for n, c in named.items() if c.suspended),
+        )
+        return change.gone
+
+    async def _replace(self, parent: str, named: Mapping[str, Child]) -> None:
+        """Swap in the children's new providers (a child not read this time keeps its
+        old one); close the providers that are not kept."""
+        old = self._children.get(parent, {})
+        kids: dict[str, Provider] = {}
+        for name, child in named.items():
+            provider = child.provider or old.get(name)
+            if provider is not None:
+                kids[name] = provider
+        for name, provider in old.items():
+            if kids.get(name) is not provider:
+                await provider.aclose()
+        self._children[parent] = kids
+
+    def _gone(self, parent: str, name: str, now: datetime, policy: Policy) -> Routed:
+        last = self.table.last_seen(name)
+        log.warning("discovery.gone", account=name, parent=parent)
+        return route(gone_message(parent, name, last, now), (), policy, now)
+
+    def commit(self, now: datetime) -> None:
+        """Write the cycle's listings into the known set and the parents' `discovery`
+        cursors (call inside the cycle's commit transaction)."""
+        with self.store.transaction():
+            for write in self._writes:
+                self.table.listed(write.parent, write.listed, now)
+                self.table.gone(write.gone, now)
+                self.store.set_cursor(write.parent, CURSOR, now)
+        self._writes = []
+
+    async def aclose(self) -> None:
+        """Close every child's connections and forget the children."""
+        for provider in self.children().values():
+            await provider.aclose()
+        self._children = {}
+
+
+def _parents(providers: Mapping[str, Provider]) -> dict[str, Provider]:
+    """The configured accounts whose children are to be watched."""
+    return {
+        name: provider
+        for name, provider in providers.items()
+        if isinstance(provider, Discovering) and provider.discovers
+    }
