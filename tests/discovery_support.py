@@ -60,14 +60,22 @@ def reseller() -> tuple[SimServer, Reseller]:
     return server, found
 
 
-def config(tmp_path: Path, base_url: str, urls: list[str], rules: str = LOW_CHILDREN) -> Path:
-    """`main` with `managed_accounts: true`, one rule file, the state in `tmp_path`."""
+def config(
+    tmp_path: Path,
+    base_url: str,
+    urls: list[str],
+    rules: str = LOW_CHILDREN,
+    *,
+    extra: str = "",
+) -> Path:
+    """`main` with `managed_accounts: true` (and `extra` keys of its flow mapping, e.g.
+    `, topup: {...}`), one rule file, the state in `tmp_path`."""
     (tmp_path / "rules.yaml").write_text(rules)
     path = tmp_path / "config.yaml"
     path.write_text(
         "accounts:\n"
         f"  - {{name: main, api_key: 'env:TELNYX_API_KEY', base_url: '{base_url}',"
-        " managed_accounts: true}\n"
+        f" managed_accounts: true{extra}}}\n"
         "poll: {interval: 10s, timeout: 3s}\n"
         "rules: [rules.yaml]\n"
         f"state: {{path: {tmp_path / 'state.db'}}}\n"

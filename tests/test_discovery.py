@@ -19,7 +19,7 @@ from pydantic import SecretStr
 
 from watcher.providers.telnyx.client import TelnyxClient
 from watcher.providers.telnyx.managed import get_managed, list_managed
-from watcher.providers.telnyx.sim import SimAccount, SimServer
+from watcher.providers.telnyx.sim import Fault, SimAccount, SimServer
 from watcher.service import logs
 from watcher.service.cycle import CycleResult, Daemon
 from watcher.service.wiring import build_wiring, load_runtime
@@ -192,3 +192,49 @@ async def test_the_listing_reads_every_page(tmp_path: Path) -> None:
     assert (one.email, one.rollup_billing) == ("c0@example.com", True)  # newest first
     assert one.api_key.get_secret_value() == children[0]._api_key
     assert children[0]._api_key not in repr(one)
+
+
+TOPUP_CHILDREN = """\
+rules:
+  - name: child-critical
+    kind: balance
+    accounts: ["main/*"]
+    below: {critical: 20}
+    topup: true
+"""
+TOPUP_MAIN = ', topup: {enabled: true, amount: "100.00", max_per_day: "300.00"}'
+
+
+def test_discovered_children_are_never_topped_up(
+    tmp_path: Path, served: tuple[SimServer, Reseller], receiver: Receiver
+) -> None:
+    server, found = served
+    # main (the parent) may pay; its children may not
+    path = config(tmp_path, server.base_url, [receiver.url], TOPUP_CHILDREN, extra=TOPUP_MAIN)
+    checked = run_cli("--config", str(path), "check")
+    assert checked.returncode == 0, checked.stderr
+    assert "discovered accounts of main are never topped up" in checked.stdout + checked.stderr
+    done = run_cli("--config", str(path), "once")
+    assert done.returncode == 0, done.stderr
+    wait_for(lambda: len(receiver.messages) >= 1)
+    assert _firing(receiver) == [f"[CRITICAL] child-critical firing — {ALICE}"]
+    posts = [a.request_count(method="POST") for a in (found.manager, found.alice.account)]
+    assert posts == [0, 0]
+
+
+def test_a_failed_listing_keeps_the_children_and_reports_nothing_gone(
+    tmp_path: Path, served: tuple[SimServer, Reseller], receiver: Receiver
+) -> None:
+    server, found = served
+    path = config(tmp_path, server.base_url, [receiver.url])
+    clock = Clock()
+
+    def listing_fails() -> None:
+        found.manager.inject_fault("/managed_accounts", Fault.status(403), times=1)
+        clock.now += timedelta(minutes=11)
+
+    steps = [_nothing, listing_fails, _later(clock, timedelta(minutes=1))]
+    results = _cycles(path, clock, steps)
+    assert [len(r.collected) for r in results] == [4, 4, 4]  # the last listing's children
+    assert found.manager.request_count("/managed_accounts") == 3  # tried again at once
+    assert GONE_TITLE not in receiver.titles and not [t for t in receiver.titles if "gone" in t]

@@ -156,3 +156,18 @@ def test_gone_message_is_one_warning_for_the_child() -> None:
     )
     assert message.title == "main/bob: account no longer listed by main"
     assert "last listed 2026-12-01 10:00 UTC" in message.body
+
+
+def test_metrics_see_one_endpoint_for_every_single_get() -> None:
+    from watcher.providers.telnyx.managed import templated
+
+    seen: list[tuple[str, int | None]] = []
+    hook = templated(lambda endpoint, status: seen.append((endpoint, status)))
+    assert hook is not None and templated(None) is None
+    for endpoint in ("/managed_accounts/82a0b5b0", "/managed_accounts", "/balance"):
+        hook(endpoint, 200)
+    assert seen == [
+        ("/managed_accounts/{id}", 200),
+        ("/managed_accounts", 200),
+        ("/balance", 200),
+    ]

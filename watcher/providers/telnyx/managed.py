@@ -36,6 +36,20 @@ ONE_ENDPOINT = "/managed_accounts/{id}"
 
 ChildFactory = Callable[[str, SecretStr], Provider]
 """`(label, api_key) -> Provider`: the provider of one managed account."""
+OnRequest = Callable[[str, int | None], None]
+
+
+def templated(hook: OnRequest | None) -> OnRequest | None:
+    """`hook` told `/managed_accounts/{id}` for every single GET (metrics label by
+    endpoint: one label, not one per managed account)."""
+    if hook is None:
+        return None
+    prefix = f"{LIST_ENDPOINT}/"
+
+    def observed(endpoint: str, status: int | None) -> None:
+        hook(ONE_ENDPOINT if endpoint.startswith(prefix) else endpoint, status)
+
+    return observed
 
 
 class ManagedItem(_Wire):

@@ -119,13 +119,14 @@ def build(account: Any, secrets: Any, options: ClientOptions) -> TelnyxProvider:
     """
     key: SecretStr = secrets.api_keys[account.name]
     base_url: str = account.base_url
+    on_request = managed.templated(options.on_request)
 
     def one(name: str, api_key: SecretStr) -> TelnyxProvider:
         client = TelnyxClient(
             base_url=base_url,
             api_key=api_key,
             timeout=options.timeout,
-            on_request=options.on_request,
+            on_request=on_request,
             keepalive=keepalive_expiry(options.interval),
             pool=None if options.pools is None else options.pools.for_url(base_url),
         )
