@@ -238,3 +238,9 @@ def test_a_failed_listing_keeps_the_children_and_reports_nothing_gone(
     assert [len(r.collected) for r in results] == [4, 4, 4]  # the last listing's children
     assert found.manager.request_count("/managed_accounts") == 3  # tried again at once
     assert GONE_TITLE not in receiver.titles and not [t for t in receiver.titles if "gone" in t]
+    errors = [[(a, str(s)) for a, s, _ in r.source_errors] for r in results]
+    assert errors == [[], [("main", "discovery")], []]
+    assert [t for t in receiver.titles if "watcher-source-down" in t] == [
+        "[CRITICAL] watcher-source-down firing — main [api-key]",  # the 403: at once
+        "[RESOLVED] watcher-source-down — main [api-key] (fired 1m)",  # listed again
+    ]

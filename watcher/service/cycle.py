@@ -262,7 +262,8 @@ class Daemon:
             for h in self.store.source_health()
             if h.failing_since
         }
-        return [_with_errors(c, failing_since, now) for c in collected]
+        annotate = self.discovery.annotate  # the listings are the parents' `discovery` source
+        return [_with_errors(annotate(c), failing_since, now) for c in collected]
 
     # -- 4 decide ------------------------------------------------------------------
 

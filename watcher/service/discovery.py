@@ -6,7 +6,9 @@ true`, `subaccounts: true`) is listed when due: when this process has not listed
 `poll.slow_interval` since the last listing, whose time is the parent's `discovery`
 cursor in the state (so `run` and `once` alike list only when due). The children are
 watched as accounts named `<parent>/<slug>` until the next listing; a listing that fails
-keeps the children of the last one (a warning in the log) and is tried again next cycle.
+keeps the children of the last one (a warning in the log) and is tried again next cycle;
+the listing is the parent's `discovery` source (`annotate`), so its failure is in the
+source health and `watcher-source-down` follows as for any source.
 
 A child that an earlier listing showed and this one does not is reported once: one
 `watcher-account-gone` message through the default route and a `discovery.gone` log
@@ -25,7 +27,8 @@ import structlog
 
 from watcher.core.decide import Policy, Routed, route
 from watcher.core.discovery import child_name, diff, gone_message
-from watcher.providers.base import Provider
+from watcher.core.model import SourceName
+from watcher.providers.base import Collected, Provider, SourceFailure
 from watcher.providers.discovery import Child, Discovering
 from watcher.providers.errors import ProviderError
 from watcher.service.wiring import Wiring
@@ -34,7 +37,8 @@ from watcher.state.store import Store
 
 log = structlog.get_logger(__name__)
 
-CURSOR = "discovery"
+SOURCE = SourceName.DISCOVERY
+CURSOR = str(SOURCE)
 """The cursor (per parent account) holding when its children were last listed."""
 
 
@@ -60,6 +64,7 @@ class Discovery:
         self._wiring: Wiring | None = None
         self._children: dict[str, dict[str, Provider]] = {}
         self._writes: list[_Write] = []
+        self._results: dict[str, SourceFailure | None] = {}  # this cycle's listings
 
     def children(self) -> dict[str, Provider]:
         """Every discovered child watched now, by name."""
@@ -74,6 +79,7 @@ class Discovery:
             await self.aclose()
             self._wiring = wiring
         parents = _parents(wiring.providers)
+        self._results = {}
         before = sum(p.requests_sent for p in parents.values())
         routed: list[Routed] = []
         for name, provider in parents.items():
@@ -99,7 +105,9 @@ class Discovery:
             found = await provider.discover(now, deadline=deadline)
         except ProviderError as exc:
             log.warning("discovery.failed", account=parent, error=str(exc))
+            self._results[parent] = SourceFailure.of(exc)
             return ()
+        self._results[parent] = None
         named = {child_name(parent, c.label): c for c in found}
         await self._replace(parent, named)
         change = diff(self.table.known(parent), named)
@@ -130,6 +138,16 @@ class Discovery:
             if kids.get(name) is not provider:
                 await provider.aclose()
         self._children[parent] = kids
+
+    def annotate(self, collected: Collected) -> Collected:
+        """A parent's `Collected` with this cycle's listing as its `discovery` source
+        (succeeded or failed: source health, `watcher-source-down`)."""
+        if collected.account not in self._results:
+            return collected
+        failure = self._results[collected.account]
+        if failure is None:
+            return replace(collected, succeeded=collected.succeeded | {SOURCE})
+        return replace(collected, failures={**collected.failures, SOURCE: failure})
 
     def _gone(self, parent: str, name: str, now: datetime, policy: Policy) -> Routed:
         last = self.table.last_seen(name)
