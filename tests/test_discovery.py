@@ -8,18 +8,22 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import httpx
 import pytest
-from conftest import API_KEY, Receiver, cli_env, run_cli, wait_for
+from conftest import API_KEY, REPO, Receiver, cli_env, run_cli, wait_for
 from discovery_support import ALICE, BOB, CAROL, Reseller, config, reseller
 from pydantic import SecretStr
 
 from watcher.providers.telnyx.client import TelnyxClient
 from watcher.providers.telnyx.managed import get_managed, list_managed
-from watcher.providers.telnyx.sim import Fault, SimAccount, SimServer
+from watcher.providers.telnyx.sim import Fault, SimAccount, SimServer, free_port
 from watcher.service import logs
 from watcher.service.cycle import CycleResult, Daemon
 from watcher.service.wiring import build_wiring, load_runtime
@@ -80,6 +84,43 @@ def test_secrets_of_children_are_nowhere(
         assert [t for t in texts if secret in t] == []
         assert secret.encode() not in state
     assert any("discovery.listed" in o.stderr for o in outputs[:2])  # debug logs were on
+
+
+def test_secrets_of_children_are_not_on_the_status_page_or_in_metrics(
+    tmp_path: Path, served: tuple[SimServer, Reseller], receiver: Receiver
+) -> None:
+    server, found = served
+    port = free_port()
+    path = config(tmp_path, server.base_url, [receiver.url])
+    path.write_text(path.read_text() + f"web: {{listen: '127.0.0.1:{port}'}}\n")
+    env = {**cli_env(WATCHER_LOG__LEVEL="debug"), "WATCHER_ALLOW_FAST_POLL": "1"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "watcher", "--config", str(path), "run"],
+        env=env,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: ALICE in _get(url + "/metrics"))
+        pages = [_get(url + p) for p in ("/metrics", "/api/v1/status", "/", "/healthz")]
+    finally:
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=15)
+    assert process.returncode == 0, err
+    texts = [*pages, out, err]
+    assert f'account="{ALICE}"' in pages[0]
+    for secret in found.secrets:
+        assert [t[:200] for t in texts if secret in t] == []
+
+
+def _get(url: str) -> str:
+    try:
+        return httpx.get(url, timeout=2).text
+    except httpx.TransportError:
+        return ""
 
 
 # -- in-process daemon with a clock: cycles, restarts, cadence -----------------------------
