@@ -80,3 +80,16 @@ def test_a_subaccount_that_goes_away_is_reported_once(
     assert vonage.account.request_count(SUBS) == 3
     listed = run_cli("--config", str(path), "accounts", env=env()).stdout
     assert f"{SLEEPY} (vonage, discovered by eu, suspended, gone since " in listed
+
+
+def test_subaccounts_not_provisioned_is_one_warning_not_an_outage(
+    tmp_path: Path, vonage: VonageSimServer, receiver: Receiver
+) -> None:
+    path = _config(tmp_path, vonage, receiver)
+    vonage.account.disable_subaccounts()  # 403: the feature is not provisioned
+    done = run_cli("--config", str(path), "once", env=env())
+    assert done.returncode == 0, done.stderr
+    assert "watcher-source-down" not in done.stdout
+    assert done.stderr.count('"discovery.unavailable"') == 1
+    assert vonage.account.request_count(SUBS) == 1  # not asked again by the collect
+    assert "eu/" not in done.stdout

@@ -25,6 +25,11 @@ from watcher.providers.errors import ProviderError
 NOT_PAID = "a discovered account is never topped up: nothing was sent"
 
 
+class DiscoveryUnavailable(ProviderError):
+    """The account cannot list children at all (Vonage: subaccounts not provisioned,
+    403): not an outage; the service stops asking until a restart or reload."""
+
+
 @dataclass(frozen=True, slots=True)
 class Child:
     """One child as listed: `label` names it (Telnyx: email or id; Vonage: api key),
@@ -50,7 +55,8 @@ class Discovering(Protocol):
         """Every child listed now, each provider named `<parent>/<slug(label)>`
         (`watcher.core.discovery.child_name`).
 
-        Raises ProviderError when the listing fails (nothing is known then).
+        Raises ProviderError when the listing fails (nothing is known then), its
+        subclass DiscoveryUnavailable when the account has no such feature.
         """
         ...
 

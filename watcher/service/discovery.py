@@ -6,7 +6,9 @@ true`, `subaccounts: true`) is listed when due: when this process has not listed
 `poll.slow_interval` since the last listing, whose time is the parent's `discovery`
 cursor in the state (so `run` and `once` alike list only when due). The children are
 watched as accounts named `<parent>/<slug>` until the next listing; a listing that fails
-keeps the children of the last one (a warning in the log) and is tried again next cycle;
+keeps the children of the last one (a warning in the log) and is tried again next cycle
+(an account without the feature, `DiscoveryUnavailable`, is one warning and not asked
+again until a restart or reload);
 the listing is the parent's `discovery` source (`annotate`), so its failure is in the
 source health and `watcher-source-down` follows as for any source.
 
@@ -29,7 +31,7 @@ from watcher.core.decide import Policy, Routed, route
 from watcher.core.discovery import child_name, diff, gone_message
 from watcher.core.model import SourceName
 from watcher.providers.base import Collected, Provider, SourceFailure
-from watcher.providers.discovery import Child, Discovering
+from watcher.providers.discovery import Child, Discovering, DiscoveryUnavailable
 from watcher.providers.errors import ProviderError
 from watcher.service.wiring import Wiring
 from watcher.state.discovered import Discovered, Listed
@@ -65,6 +67,7 @@ class Discovery:
         self._children: dict[str, dict[str, Provider]] = {}
         self._writes: list[_Write] = []
         self._results: dict[str, SourceFailure | None] = {}  # this cycle's listings
+        self._unavailable: set[str] = set()  # parents that cannot list (until a reload)
 
     def children(self) -> dict[str, Provider]:
         """Every discovered child watched now, by name."""
@@ -77,7 +80,7 @@ class Discovery:
         providers, and the routed messages for children that went away."""
         if wiring is not self._wiring:  # a reload: children are listed anew
             await self.aclose()
-            self._wiring = wiring
+            self._wiring, self._unavailable = wiring, set()
         parents = _parents(wiring.providers)
         self._results = {}
         before = sum(p.requests_sent for p in parents.values())
@@ -91,6 +94,8 @@ class Discovery:
         return replace(wiring, providers=providers), routed
 
     def _due(self, parent: str, now: datetime, wiring: Wiring) -> bool:
+        if parent in self._unavailable:
+            return False
         if parent not in self._children:
             return True
         last = self.store.get_cursor(parent, CURSOR)
@@ -103,6 +108,10 @@ class Discovery:
         """List `parent`'s children; out: the names of those gone since the last listing."""
         try:
             found = await provider.discover(now, deadline=deadline)
+        except DiscoveryUnavailable as exc:
+            log.warning("discovery.unavailable", account=parent, error=str(exc))
+            self._unavailable.add(parent)
+            return ()
         except ProviderError as exc:
             log.warning("discovery.failed", account=parent, error=str(exc))
             self._results[parent] = SourceFailure.of(exc)
