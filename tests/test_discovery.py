@@ -285,3 +285,30 @@ def test_a_failed_listing_keeps_the_children_and_reports_nothing_gone(
         "[CRITICAL] watcher-source-down firing — main [api-key]",  # the 403: at once
         "[RESOLVED] watcher-source-down — main [api-key] (fired 1m)",  # listed again
     ]
+
+
+def test_a_reload_lists_again_and_keeps_watching(
+    tmp_path: Path, served: tuple[SimServer, Reseller], receiver: Receiver
+) -> None:
+    server, found = served
+    path = config(tmp_path, server.base_url, [receiver.url])
+    runtime = load_runtime(path, {**os.environ, "TELNYX_API_KEY": API_KEY})
+    clock = Clock()
+
+    async def run() -> list[CycleResult]:
+        with Store.open(tmp_path / "state.db") as store:
+            daemon = Daemon(build_wiring(runtime), store, clock=clock)
+            try:
+                first = await daemon.cycle()
+                daemon.wiring = build_wiring(runtime)  # what a SIGHUP swaps in
+                clock.now += timedelta(minutes=1)
+                return [first, await daemon.cycle()]
+            finally:
+                await daemon.aclose()
+
+    logs.configure_logging(level="error")
+    results = asyncio.run(run())
+    names = [[c.account for c in r.collected] for r in results]
+    assert names == [["main", ALICE, BOB, CAROL]] * 2  # the parent, then its children
+    assert found.manager.request_count("/managed_accounts") == 2
+    assert [t for t in receiver.titles if "no longer listed" in t] == []

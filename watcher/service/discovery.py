@@ -90,7 +90,12 @@ class Discovery:
                 gone = await self._refresh(name, provider, now, deadline)
                 routed += [self._gone(name, g, now, wiring.policy) for g in gone]
         self.requests = sum(p.requests_sent for p in parents.values()) - before
-        providers = {**self.children(), **wiring.providers}
+        providers: dict[str, Provider] = {}
+        for name, provider in wiring.providers.items():  # each parent, then its children
+            providers[name] = provider
+            providers |= {
+                n: p for n, p in self._children.get(name, {}).items() if n not in providers
+            }
         return replace(wiring, providers=providers), routed
 
     def _due(self, parent: str, now: datetime, wiring: Wiring) -> bool:
@@ -146,7 +151,7 @@ class Discovery:
         for name, provider in old.items():
             if kids.get(name) is not provider:
                 await provider.aclose()
-        self._children[parent] = kids
+        self._children[parent] = dict(sorted(kids.items()))  # by name
 
     def annotate(self, collected: Collected) -> Collected:
         """A parent's `Collected` with this cycle's listing as its `discovery` source
