@@ -312,3 +312,22 @@ def test_a_reload_lists_again_and_keeps_watching(
     assert names == [["main", ALICE, BOB, CAROL]] * 2  # the parent, then its children
     assert found.manager.request_count("/managed_accounts") == 2
     assert [t for t in receiver.titles if "no longer listed" in t] == []
+
+
+def test_a_child_that_could_not_be_read_is_read_again_next_cycle(
+    tmp_path: Path, served: tuple[SimServer, Reseller], receiver: Receiver
+) -> None:
+    server, found = served
+    path = config(tmp_path, server.base_url, [receiver.url])
+    one = f"/managed_accounts/{found.alice.id}"
+    found.manager.inject_fault(one, Fault.status(404), times=1)
+    clock = Clock()
+    results = _cycles(path, clock, [_nothing, _later(clock, timedelta(minutes=1)), _nothing])
+    names = [[c.account for c in r.collected] for r in results]
+    assert names[0] == ["main", BOB, CAROL]  # alice: listed, but its key unknown yet
+    assert names[1] == names[2] == ["main", ALICE, BOB, CAROL]
+    assert found.manager.request_count(one) == 2  # read again alone, then kept
+    assert found.manager.request_count("/managed_accounts") == 1  # no new listing
+    errors = [[(a, str(s)) for a, s, _ in r.source_errors] for r in results]
+    assert errors == [[("main", "discovery")], [], []]
+    assert [t for t in receiver.titles if "no longer listed" in t] == []

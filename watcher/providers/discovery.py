@@ -34,12 +34,15 @@ class DiscoveryUnavailable(ProviderError):
 class Child:
     """One child as listed: `label` names it (Telnyx: email or id; Vonage: api key),
     `shared` when it uses its parent's balance, `suspended` as the provider says, and its
-    provider (None: listed, but not readable this time)."""
+    provider (None: listed, but not readable this time: `problem` says why, `ref` is
+    what `Discovering.reread` reads it again by)."""
 
     label: str
     shared: bool = False
     suspended: bool = False
     provider: Provider | None = None
+    ref: str = ""
+    problem: str = ""
 
 
 @runtime_checkable
@@ -57,6 +60,13 @@ class Discovering(Protocol):
 
         Raises ProviderError when the listing fails (nothing is known then), its
         subclass DiscoveryUnavailable when the account has no such feature.
+        """
+        ...
+
+    async def reread(self, child: Child, *, deadline: float | None) -> Child:
+        """A listed child without a provider (`Child.provider` None), read again.
+
+        Raises ProviderError when it still cannot be read.
         """
         ...
 

@@ -68,6 +68,7 @@ class Discovery:
         self._writes: list[_Write] = []
         self._results: dict[str, SourceFailure | None] = {}  # this cycle's listings
         self._unavailable: set[str] = set()  # parents that cannot list (until a reload)
+        self._missing: dict[str, dict[str, Child]] = {}  # listed, but without a provider
 
     def children(self) -> dict[str, Provider]:
         """Every discovered child watched now, by name."""
@@ -80,15 +81,19 @@ class Discovery:
         providers, and the routed messages for children that went away."""
         if wiring is not self._wiring:  # a reload: children are listed anew
             await self.aclose()
-            self._wiring, self._unavailable = wiring, set()
+            self._wiring, self._unavailable, self._missing = wiring, set(), {}
         parents = _parents(wiring.providers)
         self._results = {}
         before = sum(p.requests_sent for p in parents.values())
         routed: list[Routed] = []
         for name, provider in parents.items():
-            if isinstance(provider, Discovering) and self._due(name, now, wiring):
+            if not isinstance(provider, Discovering):
+                continue
+            if self._due(name, now, wiring):
                 gone = await self._refresh(name, provider, now, deadline)
                 routed += [self._gone(name, g, now, wiring.policy) for g in gone]
+            elif self._missing.get(name):
+                await self._retry(name, provider, deadline)
         self.requests = sum(p.requests_sent for p in parents.values()) - before
         providers: dict[str, Provider] = {}
         for name, provider in wiring.providers.items():  # each parent, then its children
@@ -121,9 +126,9 @@ class Discovery:
             log.warning("discovery.failed", account=parent, error=str(exc))
             self._results[parent] = SourceFailure.of(exc)
             return ()
-        self._results[parent] = None
         named = {child_name(parent, c.label): c for c in found}
         await self._replace(parent, named)
+        self._note_missing(parent, named)
         change = diff(self.table.known(parent), named)
         listed = tuple(Listed(n, c.shared, c.suspended) for n, c in named.items())
         self._writes.append(_Write(parent, listed, change.gone))
@@ -152,6 +157,35 @@ class Discovery:
             if kids.get(name) is not provider:
                 await provider.aclose()
         self._children[parent] = dict(sorted(kids.items()))  # by name
+
+    async def _retry(self, parent: str, provider: Discovering, deadline: float | None) -> None:
+        """Read again the children the last listing could not read (not the listing)."""
+        missing = self._missing.get(parent, {})
+        for name, child in list(missing.items()):
+            try:
+                again = await provider.reread(child, deadline=deadline)
+            except ProviderError as exc:
+                missing[name] = replace(child, problem=str(exc))
+                continue
+            if again.provider is not None:
+                self._children.setdefault(parent, {})[name] = again.provider
+                self._children[parent] = dict(sorted(self._children[parent].items()))
+                missing[name] = again
+        self._note_missing(parent, missing)
+
+    def _note_missing(self, parent: str, named: Mapping[str, Child]) -> None:
+        """The children still without a provider; their problem is the parent's
+        `discovery` failure this cycle (none: the source succeeded)."""
+        watched = self._children.get(parent, {})
+        missing = {n: c for n, c in named.items() if n not in watched}
+        self._missing[parent] = missing
+        if not missing:
+            self._results[parent] = None
+            return
+        first = next(iter(missing.values())).problem or "no provider"
+        self._results[parent] = SourceFailure(
+            f"{len(missing)} listed account(s) could not be read, e.g. {first}"
+        )
 
     def annotate(self, collected: Collected) -> Collected:
         """A parent's `Collected` with this cycle's listing as its `discovery` source

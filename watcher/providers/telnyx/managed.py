@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from dataclasses import replace
 
 import structlog
 from pydantic import SecretStr
@@ -126,12 +127,21 @@ async def discover(
 async def _child(
     client: TelnyxClient, item: ManagedItem, build: ChildFactory, deadline: float | None
 ) -> Child:
-    label = telnyx_label(item.email, item.id)
+    listed = Child(telnyx_label(item.email, item.id), bool(item.rollup_billing), ref=item.id)
     try:
-        found = await get_managed(client, item.id, deadline=deadline)
+        return await reread(client, listed, build, deadline=deadline)
     except TelnyxError as exc:
-        log.warning("discovery.child_failed", child=label, error=str(exc))
-        return Child(label, shared=bool(item.rollup_billing))
+        log.warning("discovery.child_failed", child=listed.label, error=str(exc))
+        return replace(listed, problem=str(exc))
+
+
+async def reread(
+    client: TelnyxClient, child: Child, build: ChildFactory, *, deadline: float | None = None
+) -> Child:
+    """`child` (listed; `ref` its id) with its provider, from its single GET. Raises
+    TelnyxError."""
+    found = await get_managed(client, child.ref, deadline=deadline)
     shared = bool(found.rollup_billing)
-    provider = build(label, found.api_key)
-    return Child(label, shared=shared, provider=SharedBalance(provider) if shared else provider)
+    provider = build(child.label, found.api_key)
+    wrapped = SharedBalance(provider) if shared else provider
+    return replace(child, shared=shared, provider=wrapped, problem="")

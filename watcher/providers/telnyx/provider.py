@@ -86,14 +86,16 @@ class TelnyxProvider:
 
     async def discover(self, now: datetime, *, deadline: float | None) -> list[Child]:
         """The managed accounts (`managed.discover`). Raises TelnyxError."""
-        build = self._children
-        if build is None:
-            return []
-        return await managed.discover(
-            self.client,
-            lambda label, key: build(child_name(self._account, label), key),
-            deadline=deadline,
-        )
+        return await managed.discover(self.client, self._child, deadline=deadline)
+
+    async def reread(self, child: Child, *, deadline: float | None) -> Child:
+        """One managed account's single GET again (`managed.reread`). Raises TelnyxError."""
+        return await managed.reread(self.client, child, self._child, deadline=deadline)
+
+    def _child(self, label: str, key: SecretStr) -> Provider:
+        if self._children is None:
+            raise ValueError(f"{self._account} has no managed_accounts: true")
+        return self._children(child_name(self._account, label), key)
 
     async def read_balance(self, *, deadline: float | None) -> Balance:
         """`GET /balance`. Raises TelnyxError (a ProviderError)."""

@@ -86,6 +86,10 @@ class VonageProvider:
         self._account.subaccounts, self._account.subaccounts_at = found, now
         return subaccount.children(self.account, found, self._account.currency)
 
+    async def reread(self, child: Child, *, deadline: float | None) -> Child:
+        """A subaccount always has its provider (nothing is read per subaccount)."""
+        return child
+
     async def collect(
         self,
         needs: Needs,
