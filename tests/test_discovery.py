@@ -331,3 +331,20 @@ def test_a_child_that_could_not_be_read_is_read_again_next_cycle(
     errors = [[(a, str(s)) for a, s, _ in r.source_errors] for r in results]
     assert errors == [[("main", "discovery")], [], []]
     assert [t for t in receiver.titles if "no longer listed" in t] == []
+
+
+def test_once_watches_every_child_of_a_listing_longer_than_a_page(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    manager = SimAccount(api_key=API_KEY)
+    children = [SimAccount(api_key=f"KEYchild-{i:03d}-0123456789") for i in range(251)]
+    for i, child in enumerate(children):
+        manager.managed.add(child, email=f"c{i:03d}@example.com")
+    with SimServer(manager, accounts=[manager, *children]) as server:
+        path = config(tmp_path, server.base_url, [receiver.url])
+        done = run_cli("--config", str(path), "once")
+    assert done.returncode == 0, done.stderr
+    pages = [r.query.get("page[number]") for r in manager.requests if r.path == "/managed_accounts"]
+    assert pages == ["1", "2"]  # 250 a page
+    assert done.stdout.count("account main/c") == 251
+    assert all(c.request_count("/balance") == 1 for c in children)
