@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from conftest import Receiver, run_cli, wait_for
+from discovery_support import ALICE, reseller
 from vonage_support import (
     SUBS,
     env,
@@ -93,3 +94,32 @@ def test_subaccounts_not_provisioned_is_one_warning_not_an_outage(
     assert done.stderr.count('"discovery.unavailable"') == 1
     assert vonage.account.request_count(SUBS) == 1  # not asked again by the collect
     assert "eu/" not in done.stdout
+
+
+def test_a_telnyx_manager_and_a_vonage_primary_in_one_config(
+    tmp_path: Path, vonage: VonageSimServer, receiver: Receiver
+) -> None:
+    telnyx, found = reseller()
+    with telnyx:
+        path = _config(tmp_path, vonage, receiver)
+        text = path.read_text().replace(
+            "accounts:\n",
+            "accounts:\n"
+            f"  - {{name: main, api_key: 'env:TELNYX_API_KEY', base_url: '{telnyx.base_url}',"
+            " managed_accounts: true}\n",
+            1,
+        )
+        path.write_text(text)
+        rules = tmp_path / "rules" / "rules.yaml"
+        rules.write_text(RULES.replace('["eu/*"]', '["eu/*", "main/*"]'))
+        done = run_cli("--config", str(path), "once", env=env())
+    assert done.returncode == 0, done.stderr
+    wait_for(lambda: len(receiver.messages) >= 2)
+    assert sorted(t for t in receiver.titles if "firing" in t) == [
+        f"[WARNING] sub-low firing — {LOW}",
+        f"[WARNING] sub-low firing — {ALICE}",
+    ]
+    assert (
+        found.manager.request_count("/managed_accounts"),
+        vonage.account.request_count(SUBS),
+    ) == (1, 1)

@@ -21,9 +21,10 @@ topped up (they have no `topup` config).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import structlog
 
@@ -85,15 +86,11 @@ class Discovery:
         parents = _parents(wiring.providers)
         self._results = {}
         before = sum(p.requests_sent for p in parents.values())
-        routed: list[Routed] = []
-        for name, provider in parents.items():
-            if not isinstance(provider, Discovering):
-                continue
-            if self._due(name, now, wiring):
-                gone = await self._refresh(name, provider, now, deadline)
-                routed += [self._gone(name, g, now, wiring.policy) for g in gone]
-            elif self._missing.get(name):
-                await self._retry(name, provider, deadline)
+        slow = wiring.runtime.loaded.settings.poll.slow_interval
+        found = await asyncio.gather(
+            *(self._one(n, p, now, slow, deadline) for n, p in parents.items())
+        )  # the parents concurrently (each child's single GET waits for its host's bound)
+        routed = [self._gone(n, g, now, wiring.policy) for n, gone in found for g in gone]
         self.requests = sum(p.requests_sent for p in parents.values()) - before
         providers: dict[str, Provider] = {}
         for name, provider in wiring.providers.items():  # each parent, then its children
@@ -103,13 +100,30 @@ class Discovery:
             }
         return replace(wiring, providers=providers), routed
 
-    def _due(self, parent: str, now: datetime, wiring: Wiring) -> bool:
+    async def _one(
+        self,
+        parent: str,
+        provider: Provider,
+        now: datetime,
+        slow: timedelta,
+        deadline: float | None,
+    ) -> tuple[str, tuple[str, ...]]:
+        """List one parent when due (`slow`: `poll.slow_interval`), else read again what
+        it could not read; out: the parent and its children gone since its last listing."""
+        if not isinstance(provider, Discovering):
+            return parent, ()
+        if self._due(parent, now, slow):
+            return parent, await self._refresh(parent, provider, now, deadline)
+        if self._missing.get(parent):
+            await self._retry(parent, provider, deadline)
+        return parent, ()
+
+    def _due(self, parent: str, now: datetime, slow: timedelta) -> bool:
         if parent in self._unavailable:
             return False
         if parent not in self._children:
             return True
         last = self.store.get_cursor(parent, CURSOR)
-        slow = wiring.runtime.loaded.settings.poll.slow_interval
         return last is None or now - last >= slow
 
     async def _refresh(
