@@ -348,3 +348,19 @@ def test_once_watches_every_child_of_a_listing_longer_than_a_page(
     assert pages == ["1", "2"]  # 250 a page
     assert done.stdout.count("account main/c") == 251
     assert all(c.request_count("/balance") == 1 for c in children)
+
+
+def test_a_restart_whose_listing_fails_keeps_the_childrens_alerts(
+    tmp_path: Path, served: tuple[SimServer, Reseller], receiver: Receiver
+) -> None:
+    server, found = served
+    path = config(tmp_path, server.base_url, [receiver.url])
+    clock = Clock()
+    _cycles(path, clock, [_nothing])  # alice fires
+    found.manager.inject_fault("/managed_accounts", Fault.status(404), times=1)
+    clock.now += timedelta(minutes=1)
+    results = _cycles(path, clock, [_nothing, _later(clock, timedelta(minutes=1))])  # restart
+    assert [t for t in receiver.titles if ALICE in t] == [f"[WARNING] child-low firing — {ALICE}"]
+    assert [str(s) for a, s, _ in results[0].source_errors if a == ALICE] == ["balance"]
+    firing = [k.account for k, s in results[1].alerts.items() if s.fired_at is not None]
+    assert firing == [ALICE]

@@ -8,6 +8,7 @@ names the children and keeps the known set.
 
 `SharedBalance` wraps the provider of a child that shares its parent's balance: its
 balance is never read (a balance rule sees none for it) and it is never paid.
+`Unlisted` stands for a known child that cannot be read at all this cycle.
 """
 
 from __future__ import annotations
@@ -17,9 +18,9 @@ from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
-from watcher.core.model import Balance, SourceName
+from watcher.core.model import AccountSnapshot, Balance, SourceName
 from watcher.core.payment import TopupOutcome, TopupResult
-from watcher.providers.base import Collected, Needs, Provider, StateView
+from watcher.providers.base import Collected, Needs, Provider, SourceFailure, StateView
 from watcher.providers.errors import ProviderError
 
 NOT_PAID = "a discovered account is never topped up: nothing was sent"
@@ -48,6 +49,11 @@ class Child:
 @runtime_checkable
 class Discovering(Protocol):
     """A provider that can list the child accounts of its account."""
+
+    @property
+    def kind(self) -> str:
+        """The provider's name (`telnyx`, `vonage`)."""
+        ...
 
     @property
     def discovers(self) -> bool:
@@ -120,7 +126,57 @@ class SharedBalance:
         await self.inner.aclose()
 
 
+class Unlisted:
+    """A known child whose parent's listing failed in a process that never listed it:
+    nothing can be read (no key), so every source it needs is a failure this cycle, and
+    its alerts are kept as they are (not judged) instead of being resolved."""
+
+    requests_sent = 0
+
+    def __init__(self, account: str, kind: str, reason: str, *, shared: bool = False) -> None:
+        self._account = account
+        self.kind = kind
+        self.reason = reason
+        self.shared = shared
+
+    def __repr__(self) -> str:
+        return f"Unlisted(account={self._account!r})"
+
+    @property
+    def account(self) -> str:
+        return self._account
+
+    async def collect(
+        self,
+        needs: Needs,
+        view: StateView,
+        now: datetime,
+        *,
+        first_start: datetime,
+        deadline: float | None,
+    ) -> Collected:
+        sources = needs.sources - ({SourceName.BALANCE} if self.shared else set())
+        failure = SourceFailure(self.reason)
+        snapshot = AccountSnapshot(self._account, provider=self.kind)
+        return Collected(snapshot, failures=dict.fromkeys(sources, failure))
+
+    async def read_balance(self, *, deadline: float | None) -> Balance:
+        raise ProviderError(self.reason)
+
+    async def pay(self, amount: Decimal, *, timeout: float) -> TopupResult:  # noqa: ASYNC109
+        return TopupResult(TopupOutcome.FAILED, error=NOT_PAID)
+
+    def redact(self, text: str) -> str:
+        return text
+
+    async def aclose(self) -> None:
+        return None
+
+
 if TYPE_CHECKING:
+
+    def _is_provider_too(unlisted: Unlisted) -> Provider:
+        return unlisted  # mypy: `Unlisted` satisfies the `Provider` protocol
 
     def _is_provider(shared: SharedBalance) -> Provider:
         return shared  # mypy: `SharedBalance` satisfies the `Provider` protocol

@@ -6,7 +6,9 @@ true`, `subaccounts: true`) is listed when due: when this process has not listed
 `poll.slow_interval` since the last listing, whose time is the parent's `discovery`
 cursor in the state (so `run` and `once` alike list only when due). The children are
 watched as accounts named `<parent>/<slug>` until the next listing; a listing that fails
-keeps the children of the last one (a warning in the log) and is tried again next cycle
+keeps the children of the last one (a process that never listed has only the known set:
+its children are `Unlisted`, their sources failed, their alerts kept, not resolved), a
+warning in the log, and is tried again next cycle
 (an account without the feature, `DiscoveryUnavailable`, is one warning and not asked
 again until a restart or reload);
 the listing is the parent's `discovery` source (`annotate`), so its failure is in the
@@ -32,7 +34,7 @@ from watcher.core.decide import Policy, Routed, route
 from watcher.core.discovery import child_name, diff, gone_message
 from watcher.core.model import SourceName
 from watcher.providers.base import Collected, Provider, SourceFailure
-from watcher.providers.discovery import Child, Discovering, DiscoveryUnavailable
+from watcher.providers.discovery import Child, Discovering, DiscoveryUnavailable, Unlisted
 from watcher.providers.errors import ProviderError
 from watcher.service.wiring import Wiring
 from watcher.state.discovered import Discovered, Listed
@@ -70,6 +72,7 @@ class Discovery:
         self._results: dict[str, SourceFailure | None] = {}  # this cycle's listings
         self._unavailable: set[str] = set()  # parents that cannot list (until a reload)
         self._missing: dict[str, dict[str, Child]] = {}  # listed, but without a provider
+        self._unlisted: dict[str, dict[str, Provider]] = {}  # known, the listing failed
 
     def children(self) -> dict[str, Provider]:
         """Every discovered child watched now, by name."""
@@ -83,6 +86,7 @@ class Discovery:
         if wiring is not self._wiring:  # a reload: children are listed anew
             await self.aclose()
             self._wiring, self._unavailable, self._missing = wiring, set(), {}
+            self._unlisted = {}
         parents = _parents(wiring.providers)
         self._results = {}
         before = sum(p.requests_sent for p in parents.values())
@@ -95,9 +99,8 @@ class Discovery:
         providers: dict[str, Provider] = {}
         for name, provider in wiring.providers.items():  # each parent, then its children
             providers[name] = provider
-            providers |= {
-                n: p for n, p in self._children.get(name, {}).items() if n not in providers
-            }
+            kids = self._children.get(name) or self._unlisted.get(name, {})
+            providers |= {n: p for n, p in kids.items() if n not in providers}
         return replace(wiring, providers=providers), routed
 
     async def _one(
@@ -139,7 +142,9 @@ class Discovery:
         except ProviderError as exc:
             log.warning("discovery.failed", account=parent, error=str(exc))
             self._results[parent] = SourceFailure.of(exc)
+            self._unlisted[parent] = self._stand_ins(parent, provider, str(exc))
             return ()
+        self._unlisted.pop(parent, None)
         named = {child_name(parent, c.label): c for c in found}
         await self._replace(parent, named)
         self._note_missing(parent, named)
@@ -157,6 +162,18 @@ class Discovery:
             suspended=sorted(n for n, c in named.items() if c.suspended),
         )
         return change.gone
+
+    def _stand_ins(self, parent: str, provider: Discovering, error: str) -> dict[str, Provider]:
+        """For a parent never listed by this process: its known children as `Unlisted`
+        (their alerts are kept, not resolved, while they cannot be read)."""
+        if parent in self._children:
+            return {}
+        reason = f"not read: the listing of {parent} failed ({error})"
+        return {
+            row.name: Unlisted(row.name, provider.kind, reason, shared=row.shared)
+            for row in self.table.rows()
+            if row.parent == parent and row.gone_at is None
+        }
 
     async def _replace(self, parent: str, named: Mapping[str, Child]) -> None:
         """Swap in the children's new providers (a child not read this time keeps its
