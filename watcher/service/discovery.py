@@ -72,7 +72,7 @@ class Discovery:
         self._results: dict[str, SourceFailure | None] = {}  # this cycle's listings
         self._unavailable: set[str] = set()  # parents that cannot list (until a reload)
         self._missing: dict[str, dict[str, Child]] = {}  # listed, but without a provider
-        self._unlisted: dict[str, dict[str, Provider]] = {}  # known, the listing failed
+        self._unlisted: dict[str, dict[str, Provider]] = {}  # to watch, but unreadable
 
     def children(self) -> dict[str, Provider]:
         """Every discovered child watched now, by name."""
@@ -99,8 +99,8 @@ class Discovery:
         providers: dict[str, Provider] = {}
         for name, provider in wiring.providers.items():  # each parent, then its children
             providers[name] = provider
-            kids = self._children.get(name) or self._unlisted.get(name, {})
-            providers |= {n: p for n, p in kids.items() if n not in providers}
+            kids = {**self._unlisted.get(name, {}), **self._children.get(name, {})}
+            providers |= {n: kids[n] for n in sorted(kids) if n not in providers}
         return replace(wiring, providers=providers), routed
 
     async def _one(
@@ -144,10 +144,9 @@ class Discovery:
             self._results[parent] = SourceFailure.of(exc)
             self._unlisted[parent] = self._stand_ins(parent, provider, str(exc))
             return ()
-        self._unlisted.pop(parent, None)
         named = {child_name(parent, c.label): c for c in found}
         await self._replace(parent, named)
-        self._note_missing(parent, named)
+        self._note_missing(parent, provider.kind, named)
         change = diff(self.table.known(parent), named)
         listed = tuple(Listed(n, c.shared, c.suspended) for n, c in named.items())
         self._writes.append(_Write(parent, listed, change.gone))
@@ -166,8 +165,8 @@ class Discovery:
     def _stand_ins(self, parent: str, provider: Discovering, error: str) -> dict[str, Provider]:
         """For a parent never listed by this process: its known children as `Unlisted`
         (their alerts are kept, not resolved, while they cannot be read)."""
-        if parent in self._children:
-            return {}
+        if parent in self._children:  # listed before: the last listing's stand-ins stay
+            return self._unlisted.get(parent, {})
         reason = f"not read: the listing of {parent} failed ({error})"
         return {
             row.name: Unlisted(row.name, provider.kind, reason, shared=row.shared)
@@ -202,14 +201,19 @@ class Discovery:
                 self._children.setdefault(parent, {})[name] = again.provider
                 self._children[parent] = dict(sorted(self._children[parent].items()))
                 missing[name] = again
-        self._note_missing(parent, missing)
+        self._note_missing(parent, provider.kind, missing)
 
-    def _note_missing(self, parent: str, named: Mapping[str, Child]) -> None:
-        """The children still without a provider; their problem is the parent's
-        `discovery` failure this cycle (none: the source succeeded)."""
+    def _note_missing(self, parent: str, kind: str, named: Mapping[str, Child]) -> None:
+        """The children still without a provider: `Unlisted` stand-ins this cycle (their
+        alerts kept), and their problem is the parent's `discovery` failure (none: the
+        source succeeded)."""
         watched = self._children.get(parent, {})
         missing = {n: c for n, c in named.items() if n not in watched}
         self._missing[parent] = missing
+        self._unlisted[parent] = {
+            n: Unlisted(n, kind, f"not read: {c.problem or 'no key'}", shared=c.shared)
+            for n, c in missing.items()
+        }
         if not missing:
             self._results[parent] = None
             return
