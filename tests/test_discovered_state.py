@@ -1,4 +1,5 @@
-"""The known set of discovered accounts in a real state file (watcher/state/discovered.py)."""
+"""The known set of discovered accounts (watcher/state/discovered.py) on both backends
+(`state_target`: a SQLite file, a PostgreSQL schema)."""
 
 from __future__ import annotations
 
@@ -6,20 +7,20 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from watcher.state.discovered import Discovered, Listed
-from watcher.state.store import Store
+from watcher.state.store import open_store
 
 T0 = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
 LATER = T0 + timedelta(minutes=10)
 
 
-def test_listed_gone_and_back(tmp_path: Path) -> None:
-    with Store.open(tmp_path / "state.db") as store:
+def test_listed_gone_and_back(state_target: Path | str) -> None:
+    with open_store(state_target) as store:
         table = Discovered(store)
         table.listed("main", [Listed("main/a"), Listed("main/b", shared=True)], T0)
         table.listed("eu", [Listed("eu/x", suspended=True)], T0)
         table.gone(["main/b"], LATER)
         table.gone(["main/b"], LATER + timedelta(minutes=10))  # already gone: kept
-    with Store.open(tmp_path / "state.db") as store:  # survives a reopen
+    with open_store(state_target) as store:  # survives a reopen
         table = Discovered(store)
         assert {n: k.gone_at for n, k in table.known("main").items()} == {
             "main/a": None,

@@ -200,6 +200,19 @@ class Daemon:
     def runtime(self) -> Runtime:
         return self.wiring.runtime
 
+    def take_lead(self) -> None:
+        """Become the owner of a shared state (a new leader, DESIGN §10): as at the start
+        of an owner, dead claims are freed and every `sending` entry becomes `unknown`
+        before this instance pays or delivers anything."""
+        self.topups.owns_state = True
+        self.outbox.release_dead_claims()
+        self.topups.start()
+        self._flushed_since_start = False
+
+    def stand_down(self) -> None:
+        """No longer the owner: top-ups are only logged from now on."""
+        self.topups.owns_state = False
+
     @property
     def providers(self) -> Mapping[str, Provider]:
         return self.wiring.providers
@@ -207,8 +220,7 @@ class Daemon:
     async def cycle(self, *, flush_all: bool = False) -> CycleResult:
         """One cycle, in the order of DESIGN §9; out: what it did.
 
-        1. take `now` once (and the wiring: a reload swaps it between cycles); list the
-           discovered accounts that are due (`watcher.service.discovery`)
+        1. take `now` once (and the wiring: a reload swaps it between cycles)
         2. collect every account's needed sources, concurrently and bounded (a failed
            source is a recorded failure)
         3. evaluate rules × snapshots (pure)
@@ -223,7 +235,7 @@ class Daemon:
         wiring, now = self.wiring, self.clock()  # 1
         started = time.monotonic()
         deadline = started + wiring.runtime.interval.total_seconds()
-        wiring, gone = await self.discovery.extend(wiring, now, deadline)  # 1: + children
+        wiring, gone = await self.discovery.extend(wiring, now, deadline)  # 1: + discovered
         requests_before = _requests(wiring) - self.discovery.requests
         collected = await self._collect(wiring, now, deadline)  # 2
         snapshots = [c.snapshot for c in collected]
@@ -262,8 +274,7 @@ class Daemon:
             for h in self.store.source_health()
             if h.failing_since
         }
-        annotate = self.discovery.annotate  # the listings are the parents' `discovery` source
-        return [_with_errors(annotate(c), failing_since, now) for c in collected]
+        return [_with_errors(self.discovery.annotate(c), failing_since, now) for c in collected]
 
     # -- 4 decide ------------------------------------------------------------------
 
@@ -327,6 +338,7 @@ class Daemon:
     ) -> None:
         errors = sum(len(c.failures) for c in collected)
         with self.store.transaction():
+            self.store.fenced()  # a deposed leader commits nothing it decided (DESIGN §10)
             for one in collected:
                 _write_collected(self.store, one, now)
             self.store.save_alerts(decision.states)
