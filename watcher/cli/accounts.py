@@ -1,9 +1,11 @@
 """`accounts`: every watched account with its provider, currency, balance and last poll
 (DESIGN §7); the same view is part of `status` and `status --json`.
 
-An account is listed when the config names it or the state holds samples or source
-health for it (an account discovered by the daemon, or one removed from the config
-since: `configured` is false, its provider unknown).
+An account is listed when the config names it, the daemon discovered it (a managed
+account or subaccount, DESIGN §10: `discovered` says by which parent, whether it shares
+the parent's balance, is suspended or is gone), or the state holds samples or source
+health for it (one removed from the config since: `configured` is false, its provider
+unknown).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from watcher.cli.common import EXIT_OK, has_state, open_state, settings, state_t
 from watcher.config.settings import LoadedSettings
 from watcher.core.model import Balance
 from watcher.state.alerts import SourceHealth
+from watcher.state.discovered import Discovered, KnownRow
 from watcher.state.store import Store
 
 
@@ -36,6 +39,7 @@ class AccountView:
     last_poll: datetime | None
     last_ok: datetime | None
     failing: tuple[SourceHealth, ...]
+    discovered: KnownRow | None = None
 
 
 def account_views(loaded: LoadedSettings, store: Store) -> list[AccountView]:
@@ -43,25 +47,28 @@ def account_views(loaded: LoadedSettings, store: Store) -> list[AccountView]:
     configured = {a.name: a for a in loaded.settings.accounts}
     balances = store.latest_balances()
     health = store.source_health()
+    found = {row.name: row for row in Discovered(store).rows()}
     names = list(configured) + sorted(
-        ({h.account for h in health} | set(balances)) - set(configured)
+        ({h.account for h in health} | set(balances) | set(found)) - set(configured)
     )
     views = []
     for name in names:
-        account = configured.get(name)
+        row = found.get(name)
+        account = configured.get(name) or (configured.get(row.parent) if row else None)
         sample = balances.get(name)
         mine = [h for h in health if h.account == name]
         views.append(
             AccountView(
                 name=name,
                 provider=account.provider if account else None,
-                configured=account is not None,
+                configured=name in configured,
                 currency=sample[1].currency if sample else getattr(account, "currency", None),
                 balance=sample[1] if sample else None,
                 balance_at=sample[0] if sample else None,
                 last_poll=max((h.last_attempt for h in mine), default=None),
                 last_ok=max((h.last_ok for h in mine if h.last_ok), default=None),
                 failing=tuple(h for h in mine if h.failing_since is not None),
+                discovered=row,
             )
         )
     return views
@@ -94,7 +101,30 @@ def account_json(view: AccountView) -> dict[str, Any]:
             {"source": h.source, "since": iso(h.failing_since), "error": h.last_error}
             for h in view.failing
         ],
+        "discovered": _discovered_json(view.discovered),
     }
+
+
+def _discovered_json(row: KnownRow | None) -> dict[str, Any] | None:
+    if row is None:
+        return None
+    return {
+        "parent": row.parent,
+        "shared_balance": row.shared,
+        "suspended": row.suspended,
+        "gone_at": iso(row.gone_at),
+    }
+
+
+def _discovered_text(row: KnownRow | None) -> str:
+    """`, discovered by main, shares its balance, suspended, gone since ...` or ""."""
+    if row is None:
+        return ""
+    parts = [f", discovered by {row.parent}"]
+    parts += [", shares its balance"] if row.shared else []
+    parts += [", suspended"] if row.suspended else []
+    parts += [f", gone since {row.gone_at:%Y-%m-%d %H:%M} UTC"] if row.gone_at else []
+    return "".join(parts)
 
 
 def account_lines(views: Sequence[AccountView]) -> list[str]:
@@ -112,7 +142,8 @@ def account_lines(views: Sequence[AccountView]) -> list[str]:
         )
         poll = f"last poll {v.last_poll:%Y-%m-%d %H:%M:%S} UTC" if v.last_poll else "never polled"
         failing = f"; FAILING: {', '.join(h.source for h in v.failing)}" if v.failing else ""
-        lines.append(f"  {v.name} ({provider}): {money}; {poll}{failing}")
+        found = _discovered_text(v.discovered)
+        lines.append(f"  {v.name} ({provider}{found}): {money}; {poll}{failing}")
     return lines
 
 

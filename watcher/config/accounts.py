@@ -8,6 +8,7 @@ an error at its place. Secrets are held as references (`SecretRef`), never as va
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from datetime import timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any, Literal, Self
@@ -42,6 +43,7 @@ __all__ = [
     "TopupConfig",
     "VonageAccountConfig",
     "VonageTopupConfig",
+    "discovering",
     "foreign_key_hint",
 ]
 
@@ -284,6 +286,7 @@ class TelnyxAccountConfig(_Account):
     provider: Annotated[Literal["telnyx"], BeforeValidator(_known_provider)] = "telnyx"
     api_key: ApiKeyRef = SecretRef("env", "TELNYX_API_KEY")
     base_url: str = DEFAULT_BASE_URL
+    managed_accounts: bool = False  # also watch every managed account (DESIGN §10)
     topup: TopupConfig = Field(default_factory=TopupConfig)
 
     @field_validator("base_url")
@@ -353,3 +356,13 @@ def foreign_key_hint(loc: tuple[int | str, ...]) -> str:
     if provider == "telnyx":
         return f"{shown} is a {owner.title()} key: add provider: {owner} to this account"
     return f"{shown} is a {owner.title()} key (this account has provider: {provider})"
+
+
+def discovering(accounts: Sequence[AccountConfig]) -> set[str]:
+    """Names of the accounts whose children are discovered (`managed_accounts: true`,
+    `subaccounts: true`; DESIGN §10)."""
+    return {
+        a.name
+        for a in accounts
+        if getattr(a, "managed_accounts", False) or getattr(a, "subaccounts", False)
+    }

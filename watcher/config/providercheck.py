@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 
-from watcher.config.accounts import AccountConfig
+from watcher.config.accounts import AccountConfig, discovering
+from watcher.core.accountmatch import may_select_children, selects
 from watcher.core.capabilities import Capabilities
 from watcher.core.drift import as_expected
 from watcher.core.rules import AuditRule, BalanceRule, DriftRule, ForecastRule, Rule, SpendRule
@@ -49,10 +50,18 @@ def _offers(
     offers: dict[str, tuple[Capabilities, list[str]]] = {}
     for account in accounts:
         offer = capabilities.get(account.provider)
-        if offer is None or (rule.accounts is not None and account.name not in rule.accounts):
+        if offer is None or not _takes(rule, account):
             continue
         offers.setdefault(account.provider, (offer, []))[1].append(account.name)
     return offers
+
+
+def _takes(rule: Rule, account: AccountConfig) -> bool:
+    """The rule applies to the account, or may to its discovered children."""
+    if selects(rule.accounts, account.name):
+        return True
+    children = account.name in discovering([account])
+    return children and any(may_select_children(p, account.name) for p in rule.accounts or [])
 
 
 def _problems(rule: Rule, offers: Offers) -> Iterator[tuple[Key, str]]:

@@ -18,11 +18,13 @@ from collections.abc import Collection, Iterator, Mapping
 from datetime import datetime, timedelta
 
 from watcher.config import topupcheck
+from watcher.config.accounts import discovering
 from watcher.config.providercheck import provider_errors
 from watcher.config.routecheck import delivery_problems
 from watcher.config.ruleload import LoadedRules
 from watcher.config.settings import LoadedSettings
 from watcher.config.yamlfile import YamlDoc, format_loc
+from watcher.core.accountmatch import is_glob, may_select_children, selects
 from watcher.core.capabilities import Capabilities
 from watcher.core.durations import duration_text
 from watcher.core.mute import AbsoluteWindow, parse_mute
@@ -59,9 +61,15 @@ def rule_warnings(found: LoadedRules, interval: timedelta, now: datetime) -> lis
 
 
 def reference_errors(
-    found: LoadedRules, routes: Collection[str], accounts: Collection[str]
+    found: LoadedRules,
+    routes: Collection[str],
+    accounts: Collection[str],
+    parents: Collection[str] = (),
 ) -> list[str]:
-    """Rules naming routes or accounts the config does not define, each at its key."""
+    """Rules naming routes or accounts the config does not define, each at its key.
+
+    An `accounts:` entry may be a glob (it must match a configured account) or name
+    discovered accounts of a parent in `parents` (`reseller/*`, `reseller/x`)."""
     places = RulePlaces(found)
     known_routes = ", ".join(sorted(routes)) or "none are defined"
     known_accounts = ", ".join(sorted(accounts))
@@ -81,12 +89,20 @@ def reference_errors(
                 f"defined in notify.routes (routes: {known_routes})"
             )
         for index, account in enumerate(rule.accounts or []):
-            if account not in accounts:
+            if not _account_known(account, accounts, parents):
                 errors.append(
                     f"{places.at(rule.name, f'accounts.{index}')}account {account!r} is not "
                     f"defined in accounts (accounts: {known_accounts})"
                 )
     return errors
+
+
+def _account_known(pattern: str, accounts: Collection[str], parents: Collection[str]) -> bool:
+    return (
+        pattern in accounts
+        or (is_glob(pattern) and any(selects([pattern], a) for a in accounts))
+        or any(may_select_children(pattern, parent) for parent in parents)
+    )
 
 
 def _problems(rule: Rule, interval: timedelta, now: datetime) -> Iterator[tuple[str, str]]:
@@ -200,7 +216,8 @@ def validate(
     )
     errors += topup_errors
     routes = set(settings.notify.routes)
-    errors += reference_errors(found, routes, {a.name for a in settings.accounts})
+    names = {a.name for a in settings.accounts}
+    errors += reference_errors(found, routes, names, discovering(settings.accounts))
     errors += provider_errors(
         found.rules, settings.accounts, capabilities or {}, RulePlaces(found).at
     )

@@ -2,7 +2,8 @@
 
 `check_rules` reports a `topup: true` rule that cannot ever be critical (no `below`, no
 critical threshold, a forecast without `severity: critical`) as an error, and a top-up
-rule whose account has `topup.enabled: false` as a warning; `clarify_rule_errors` says
+rule whose account has `topup.enabled: false` or that can select discovered accounts
+(never topped up, DESIGN §10) as a warning; `clarify_rule_errors` says
 why `topup` is refused on any other kind.
 """
 
@@ -10,7 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 
+from watcher.config.accounts import discovering
 from watcher.config.settings import AccountConfig
+from watcher.core.accountmatch import may_select_children
 from watcher.core.holds import HOLD_KINDS
 from watcher.core.model import Severity
 from watcher.core.rules import BalanceRule, ForecastRule, Rule
@@ -50,6 +53,7 @@ def check_rules(
                 f"{where}: topup needs severity: critical: top-ups are made while the rule "
                 "is critical"
             )
+        warnings += _discovered_warnings(rule, where, accounts)
         for account in accounts:
             if rule.applies_to(account.name) and not account.topup.enabled:
                 warnings.append(
@@ -57,6 +61,17 @@ def check_rules(
                     "topup.enabled: false: dry runs only, nothing is paid"
                 )
     return errors, warnings
+
+
+def _discovered_warnings(rule: Rule, where: str, accounts: Sequence[AccountConfig]) -> list[str]:
+    """A top-up rule that can select discovered accounts: those are never topped up."""
+    parents = sorted(discovering(accounts))
+    return [
+        f"{where}: rule {rule.name} has topup: true but discovered accounts of {parent} are "
+        "never topped up: the rule only alerts for them"
+        for parent in parents
+        if rule.accounts is None or any(may_select_children(p, parent) for p in rule.accounts)
+    ]
 
 
 def clarify_rule_errors(errors: Iterable[str]) -> list[str]:

@@ -42,6 +42,7 @@ class SourceName(enum.StrEnum):
     INVOICES = "invoices"  # telnyx: GET /invoices, at most hourly
     CHARGES = "charges"  # telnyx: GET /charges_summary, every poll.slow_interval
     CHARGES_BREAKDOWN = "charges_breakdown"  # telnyx: GET /charges_breakdown, likewise
+    DISCOVERY = "discovery"  # the listing of managed accounts / subaccounts (DESIGN §10)
 
 
 BALANCE_FIELDS = ("available_credit", "balance", "credit_limit", "pending")

@@ -23,6 +23,8 @@ _SECRET_QUERY_KEYS = frozenset(
 
 _secrets: set[str] = set()
 _pattern: re.Pattern[str] | None = None
+_stale = False  # secrets were added since `_pattern` was built
+_builds = 0
 _lock = threading.Lock()
 
 
@@ -36,11 +38,11 @@ def register_secret(value: str) -> None:
         return
     variants = {value, quote(value, safe=""), quote_plus(value), _json_escaped(value)}
     variants |= {unquote(value)}
-    global _pattern
+    global _stale
     with _lock:
-        _secrets.update(v for v in variants if len(v) >= MIN_SECRET_LENGTH)
-        ordered = sorted(_secrets, key=len, reverse=True)
-        _pattern = re.compile("|".join(re.escape(v) for v in ordered))
+        new = {v for v in variants if len(v) >= MIN_SECRET_LENGTH} - _secrets
+        _secrets.update(new)
+        _stale = _stale or bool(new)
 
 
 def register_url_secrets(url: str) -> None:
@@ -81,5 +83,25 @@ def _json_escaped(value: str) -> str:
 
 def scrub(text: str) -> str:
     """`text` with every registered secret replaced by `***`."""
-    pattern = _pattern
+    pattern = _current()
     return pattern.sub(MASK, text) if pattern is not None else text
+
+
+def _current() -> re.Pattern[str] | None:
+    """The pattern of every registered secret, built at the first scrub after secrets
+    were added: registering a reseller's thousands of keys builds it once, not once per
+    key (each build is linear in the number of secrets)."""
+    global _pattern, _stale, _builds
+    if not _stale:
+        return _pattern
+    with _lock:
+        if _stale:
+            ordered = sorted(_secrets, key=len, reverse=True)
+            _pattern = re.compile("|".join(re.escape(v) for v in ordered))
+            _stale, _builds = False, _builds + 1
+        return _pattern
+
+
+def pattern_builds() -> int:
+    """How often the pattern was built so far (diagnostics)."""
+    return _builds

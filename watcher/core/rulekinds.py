@@ -24,6 +24,7 @@ from pydantic import (
     model_validator,
 )
 
+from watcher.core.accountmatch import selects
 from watcher.core.auditfields import AuditField
 from watcher.core.durations import Duration
 from watcher.core.escalate import Escalate
@@ -108,7 +109,11 @@ class _Rule(BaseModel):
         default=None,
     )
     accounts: list[str] | None = _doc(
-        "names of the accounts the rule applies to; default: all", ["main"], default=None
+        "names of the accounts the rule applies to, or globs such as `reseller/*` (discovered "
+        "accounts); default: all",
+        ["main"],
+        ["reseller/*"],
+        default=None,
     )
     summary: str | None = _doc(
         "first line of the message, with `{placeholders}` (names only; which ones depends "
@@ -153,7 +158,7 @@ class _Rule(BaseModel):
         return (self.route,) if isinstance(self.route, str) else tuple(self.route)
 
     def applies_to(self, account: str) -> bool:
-        return self.enabled and (self.accounts is None or account in self.accounts)
+        return self.enabled and selects(self.accounts, account)
 
     @property
     def level(self) -> Severity:

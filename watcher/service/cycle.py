@@ -47,6 +47,7 @@ from watcher.notify.outbox import Outbox
 from watcher.providers import registry
 from watcher.providers.base import Collected, Needs, Provider
 from watcher.service.digest import DigestJob
+from watcher.service.discovery import Discovery
 from watcher.service.topup import CycleView, TopupActor
 from watcher.service.wiring import Runtime, Wiring, close_providers
 from watcher.state.acks import Acks
@@ -189,6 +190,7 @@ class Daemon:
         self.silences = Silences(store)
         self.acks = Acks(store)
         self.digest = DigestJob(store, self.outbox)
+        self.discovery = Discovery(store)  # managed accounts, subaccounts (DESIGN §10)
         self.topups = TopupActor(store, clock=clock, dry_run=dry_run, owns_state=owns_state)
         self.topups.start()  # DESIGN §6.6: every `sending` entry becomes `unknown` (owner only)
         self._last_prune: datetime | None = None
@@ -232,8 +234,9 @@ class Daemon:
         """
         wiring, now = self.wiring, self.clock()  # 1
         started = time.monotonic()
-        requests_before = _requests(wiring)
         deadline = started + wiring.runtime.interval.total_seconds()
+        wiring, gone = await self.discovery.extend(wiring, now, deadline)  # 1: + discovered
+        requests_before = _requests(wiring) - self.discovery.requests
         collected = await self._collect(wiring, now, deadline)  # 2
         snapshots = [c.snapshot for c in collected]
         results = [
@@ -242,6 +245,7 @@ class Daemon:
         ]  # 3
         decision = self._decide(wiring, results, snapshots, now)  # 4
         messages = [*await self._act(wiring, decision, snapshots, now), *decision.messages]  # 5
+        messages += gone  # discovered accounts no longer listed, reported once
         _log_routing(decision, messages)
         self._commit(wiring, collected, decision, messages, now, time.monotonic() - started)  # 6
         delivered = await self._deliver(wiring, now, flush_all=flush_all)  # 7
@@ -270,7 +274,7 @@ class Daemon:
             for h in self.store.source_health()
             if h.failing_since
         }
-        return [_with_errors(c, failing_since, now) for c in collected]
+        return [_with_errors(self.discovery.annotate(c), failing_since, now) for c in collected]
 
     # -- 4 decide ------------------------------------------------------------------
 
@@ -345,6 +349,7 @@ class Daemon:
             self.silences.mark_handled(decision.silences_ended)
             self.acks.mark_announced(decision.acks_announced)
             self.digest.commit(wiring, decision.transitions, now)  # history; the daily digest
+            self.discovery.commit(now)  # the known set of discovered accounts
             self.store.record_cycle(now, duration_s=duration_s, errors=errors)
         if self._last_prune is None or now - self._last_prune >= PRUNE_EVERY:
             self._prune(now)
@@ -395,6 +400,7 @@ class Daemon:
 
     async def aclose(self) -> None:
         await close_providers(self.providers)
+        await self.discovery.aclose()
 
 
 def _evaluate(

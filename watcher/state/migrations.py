@@ -231,6 +231,18 @@ MIGRATIONS: list[tuple[str, ...]] = [
             announced INTEGER NOT NULL DEFAULT 0
         ) STRICT""",
     ),
+    (  # step 9 (disc): the known set of discovered accounts (watcher/state/discovered.py)
+        """CREATE TABLE discovered_accounts (
+            name TEXT PRIMARY KEY,
+            parent TEXT NOT NULL,
+            shared INTEGER NOT NULL,
+            suspended INTEGER NOT NULL,
+            first_seen TEXT NOT NULL,
+            last_seen TEXT NOT NULL,
+            gone_at TEXT
+        ) STRICT""",
+        "CREATE INDEX discovered_accounts_parent ON discovered_accounts (parent)",
+    ),
     (  # step 10 (lease): the leader lease of instances sharing PostgreSQL (DESIGN §10,
         # watcher/state/lease.py); its times are the database's (TIMESTAMPTZ). SQLite has
         # no use for it (its flock decides), so there it stays empty and is not STRICT.

@@ -19,6 +19,7 @@ from typing import Any
 from watcher.core.model import Balance
 from watcher.providers.simkit import Clock, SimAccountBase, as_utc, iso
 from watcher.providers.telnyx.sim_charges import SimCharges
+from watcher.providers.telnyx.sim_managed import SimManaged
 from watcher.providers.telnyx.sim_records import (
     CENT,
     DELIVERY_STATUSES,
@@ -73,6 +74,7 @@ class SimAccount(SimAccountBase):
         self._transactions: list[JSON] = []
         self._invoices: dict[str, JSON] = {}  # by invoice_id, in the order added
         self.charges = SimCharges(currency)  # GET /charges_summary, /charges_breakdown
+        self.managed = SimManaged()  # GET /managed_accounts, /managed_accounts/{id}
         self._auto_recharge: JSON = {
             "enabled": False,
             "id": "1524126400473204723",

@@ -16,6 +16,7 @@ from datetime import datetime
 from decimal import Decimal
 
 from watcher.providers.simkit import RecordedRequest, Response, as_utc
+from watcher.providers.telnyx import sim_managed
 from watcher.providers.telnyx.sim_account import SimAccount
 from watcher.providers.telnyx.sim_charges import ChargesRangeError, parse_dates
 from watcher.providers.telnyx.sim_records import CENT, DELIVERY_STATUSES, JSON, Snapshot, error_body
@@ -191,6 +192,17 @@ def _charges_breakdown(account: SimAccount, request: RecordedRequest) -> JSON:
         raise _ApiError(exc.status, str(exc)) from None
 
 
+def _list_managed(account: SimAccount, request: RecordedRequest) -> JSON:
+    return _paginate(sim_managed.list_items(account), _page(request.query))
+
+
+def _get_managed(account: SimAccount, request: RecordedRequest) -> JSON:
+    found = sim_managed.one(account, request.path.removeprefix(_MANAGED_PREFIX), account.now())
+    if found is None:
+        raise _ApiError(404, "Managed account not found")
+    return {"data": found}
+
+
 def _post_topup(account: SimAccount, request: RecordedRequest) -> JSON:
     try:
         payload = json.loads(request.body or b"null")
@@ -214,10 +226,12 @@ _ROUTES: dict[tuple[str, str], _Endpoint] = {
     ("GET", "/invoices"): _list_invoices,
     ("GET", "/charges_summary"): _charges_summary,
     ("GET", "/charges_breakdown"): _charges_breakdown,
+    ("GET", "/managed_accounts"): _list_managed,
     ("POST", "/payment/stored_payment_transactions"): _post_topup,
 }
 _KNOWN_PATHS = frozenset(path for _, path in _ROUTES)
 _INVOICE_PREFIX = "/invoices/"  # GET /invoices/{id}
+_MANAGED_PREFIX = "/managed_accounts/"  # GET /managed_accounts/{id}
 
 
 class TelnyxRoutes:
@@ -254,6 +268,8 @@ def _route(account: SimAccount, request: RecordedRequest) -> Response:
     endpoint = _ROUTES.get((request.method, request.path))
     if endpoint is None and request.path.startswith(_INVOICE_PREFIX) and request.method == "GET":
         endpoint = _get_invoice
+    if endpoint is None and request.path.startswith(_MANAGED_PREFIX) and request.method == "GET":
+        endpoint = _get_managed
     if endpoint is not None:
         return json_response(200, endpoint(account, request))
     if request.path in _KNOWN_PATHS:

@@ -10,12 +10,15 @@ from typing import TYPE_CHECKING, Any
 import structlog
 from pydantic import SecretStr
 
-from watcher.core.model import Balance
+from watcher.core.model import Balance, SourceName
 from watcher.core.payment import TopupOutcome, TopupResult
 from watcher.providers.base import ClientOptions, Collected, Factory, Needs, StateView
+from watcher.providers.discovery import Child, DiscoveryUnavailable
 from watcher.providers.http import keepalive_expiry, mask
+from watcher.providers.vonage import subaccount
 from watcher.providers.vonage.client import VonageClient
-from watcher.providers.vonage.sources import Account, collect, to_balance
+from watcher.providers.vonage.errors import VonageError
+from watcher.providers.vonage.sources import DISABLING, Account, collect, to_balance
 from watcher.providers.vonage.wire import VonageSubaccounts
 
 log = structlog.get_logger(__name__)
@@ -62,6 +65,30 @@ class VonageProvider:
     def subaccounts(self) -> VonageSubaccounts | None:
         """The subaccounts last read (`subaccounts: true`), for account discovery."""
         return self._account.subaccounts
+
+    @property
+    def discovers(self) -> bool:
+        """True with `subaccounts: true` (see `watcher.providers.discovery`)."""
+        return self._account.subaccounts_wanted
+
+    async def discover(self, now: datetime, *, deadline: float | None) -> list[Child]:
+        """The subaccounts, listed now (one request; kept as `subaccounts`, so the
+        collect does not list them again within `slow_interval`). Raises VonageError."""
+        if SourceName.SUBACCOUNTS in self._account.disabled:
+            raise DiscoveryUnavailable("subaccounts are not provisioned for this account")
+        try:
+            found = await self.client.list_subaccounts(deadline=deadline)
+        except VonageError as exc:
+            if exc.status not in DISABLING[SourceName.SUBACCOUNTS]:
+                raise
+            self._account.disabled.add(SourceName.SUBACCOUNTS)  # the collect: not again
+            raise DiscoveryUnavailable(str(exc), status=exc.status) from None
+        self._account.subaccounts, self._account.subaccounts_at = found, now
+        return subaccount.children(self.account, found, self._account.currency)
+
+    async def reread(self, child: Child, *, deadline: float | None) -> Child:
+        """A subaccount always has its provider (nothing is read per subaccount)."""
+        return child
 
     async def collect(
         self,

@@ -329,6 +329,11 @@ class VonageSimAccount(SimAccountBase):
                     return self._subaccounts[i]
         raise KeyError(api_key)
 
+    def remove_subaccount(self, api_key: str) -> None:
+        """Take a subaccount away (it is no longer listed)."""
+        with self._lock:
+            self._subaccounts = [s for s in self._subaccounts if s.api_key != api_key]
+
     def subaccounts(self) -> list[Subaccount]:
         """The subaccounts, oldest first (a copy)."""
         with self._lock:

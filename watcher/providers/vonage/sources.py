@@ -81,6 +81,7 @@ class Account:
     subaccounts_wanted: bool = False
     disabled: set[SourceName] = field(default_factory=set)
     subaccounts: VonageSubaccounts | None = None
+    subaccounts_at: datetime | None = None  # when discovery last listed them
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,9 +152,15 @@ async def collect(
 def _readers(job: _Job) -> dict[SourceName, Reader]:
     """The sources to read this cycle: needed (or configured), not disabled, and due."""
     wanted = {s: r for s, r in _READERS.items() if s in _sources(job.needs)}
-    if job.account.subaccounts_wanted:
+    if job.account.subaccounts_wanted and not _listed_lately(job):
         wanted[SourceName.SUBACCOUNTS] = _read_subaccounts
     return {s: r for s, r in wanted.items() if s not in job.account.disabled and _due(job, s)}
+
+
+def _listed_lately(job: _Job) -> bool:
+    """Discovery listed the subaccounts less than `slow_interval` ago (not again)."""
+    at = job.account.subaccounts_at
+    return at is not None and job.now - at < job.account.slow_interval
 
 
 def _due(job: _Job, source: SourceName) -> bool:
