@@ -411,3 +411,35 @@ async def test_many_clients_of_a_host_share_the_pools_lanes_against_the_simulato
         connections = sim.traffic.connections
     assert len(balances) == 30
     assert opened == connections <= 5
+
+
+async def test_an_interim_answer_is_skipped_and_a_body_until_close_is_read_whole() -> None:
+    async def interim_then_close(_: int, writer: Writer) -> bool:
+        writer.write(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.0 200 OK\r\n\r\n")
+        await writer.drain()
+        writer.write(BODY)
+        return False  # the end of the body is the close
+
+    server = RawServer(interim_then_close)
+    one = lane()
+    async with serving(server) as url:
+        first = await one.handle_async_request(req(url))
+        second = await one.handle_async_request(req(url))
+        await one.aclose()
+    assert first.read() == second.read() == BODY
+    assert server.connections == 2  # a body until the close is never followed by another
+
+
+async def test_an_answer_without_a_body_keeps_the_connection() -> None:
+    async def no_content(n: int, writer: Writer) -> bool:
+        writer.write(b"HTTP/1.1 204 No Content\r\n\r\n" if n == 1 else OK)
+        return True
+
+    server = RawServer(no_content)
+    one = lane()
+    async with serving(server) as url:
+        empty = await one.handle_async_request(req(url))
+        full = await one.handle_async_request(req(url))
+        await one.aclose()
+    assert (empty.status_code, empty.read()) == (204, b"")
+    assert full.read() == BODY and server.connections == 1
