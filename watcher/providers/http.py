@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import functools
+import logging
 import math
 import os
 import random
@@ -52,6 +53,7 @@ Clock = Callable[[], float]
 ItemT = TypeVar("ItemT")
 
 _RNG = random.SystemRandom()
+_HTTPX_LOG = logging.getLogger("httpx")
 
 
 @functools.cache
@@ -414,6 +416,15 @@ async def send_pooled(
     except httpx.RequestError as exc:
         return exc
     response.request = request
+    if _HTTPX_LOG.isEnabledFor(logging.INFO):  # the line httpx's client logs (debug runs)
+        _HTTPX_LOG.info(
+            'HTTP Request: %s %s "%s %d %s"',
+            request.method,
+            request.url,
+            response.http_version,
+            response.status_code,
+            response.reason_phrase,
+        )
     try:
         response.read()  # the lane read the body: this only decodes it (gzip, ...)
     except httpx.DecodingError as exc:
