@@ -41,10 +41,10 @@ from watcher.core.model import AlertKey, AlertState, Balance, Phase, Severity
 from watcher.providers.telnyx.sim import SimServer
 from watcher.service.metrics import Metrics
 from watcher.service.web import PageSource, WebApp, page_template, render_page, web_server
-from watcher.service.webview import open_readonly, read_status
+from watcher.service.webview import read_status
 from watcher.state.ledger import Ledger
 from watcher.state.silences import Silences
-from watcher.state.store import Store
+from watcher.state.store import Store, open_readonly
 
 NOW = datetime.now(UTC)
 RULES = """\

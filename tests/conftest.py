@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from email import message_from_bytes, policy
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from aiosmtpd.controller import Controller
@@ -197,18 +197,22 @@ def wait_for(predicate: Any, timeout: float = 20.0, interval: float = 0.05) -> N
         time.sleep(interval)
 
 
-def established_state(path: Path) -> Path:
-    """Make `path` a state database that is not fresh (as if the daemon had run on this
-    host before and an operator had lifted the fresh-state wait): out `path`.
+T = TypeVar("T", bound=Path | str)
+
+
+def established_state(path: T) -> T:
+    """Make `path` (a SQLite file, or a PostgreSQL URL) a state database that is not
+    fresh (as if the daemon had run on this host before and an operator had lifted the
+    fresh-state wait): out `path`.
 
     Tests of top-up behaviour other than the fresh-state wait start from such a state.
     """
     from datetime import UTC, datetime
 
     from watcher.state.ledger import Ledger
-    from watcher.state.store import Store
+    from watcher.state.store import open_store
 
-    with Store.open(path) as store:
+    with open_store(path) as store:
         ledger = Ledger(store)
         ledger.recover(datetime.now(UTC))
         ledger.resume()
@@ -240,3 +244,12 @@ def pg_server() -> Iterator[Any]:
 def pg_url(pg_server: Any) -> str:
     """A postgresql:// URL of an empty schema of this test's own on the worker's server."""
     return str(pg_server.fresh_url())
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def state_target(request: pytest.FixtureRequest, tmp_path: Path) -> Path | str:
+    """Where a test's state lives, once per backend: a SQLite file in `tmp_path`, or a
+    PostgreSQL URL of a fresh schema (`pg_url`); open it with `open_store(target)`."""
+    if request.param == "sqlite":
+        return tmp_path / "state" / "state.db"
+    return str(request.getfixturevalue("pg_url"))

@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 
 from watcher.core.digest import Happening
 from watcher.core.lifecycle import Reason
 from watcher.core.model import AlertKey, Severity
 from watcher.state.digests import DayState, DigestLog
-from watcher.state.store import Store
+from watcher.state.store import StateTarget, open_store
 
 NOW = datetime(2026, 12, 1, 7, 0, tzinfo=UTC)
 
 
-def test_a_day_is_recorded_once_and_the_first_record_stands(tmp_path: Path) -> None:
-    with Store.open(tmp_path / "state.db") as store:
+def test_a_day_is_recorded_once_and_the_first_record_stands(state_target: StateTarget) -> None:
+    with open_store(state_target) as store:
         log = DigestLog(store)
         assert log.last_day() is None
         log.record(date(2026, 11, 30), DayState.SKIPPED, route="ops", now=NOW)
@@ -28,7 +27,7 @@ def test_a_day_is_recorded_once_and_the_first_record_stands(tmp_path: Path) -> N
         ]
 
 
-def test_history_round_trip_window_and_prune(tmp_path: Path) -> None:
+def test_history_round_trip_window_and_prune(state_target: StateTarget) -> None:
     def entry(hours_ago: float, account: str = "main") -> Happening:
         return Happening(
             NOW - timedelta(hours=hours_ago),
@@ -40,7 +39,7 @@ def test_history_round_trip_window_and_prune(tmp_path: Path) -> None:
             "fired 2h",
         )
 
-    with Store.open(tmp_path / "state.db") as store:
+    with open_store(state_target) as store:
         log = DigestLog(store)
         log.add_history([entry(200), entry(30), entry(2), entry(1, "eu")])
         assert log.history("main", NOW - timedelta(hours=24), NOW) == [entry(2)]
@@ -50,7 +49,9 @@ def test_history_round_trip_window_and_prune(tmp_path: Path) -> None:
         assert len(log.history("main", NOW - timedelta(days=30), NOW)) == 2
 
 
-def test_key_samples_give_the_same_spend_and_marks_as_every_sample(tmp_path: Path) -> None:
+def test_key_samples_give_the_same_spend_and_marks_as_every_sample(
+    state_target: StateTarget,
+) -> None:
     from decimal import Decimal
 
     from watcher.core.digest import balance_at, spent
@@ -61,7 +62,7 @@ def test_key_samples_give_the_same_spend_and_marks_as_every_sample(tmp_path: Pat
 
     values = ["100", "100", "99.5", "90.5", "90.5", "190.5", "180", "170", "171", "160.25"]
     mark = NOW + timedelta(minutes=7, seconds=30)
-    with Store.open(tmp_path / "state.db") as store:
+    with open_store(state_target) as store:
         for minutes, value in enumerate(values):
             store.add_balance_sample("eu", NOW + timedelta(minutes=minutes), bal(value))
         store.add_balance_sample("eu", NOW + timedelta(minutes=20), bal("160.25", "170"))

@@ -30,7 +30,7 @@ from watcher.core.payment import TopupOutcome, TopupResult
 from watcher.core.rules import AuditRule, BalanceRule, Finding
 from watcher.service.topup import CycleView, TopupActor
 from watcher.state.ledger import Ledger
-from watcher.state.store import Store
+from watcher.state.store import StateTarget, Store, open_store
 
 START = datetime(2026, 11, 1, tzinfo=UTC)
 HOLD_AFTER = timedelta(hours=2)
@@ -174,7 +174,7 @@ def test_no_post_while_a_hold_is_active(script: list[Step]) -> None:
     assert held == [], f"POSTs while a hold was active: {held}"
 
 
-def test_the_story_does_pay_and_hold() -> None:
+def test_the_story_does_pay_and_hold(state_target: StateTarget) -> None:
     """A hand-written story reaches both outcomes (guards the property test itself)."""
     script = [
         Step(0, fire=True, manual=False, release=False, critical=True, race=False),  # held
@@ -183,10 +183,7 @@ def test_the_story_does_pay_and_hold() -> None:
         Step(31, fire=False, manual=False, release=False, critical=True, race=True),  # raced
         Step(31, fire=False, manual=False, release=True, critical=True, race=False),  # paid
     ]
-    with (
-        tempfile.TemporaryDirectory(dir=TMP) as tmp,
-        Store.open(established_state(Path(tmp) / "s.db")) as store,
-    ):
+    with open_store(established_state(state_target)) as store:
         world = asyncio.run(play(store, script))
     assert [at - START for at, _ in world.posts] == [
         timedelta(minutes=121),

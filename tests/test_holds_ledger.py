@@ -4,6 +4,7 @@ lifted). Real SQLite files in `tmp_path`; time is a parameter."""
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from conftest import established_state
 from watcher.core.holds import Firing, HoldKind
 from watcher.state.journal import journal_path
 from watcher.state.ledger import Ledger
-from watcher.state.store import Store
+from watcher.state.store import StateTarget, Store, open_store
 
 T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 H = timedelta(hours=1)
@@ -24,9 +25,9 @@ def firing(at: datetime, episode: str = "event ev1 +0") -> Firing:
 
 
 def test_a_firing_holds_a_later_one_of_its_episode_extends_and_a_release_lifts(
-    tmp_path: Path,
+    state_target: StateTarget,
 ) -> None:
-    with Store.open(established_state(tmp_path / "s.db")) as store:
+    with open_store(established_state(state_target)) as store:
         ledger = Ledger(store)
         first = ledger.holds.fired(firing(T0))
         assert first is not None and first.kind is HoldKind.RULE
@@ -53,8 +54,8 @@ def test_a_firing_holds_a_later_one_of_its_episode_extends_and_a_release_lifts(
         ]
 
 
-def test_a_manual_hold_lasts_until_released(tmp_path: Path) -> None:
-    with Store.open(established_state(tmp_path / "s.db")) as store:
+def test_a_manual_hold_lasts_until_released(state_target: StateTarget) -> None:
+    with open_store(established_state(state_target)) as store:
         ledger = Ledger(store)
         hold = ledger.holds.hold("main", by="bob", reason="checking", now=T0)
         later = T0 + 365 * DAY
@@ -97,3 +98,14 @@ def test_a_damaged_hold_line_in_the_journal_is_damage(tmp_path: Path) -> None:
             file.write('{"op": "hold", "id": 9}\n')
         guard = ledger.recover(T0)
         assert guard.lost is not None and "damaged lines" in guard.lost.found
+
+
+def test_a_hold_restored_with_its_id_is_followed_by_new_ids(state_target: StateTarget) -> None:
+    """Recovery writes rows with their ids given: ids made later must not collide
+    (SQLite's AUTOINCREMENT follows by itself; PostgreSQL's identity is moved on)."""
+    with open_store(established_state(state_target)) as store:
+        ledger = Ledger(store)
+        made = ledger.holds.hold("main", by="bob", reason="checking", now=T0)
+        ledger.holds.restore(dataclasses.replace(made, id=made.id + 6, episode="restored"))
+        after = ledger.holds.hold("other", by="bob", reason="checking", now=T0)
+        assert after.id == made.id + 7

@@ -7,7 +7,6 @@ import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -27,7 +26,7 @@ from watcher.core.model import (
 from watcher.core.rules import Rule, evaluate
 from watcher.core.silences import Silence
 from watcher.state.acks import Acks, alerts_now
-from watcher.state.store import Store
+from watcher.state.store import StateTarget, open_store
 
 T0 = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)  # a Saturday
 KEY = AlertKey("low", "main")
@@ -278,12 +277,12 @@ def test_resolve_reaches_a_told_route_whose_mute_began_since() -> None:
     assert sent(muted_cycle("150", LATER, fired.states)) == [("resolved", ("night", "ops"))]
 
 
-def test_resolve_survives_a_restart(tmp_path: Path) -> None:
+def test_resolve_survives_a_restart(state_target: StateTarget) -> None:
     fired = cycle("80", T0, {}, **ESCALATE)
     escalated = cycle("80", T0 + timedelta(minutes=30), fired.states, **ESCALATE)
-    with Store.open(tmp_path / "state.db") as store:
+    with open_store(state_target) as store:
         store.save_alerts(escalated.states)
-    with Store.open(tmp_path / "state.db") as store:
+    with open_store(state_target) as store:
         loaded = store.load_alerts()
     assert loaded == escalated.states
     assert loaded[KEY].notified_routes == ("ops", "pager")
@@ -368,8 +367,8 @@ def test_an_ack_given_at_warning_ends_once_critical_was_announced() -> None:
     assert current_ack(critical, [ack(T0, T0)], LATER) is None
 
 
-def test_acks_round_trip_and_alerts_now(tmp_path: Path) -> None:
-    with Store.open(tmp_path / "state.db") as store:
+def test_acks_round_trip_and_alerts_now(state_target: StateTarget) -> None:
+    with open_store(state_target) as store:
         store.save_alerts({KEY: FIRING_STATE})
         acks = Acks(store)
         given = acks.add(

@@ -96,13 +96,13 @@ def test_every_money_write_reaches_the_journal(tmp_path: Path) -> None:
             lambda e, g: 1, lambda d: True, NEW, account="main", since=NOW - H, now=NOW
         )
         assert entry is not None
-        assert journal.read(ledger.journal).entries[entry.id].state == "sending"
+        assert journal.read(_path(ledger)).entries[entry.id].state == "sending"
         ledger.finish(entry.id, EntryState.UNKNOWN, NOW)
         ledger.settle(entry.id, EntryState.FAILED, by="ops", reason="portal", now=NOW)
-        read = journal.read(ledger.journal).entries[entry.id]
+        read = journal.read(_path(ledger)).entries[entry.id]
         assert (read.state, read.settled_by, read.settle_reason) == ("failed", "ops", "portal")
         ledger.add(NEW, EntryState.DRY_RUN, NOW)  # moves no money: not journaled
-        assert list(journal.read(ledger.journal).entries) == [entry.id]
+        assert list(journal.read(_path(ledger)).entries) == [entry.id]
 
 
 def test_recover_restores_what_the_database_lost_and_refuses(tmp_path: Path) -> None:
@@ -135,7 +135,7 @@ def test_recover_seeds_the_journal_from_a_state_older_than_it(tmp_path: Path) ->
         ledger = Ledger(store)
         ledger.add(NEW, EntryState.SUCCEEDED, NOW - H)
         ledger.recover(NOW)
-        assert journal.read(ledger.journal).entries[1].state == "succeeded"
+        assert journal.read(_path(ledger)).entries[1].state == "succeeded"
         assert ledger.guard().lost is None
 
 
@@ -192,11 +192,17 @@ def test_a_finding_accepted_by_resume_does_not_mark_the_state_lost_again(tmp_pat
         ledger = Ledger(store)
         ledger.recover(NOW)
         ledger.resume()
-        with ledger.journal.open("a") as file:
+        with _path(ledger).open("a") as file:
             file.write("garbage\n")  # stays in the append-only journal for good
         assert ledger.recover(NOW + H).lost is not None
         ledger.resume()  # a human looked at it
         assert ledger.recover(NOW + 2 * H).lost is None, "the same damage is not news"
-        with ledger.journal.open("a") as file:
+        with _path(ledger).open("a") as file:
             file.write("more garbage\n")
         assert ledger.recover(NOW + 3 * H).lost is not None, "new damage is"
+
+
+def _path(ledger: Ledger) -> Path:
+    """The journal file of a SQLite state (a PostgreSQL state has none)."""
+    assert ledger.journal is not None
+    return ledger.journal

@@ -20,7 +20,7 @@ from watcher.notify.delivery import Notifier, Route
 from watcher.notify.flush import Policy, flush
 from watcher.notify.outbox import Outbox, backoff
 from watcher.providers.telnyx.sim import SimServer
-from watcher.state.store import Store
+from watcher.state.store import StateTarget, open_store
 
 LOW = "rules:\n  - {name: low-credit, kind: balance, below: 50, severity: critical}\n"
 FIRING = "[CRITICAL] low-credit firing — main"
@@ -208,7 +208,7 @@ def test_backoff(attempts: int, wait: int) -> None:
     assert backoff(attempts) == timedelta(seconds=wait)
 
 
-async def test_gives_up_after_the_limit_with_an_error_log(tmp_path: Path) -> None:
+async def test_gives_up_after_the_limit_with_an_error_log(state_target: StateTarget) -> None:
     now = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
     dead = SecretStr("json://127.0.0.1:1/nothing-listens-here")
     notifier = Notifier({"ops": Route((dead,))}, default_route="ops", timeout=2)
@@ -216,7 +216,7 @@ async def test_gives_up_after_the_limit_with_an_error_log(tmp_path: Path) -> Non
     message = Message(
         "[CRITICAL] x firing — main", "body", Severity.CRITICAL, "x", "main", Reason.FIRING
     )
-    with Store.open(tmp_path / "state.db") as store:
+    with open_store(state_target) as store:
         outbox = Outbox(store)
         outbox.enqueue(message, notifier.targets("ops"), now)
         first = await flush(outbox, notifier, now, policy)

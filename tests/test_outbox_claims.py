@@ -36,7 +36,7 @@ from watcher.core.render import Message
 from watcher.notify.delivery import Notifier, Route, Target, url_id
 from watcher.notify.flush import Policy, flush
 from watcher.notify.outbox import Item, Outbox, claim_ttl
-from watcher.state.store import Store
+from watcher.state.store import StateTarget, Store, open_store
 
 LOW = "rules:\n  - {name: low-credit, kind: balance, below: 50, severity: critical}\n"
 FIRING = "[CRITICAL] low-credit firing — main"
@@ -201,8 +201,8 @@ TARGET = Target("ops", "u1", "json://127.0.0.1/…")
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    with Store.open(tmp_path / "state.db") as opened:
+def store(state_target: StateTarget) -> Iterator[Store]:
+    with open_store(state_target) as opened:
         yield opened
 
 

@@ -1,15 +1,24 @@
-"""The SQLite state store: persistence, dedupe, windows, pruning, failures."""
+"""The state store: persistence, dedupe, windows, pruning, failures.
+
+Every behaviour runs on both backends (`state_target`: a SQLite file, a PostgreSQL
+schema); what only a SQLite file has (pragmas, WAL, its header, corruption, its
+directory) is tested on SQLite, with the PostgreSQL counterparts at the end.
+"""
 
 from __future__ import annotations
 
 import os
+import socket
 import sqlite3
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
+from conftest import wait_for
 
 from watcher.core.model import (
     AlertKey,
@@ -21,7 +30,15 @@ from watcher.core.model import (
     SourceName,
     WebhookDelivery,
 )
-from watcher.state.store import SCHEMA_VERSION, CycleInfo, SourceHealth, Store, StoreError
+from watcher.state.store import (
+    SCHEMA_VERSION,
+    CycleInfo,
+    SourceHealth,
+    StateTarget,
+    Store,
+    StoreError,
+    open_store,
+)
 
 T0 = datetime(2026, 11, 2, 10, 0, tzinfo=UTC)
 
@@ -85,7 +102,13 @@ def db(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def store(db: Path) -> Iterator[Store]:
+def store(state_target: StateTarget) -> Iterator[Store]:
+    with open_store(state_target) as opened:
+        yield opened
+
+
+@pytest.fixture
+def sqlite_store(db: Path) -> Iterator[Store]:
     with Store.open(db) as opened:
         yield opened
 
@@ -111,11 +134,11 @@ def test_open_creates_private_parent_directory(tmp_path: Path) -> None:
         ("user_version", SCHEMA_VERSION),
     ],
 )
-def test_connection_pragmas(store: Store, pragma: str, expected: object) -> None:
-    assert store.pragma(pragma) == expected
+def test_connection_pragmas(sqlite_store: Store, pragma: str, expected: object) -> None:
+    assert sqlite_store.pragma(pragma) == expected
 
 
-def test_wal_mode_is_persistent_in_the_file(store: Store, db: Path) -> None:
+def test_wal_mode_is_persistent_in_the_file(sqlite_store: Store, db: Path) -> None:
     other = sqlite3.connect(db)
     try:
         assert other.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
@@ -179,18 +202,19 @@ def test_newer_schema_is_refused(db: Path) -> None:
         Store.open(db)
 
 
-def test_reopen_does_not_migrate_again(db: Path) -> None:
-    with Store.open(db) as store:
+def test_reopen_does_not_migrate_again(state_target: StateTarget) -> None:
+    with open_store(state_target) as store:
+        assert store.created
         store.set_cursor("main", "audit", at(1))
-    with Store.open(db) as store:
-        assert store.pragma("user_version") == SCHEMA_VERSION
+    with open_store(state_target) as store:
+        assert not store.created
         assert store.get_cursor("main", "audit") == at(1)
 
 
-def test_use_after_close_is_a_store_error(db: Path) -> None:
-    store = Store.open(db)
+def test_use_after_close_is_a_store_error(state_target: StateTarget) -> None:
+    store = open_store(state_target)
     store.close()
-    with pytest.raises(StoreError, match="closed database"):
+    with pytest.raises(StoreError, match="closed"):
         store.get_cursor("main", "audit")
 
 
@@ -202,8 +226,8 @@ def test_naive_datetime_is_refused(store: Store) -> None:
 # -- persistence across reopen ---------------------------------------------------
 
 
-def test_reopen_persists_everything(db: Path) -> None:
-    with Store.open(db) as store:
+def test_reopen_persists_everything(state_target: StateTarget) -> None:
+    with open_store(state_target) as store:
         first = store.first_start(at(0))
         store.set_cursor("main", SourceName.AUDIT, at(7))
         store.set_cursor("main", "webhooks", at(8))
@@ -214,7 +238,7 @@ def test_reopen_persists_everything(db: Path) -> None:
         store.record_source_result("main", "balance", at(3), "HTTP 503", auth=False)
         store.record_cycle(at(3), duration_s=1.25, errors=1)
 
-    with Store.open(db) as store:
+    with open_store(state_target) as store:
         assert first == at(0)
         assert store.first_start(at(60)) == at(0)
         assert store.get_cursor("main", "audit") == at(7)
@@ -244,6 +268,16 @@ def test_datetimes_come_back_as_aware_utc(store: Store) -> None:
 def test_first_start_records_only_the_first_call(store: Store) -> None:
     assert store.first_start(at(0)) == at(0)
     assert store.first_start(at(10)) == at(0)
+
+
+def test_latest_balances_are_the_newest_sample_of_each_account(store: Store) -> None:
+    low = Balance(Decimal("5.00"), Decimal("5.00"), Decimal(0), Decimal(0), "EUR")
+    store.add_balance_sample("main", at(2), BALANCE)
+    store.add_balance_sample("main", at(1), low)  # older, written later
+    store.add_balance_sample("eu", at(0), low)
+    store.add_balance_sample("eu", at(3), BALANCE)
+    assert store.latest_balances() == {"eu": (at(3), BALANCE), "main": (at(2), BALANCE)}
+    assert list(store.latest_balances()) == ["eu", "main"]
 
 
 def test_last_cycle_keeps_only_the_latest(store: Store) -> None:
@@ -367,36 +401,33 @@ def test_since_compares_instants_across_offsets(store: Store) -> None:
 # -- alerts ----------------------------------------------------------------------
 
 
-def test_save_alerts_replaces_the_whole_set(db: Path) -> None:
+def test_save_alerts_replaces_the_whole_set(state_target: StateTarget) -> None:
     _low, spike = ALERTS
-    with Store.open(db) as store:
+    with open_store(state_target) as store:
         store.save_alerts(ALERTS)
         store.save_alerts({spike: ALERTS[spike]})
-    with Store.open(db) as store:
+    with open_store(state_target) as store:
         assert store.load_alerts() == {spike: ALERTS[spike]}
         store.save_alerts({})
         assert store.load_alerts() == {}
 
 
-def test_alert_columns_are_readable(store: Store, db: Path) -> None:
+def test_alert_columns_are_readable(store: Store, state_target: StateTarget) -> None:
     store.save_alerts(ALERTS)
-    raw = sqlite3.connect(db)
-    try:
-        row = raw.execute(
+    with open_store(state_target) as raw:  # a second connection: what is committed
+        rows = raw.query(
             "SELECT phase, severity, notified_severity, fired_at FROM alerts "
             "WHERE rule = 'low-credit'"
-        ).fetchone()
-    finally:
-        raw.close()
-    assert row == ("firing", "CRITICAL", "WARNING", "2026-11-02T10:05:00.000000+00:00")
+        )
+    assert tuple(rows[0]) == ("firing", "CRITICAL", "WARNING", "2026-11-02T10:05:00.000000+00:00")
 
 
-def test_unknown_severity_in_the_file_is_a_store_error(store: Store, db: Path) -> None:
+def test_unknown_severity_in_the_file_is_a_store_error(
+    store: Store, state_target: StateTarget
+) -> None:
     store.save_alerts(ALERTS)
-    raw = sqlite3.connect(db)
-    raw.execute("UPDATE alerts SET severity = 'PANIC' WHERE rule = 'low-credit'")
-    raw.commit()
-    raw.close()
+    with open_store(state_target) as raw:
+        raw.execute("UPDATE alerts SET severity = 'PANIC' WHERE rule = 'low-credit'")
     with pytest.raises(StoreError, match="unreadable alert state for low-credit/main"):
         store.load_alerts()
 
@@ -419,7 +450,9 @@ def test_source_health_lists_every_source_sorted(store: Store) -> None:
     store.record_source_result("main", SourceName.WEBHOOKS, at(0), None)
     store.record_source_result("main", SourceName.BALANCE, at(0), "boom")
     store.record_source_result("a-account", "audit", at(0), None)
+    store.record_source_result("Zed", "audit", at(0), None)  # byte order, on both engines
     assert [(h.account, h.source) for h in store.source_health()] == [
+        ("Zed", "audit"),
         ("a-account", "audit"),
         ("main", "balance"),
         ("main", "webhooks"),
@@ -471,8 +504,8 @@ def test_prune_retention_is_configurable(store: Store) -> None:
 # -- transactions ----------------------------------------------------------------
 
 
-def test_failed_transaction_rolls_back(db: Path) -> None:
-    with Store.open(db) as store:
+def test_failed_transaction_rolls_back(state_target: StateTarget) -> None:
+    with open_store(state_target) as store:
         store.set_cursor("main", "audit", at(0))
         with pytest.raises(RuntimeError, match="boom"), store.transaction():
             store.set_cursor("main", "audit", at(5))
@@ -480,23 +513,20 @@ def test_failed_transaction_rolls_back(db: Path) -> None:
             store.add_balance_sample("main", at(5), BALANCE)
             raise RuntimeError("boom")
         assert store.get_cursor("main", "audit") == at(0)
-    with Store.open(db) as store:
+    with open_store(state_target) as store:
         assert store.get_cursor("main", "audit") == at(0)
         assert store.load_alerts() == {}
         assert store.balance_samples("main", T0) == []
 
 
-def test_transaction_commits_all_at_once(store: Store, db: Path) -> None:
-    reader = sqlite3.connect(db)
-    try:
+def test_transaction_commits_all_at_once(store: Store, state_target: StateTarget) -> None:
+    with open_store(state_target) as reader:
         with store.transaction():
             store.set_cursor("main", "audit", at(1))
             store.save_alerts(ALERTS)
-            assert reader.execute("SELECT COUNT(*) FROM cursors").fetchone()[0] == 0
-        assert reader.execute("SELECT COUNT(*) FROM cursors").fetchone()[0] == 1
-        assert reader.execute("SELECT COUNT(*) FROM alerts").fetchone()[0] == 2
-    finally:
-        reader.close()
+            assert reader.query("SELECT COUNT(*) FROM cursors")[0][0] == 0
+        assert reader.query("SELECT COUNT(*) FROM cursors")[0][0] == 1
+        assert reader.query("SELECT COUNT(*) FROM alerts")[0][0] == 2
 
 
 def test_nested_failure_caught_inside_undoes_only_the_nested_part(store: Store) -> None:
@@ -511,9 +541,127 @@ def test_nested_failure_caught_inside_undoes_only_the_nested_part(store: Store) 
     assert store.get_cursor("main", "balance") == at(3)
 
 
+def test_a_failed_statement_in_a_nested_transaction_leaves_the_outer_one_usable(
+    store: Store,
+) -> None:
+    """What the digest relies on inside the cycle's transaction: on PostgreSQL a failed
+    statement aborts the whole transaction unless it ran inside a savepoint."""
+    with store.transaction():
+        store.set_cursor("main", "audit", at(1))
+        with pytest.raises(StoreError), store.transaction():
+            store.query("SELECT nothing FROM no_such_table")
+        store.set_cursor("main", "webhooks", at(2))
+    assert store.get_cursor("main", "audit") == at(1)
+    assert store.get_cursor("main", "webhooks") == at(2)
+
+
 def test_store_is_usable_after_a_rollback(store: Store) -> None:
     with pytest.raises(RuntimeError), store.transaction():
         raise RuntimeError("boom")
     with store.transaction():
         store.set_cursor("main", "audit", at(1))
     assert store.get_cursor("main", "audit") == at(1)
+
+
+# -- PostgreSQL counterparts of the SQLite file checks -----------------------------
+
+
+def _pg_raw(url: str) -> Any:
+    import psycopg
+
+    return psycopg.connect(url, autocommit=True)
+
+
+def test_pg_newer_schema_is_refused(pg_url: str) -> None:
+    open_store(pg_url).close()
+    with _pg_raw(pg_url) as raw:
+        raw.execute(f"UPDATE schema_version SET version = {SCHEMA_VERSION + 1}")  # noqa: S608
+    with pytest.raises(StoreError) as info:
+        open_store(pg_url)
+    message = str(info.value)
+    assert f"has schema version {SCHEMA_VERSION + 1}, written by a newer" in message
+    assert message.startswith("state database postgresql://watcher@127.0.0.1:")
+
+
+def test_pg_schema_of_another_application_is_refused_untouched(pg_url: str) -> None:
+    with _pg_raw(pg_url) as raw:
+        raw.execute("CREATE TABLE invoices (id int)")
+    with pytest.raises(StoreError, match="is not an account-watcher state database"):
+        open_store(pg_url)
+    with _pg_raw(pg_url) as raw:
+        tables = raw.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()"
+        ).fetchall()
+    assert tables == [("invoices",)]
+
+
+def test_pg_unreachable_server_is_one_sentence_without_the_password() -> None:
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"postgresql://watcher:s3cr3t-pw@127.0.0.1:{port}/state?connect_timeout=2"
+    with pytest.raises(StoreError) as info:
+        open_store(url)
+    message = str(info.value)
+    assert message.startswith(f"state database postgresql://watcher@127.0.0.1:{port}/state ")
+    assert "s3cr3t-pw" not in message and url not in message
+    assert "\n" not in message
+    assert info.value.__cause__ is None and info.value.__suppress_context__  # no URL in a chain
+
+
+def test_pg_two_first_opens_at_once_migrate_once(pg_url: str) -> None:
+    with ThreadPoolExecutor(2) as pool:
+        stores = list(pool.map(lambda _: open_store(pg_url), range(2)))
+    try:
+        assert sorted(s.created for s in stores) == [False, True]
+        stores[0].set_cursor("main", "audit", at(1))
+        assert stores[1].get_cursor("main", "audit") == at(1)
+    finally:
+        for opened in stores:
+            opened.close()
+
+
+def test_pg_writers_take_turns(pg_url: str) -> None:
+    """A read-then-write transaction is atomic across connections, as BEGIN IMMEDIATE
+    makes it on SQLite: the second writer waits for the first one's commit."""
+    done: list[str] = []
+
+    def bump(store: Store) -> None:
+        with store.transaction():
+            value = int(store.meta("n") or "0")
+            done.append("read")
+            store.set_meta("n", str(value + 1))
+
+    with (
+        open_store(pg_url) as first,
+        open_store(pg_url) as second,
+        _pg_raw(pg_url) as watcher,
+        ThreadPoolExecutor(1) as pool,
+    ):
+        first.set_meta("n", "0")
+        with first.transaction():
+            first.set_meta("n", str(int(first.meta("n") or "0") + 1))
+            waiting = pool.submit(bump, second)
+            wait_for(
+                lambda: (
+                    watcher.execute(
+                        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+                    ).fetchone()[0]
+                    == 1
+                )
+            )
+            assert done == []  # blocked on the lock, has not read yet
+        waiting.result(timeout=10)
+        assert first.meta("n") == "2"
+
+
+def test_pg_a_connection_the_server_broke_is_replaced(pg_url: str) -> None:
+    with open_store(pg_url) as store, _pg_raw(pg_url) as admin:
+        store.set_cursor("main", "audit", at(1))
+        pid = store.query("SELECT pg_backend_pid()")[0][0]
+        admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        with pytest.raises(StoreError, match="failed: "):
+            store.get_cursor("main", "audit")  # this statement meets the break
+        assert store.get_cursor("main", "audit") == at(1)  # the next one reconnects
+        store.set_cursor("main", "audit", at(2))
+        assert store.get_cursor("main", "audit") == at(2)

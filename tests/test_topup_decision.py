@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 
@@ -34,7 +33,7 @@ from watcher.state.ledger import (
     Pause,
     VerifyState,
 )
-from watcher.state.store import Store
+from watcher.state.store import StateTarget, open_store
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 CAPS = Caps(Decimal("100.00"), Decimal("300.00"), timedelta(hours=1), Decimal("500.00"))
@@ -310,15 +309,17 @@ def test_render_entry(item: Entry, title: str, severity: Severity, in_body: str)
 
 
 @pytest.fixture
-def ledger(tmp_path: Path) -> Iterator[Ledger]:
-    with Store.open(tmp_path / "state.db") as store:
+def ledger(state_target: StateTarget) -> Iterator[Ledger]:
+    with open_store(state_target) as store:
         yield Ledger(store)
 
 
 NEW = NewEntry("main", Decimal("100.00"), "USD", "low", "why", "ep", Decimal("40.00"))
 
 
-def test_sending_entry_is_committed_before_begin_if_returns(ledger: Ledger, tmp_path: Path) -> None:
+def test_sending_entry_is_committed_before_begin_if_returns(
+    ledger: Ledger, state_target: StateTarget
+) -> None:
     decision, written = ledger.begin_if(
         lambda entries, guard: decide(TriggerKind.START, CAPS, entries, NOW, guard=guard),
         lambda d: isinstance(d, Pay),
@@ -328,7 +329,7 @@ def test_sending_entry_is_committed_before_begin_if_returns(ledger: Ledger, tmp_
         now=NOW,
     )
     assert isinstance(decision, Pay) and written is not None
-    with Store.open(tmp_path / "state.db") as other:  # another connection sees it
+    with open_store(state_target) as other:  # another connection sees it
         assert [e.state for e in Ledger(other).entries()] == [EntryState.SENDING]
     again, none = ledger.begin_if(
         lambda entries, guard: decide(TriggerKind.START, CAPS, entries, NOW, guard=guard),

@@ -30,7 +30,7 @@ from watcher.core.rules import BalanceRule
 from watcher.core.topup import Trigger, TriggerKind
 from watcher.service.topup import CRASH_POINTS, TopupActor
 from watcher.state.ledger import COUNTED, EntryState, Ledger
-from watcher.state.store import Store
+from watcher.state.store import StateTarget, Store, open_store
 
 START = datetime(2026, 11, 1, tzinfo=UTC)
 RULE = BalanceRule.model_validate(
@@ -184,7 +184,7 @@ def test_caps_and_interval_hold_for_any_history(config: TopupConfig, script: lis
     assert not any(e.state is EntryState.SENDING for e in entries), "restarts reconcile"
 
 
-def test_the_property_test_does_pay_and_refuse() -> None:
+def test_the_property_test_does_pay_and_refuse(state_target: StateTarget) -> None:
     """The generated histories reach the interesting states (guards the test itself)."""
     config = TopupConfig(enabled=True, amount=Decimal("100.00"), max_per_day=Decimal("200.00"))
     script = [
@@ -194,10 +194,7 @@ def test_the_property_test_does_pay_and_refuse() -> None:
         Step(0, Decimal("40.00"), TriggerKind.START, "ok", None, True, False),
         Step(61, Decimal("40.00"), TriggerKind.STAY, "crash_charged", None, False, False),
     ]
-    with (
-        tempfile.TemporaryDirectory(dir=TMP) as tmp,
-        Store.open(established_state(Path(tmp) / "s.db")) as store,
-    ):
+    with open_store(established_state(state_target)) as store:
         world = asyncio.run(play(store, config, script))
         states = [e.state for e in Ledger(store).entries()]
     assert states == [

@@ -15,7 +15,7 @@ from watcher.service.webalerts import status_word
 from watcher.service.webchart import BOTTOM, HEIGHT, LEFT, MAX_POINTS, TOP, WIDTH, geometry, thin
 from watcher.service.webmodel import Chart, Point, Runway, ThresholdLine, TopupMarker
 from watcher.service.webview import series
-from watcher.state.store import Store
+from watcher.state.store import StateTarget, Store, StoreError, open_readonly, open_store
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 DAY = timedelta(hours=24)
@@ -150,12 +150,17 @@ def test_next_opening(spec: str, now: str, window: tuple[str, str] | None) -> No
     assert next_opening(spec, at(now)) == expected
 
 
-def test_series_thins_in_sql_only_beyond_max_points(tmp_path: Path) -> None:
-    with Store.open(tmp_path / "state.db") as store:
+def _a_day_of_samples(store: Store) -> None:
+    with store.transaction():
         for i in range(1440):  # a day at 60 s
             value = Decimal(1000 - i)
             at = NOW - DAY + timedelta(minutes=i)
             store.add_balance_sample("a", at, Balance(value, value, Decimal(0), Decimal(0), "USD"))
+
+
+def test_series_thins_in_sql_only_beyond_max_points(state_target: StateTarget) -> None:
+    with open_store(state_target) as store:
+        _a_day_of_samples(store)
         full = series(store, "a", "available_credit", NOW - DAY)
         thinned = series(store, "a", "available_credit", NOW - DAY, DAY)
         few = series(store, "a", "available_credit", NOW - timedelta(minutes=30), DAY)
@@ -164,3 +169,23 @@ def test_series_thins_in_sql_only_beyond_max_points(tmp_path: Path) -> None:
     assert thinned[-1] == full[-1]  # the newest sample always stays
     assert [at for at, _ in thinned] == sorted(at for at, _ in thinned)
     assert len(few) == 30 and few == full[-30:]  # few samples: every one
+
+
+def test_both_backends_thin_to_the_same_points(tmp_path: Path, pg_url: str) -> None:
+    thinned = []
+    for target in (tmp_path / "state.db", pg_url):
+        with open_store(target) as store:
+            _a_day_of_samples(store)
+            thinned.append(series(store, "a", "available_credit", NOW - DAY, DAY))
+    assert thinned[0] == thinned[1]
+
+
+def test_the_pages_postgresql_connection_reads_and_cannot_write(pg_url: str) -> None:
+    with pytest.raises(StoreError, match="is not an account-watcher state database"):
+        open_readonly(pg_url)  # an empty schema: nothing is created for the page
+    with open_store(pg_url) as store:
+        store.set_cursor("main", "audit", NOW)
+    with open_readonly(pg_url) as page:
+        assert page.get_cursor("main", "audit") == NOW
+        with pytest.raises(StoreError, match="read-only transaction"):
+            page.set_cursor("main", "audit", NOW + DAY)

@@ -15,7 +15,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from watcher.cli.common import EXIT_OK, open_state, settings, state_path
+from watcher.cli.common import EXIT_OK, has_state, open_state, settings, state_target
 from watcher.config.settings import LoadedSettings
 from watcher.core.model import Balance
 from watcher.state.alerts import SourceHealth
@@ -119,7 +119,8 @@ def account_lines(views: Sequence[AccountView]) -> list[str]:
 def cmd_accounts(path: Path, out: TextIO, *, as_json: bool) -> int:
     """Every watched account, as lines or (`--json`) a JSON list."""
     loaded = settings(path)
-    if not state_path(loaded).exists():
+    target = state_target(loaded)
+    if not has_state(target):
         views = [
             AccountView(
                 a.name, a.provider, True, getattr(a, "currency", None), None, None, None, None, ()
@@ -127,7 +128,7 @@ def cmd_accounts(path: Path, out: TextIO, *, as_json: bool) -> int:
             for a in loaded.settings.accounts
         ]
     else:
-        with open_state(loaded) as store:
+        with open_state(loaded, target) as store:
             views = account_views(loaded, store)
     if as_json:
         print(json.dumps([account_json(v) for v in views], indent=2), file=out)

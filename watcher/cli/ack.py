@@ -19,9 +19,10 @@ from watcher.cli.common import (
     EXIT_OK,
     EXIT_USAGE,
     Exit,
+    has_state,
     open_state,
     settings,
-    state_path,
+    state_target,
 )
 from watcher.cli.notify import now_utc, user
 from watcher.core.incident import matching_firing
@@ -44,10 +45,11 @@ def cmd_ack(path: Path, args: argparse.Namespace, out: TextIO) -> int:
         raise Exit(EXIT_USAGE, "an ack needs a reason (--reason)")
     loaded = settings(path)
     scope = _scope(args.rule, args.account, args.group)
-    if not state_path(loaded).exists():
+    target = state_target(loaded)
+    if not has_state(target):
         raise Exit(EXIT_INVALID, f"no firing alert {scope}: the daemon has not run yet")
     now, who = now_utc(), user()
-    with open_state(loaded) as store:
+    with open_state(loaded, target) as store:
         firing = matching_firing(store.load_alerts().values(), args.rule, args.account, args.group)
         if not firing:
             raise Exit(EXIT_INVALID, f"no firing alert {scope} (see account-watcher status)")

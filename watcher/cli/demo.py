@@ -271,11 +271,9 @@ async def _run(story: Story, *, web: bool = False) -> int:
         runtime = load_runtime(config, environ, allow_fast_poll=True)
         logs.configure_logging(level="warning", fmt="console")
         print(_intro(story), flush=True)
-        with (
-            Store.open(runtime.loaded.settings.state.resolve_state_path(environ)) as store,
-            contextlib.ExitStack() as stack,
-        ):
-            metrics = demoweb.serve(runtime, store.path, stack) if web else None
+        where = runtime.loaded.settings.state.resolve_state_path(environ)
+        with Store.open(where) as store, contextlib.ExitStack() as stack:
+            metrics = demoweb.serve(runtime, where, stack) if web else None
             daemon = Daemon(build_wiring(runtime), store, metrics=metrics)
             stop = asyncio.Event()
             if web:

@@ -17,7 +17,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
 
-from watcher.cli.common import EXIT_OK, EXIT_USAGE, Exit, open_state, settings, state_path
+from watcher.cli.common import (
+    EXIT_OK,
+    EXIT_USAGE,
+    Exit,
+    has_state,
+    open_state,
+    settings,
+    state_target,
+)
 from watcher.config.ruleload import load_rules
 from watcher.config.secrets import SecretError
 from watcher.config.settings import LoadedSettings, resolve_route_secrets
@@ -27,6 +35,7 @@ from watcher.notify.delivery import NotifyError
 from watcher.notify.digest import account_names, build, kinds_of
 from watcher.service import logs
 from watcher.service.wiring import Runtime, build_notifier, register_secrets
+from watcher.state.store import describe_target
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -40,11 +49,12 @@ def cmd_digest(path: Path, args: argparse.Namespace, out: TextIO) -> int:
     """The digest at this moment, printed or sent (see the module docstring)."""
     loaded = settings(path)
     names = [account.name for account in loaded.settings.accounts]
-    where = state_path(loaded)
-    if args.account is not None and args.account not in names and not where.exists():
+    target = state_target(loaded)
+    exists = has_state(target)
+    if args.account is not None and args.account not in names and not exists:
         raise _unknown(args.account, names)
-    if not where.exists():  # like `status`: nothing to summarise, and nothing is created
-        print(f"no state yet at {where}: the daemon has not run", file=out)
+    if not exists:  # like `status`: nothing to summarise, and nothing is created
+        print(f"no state yet at {describe_target(target)}: the daemon has not run", file=out)
         return EXIT_OK
     now = datetime.now(UTC)
     messages = _messages(loaded, now, args.account)

@@ -24,6 +24,7 @@ import structlog
 
 from watcher.cli import ack as cli_ack
 from watcher.cli import digest as cli_digest
+from watcher.cli import leading, statecmd
 from watcher.cli import notify as cli_notify
 from watcher.cli import status as cli_status
 from watcher.cli import topups as cli_topups
@@ -37,7 +38,8 @@ from watcher.cli.common import (
     invalid_config,
     open_state,
     settings,
-    state_path,
+    state_problems,
+    state_target,
 )
 from watcher.cli.summary import summarize
 from watcher.config.rulecheck import validate
@@ -65,7 +67,7 @@ from watcher.service.wiring import (
     register_secrets,
 )
 from watcher.state import lock as statelock
-from watcher.state.store import Store
+from watcher.state.store import StateTarget, Store, describe_target
 
 if TYPE_CHECKING:
     from watcher.service.metrics import Metrics
@@ -102,6 +104,7 @@ def _parser() -> argparse.ArgumentParser:
     cli_topups.add_parser(sub)
     cli_ack.add_parser(sub)
     cli_digest.add_parser(sub)
+    statecmd.add_parser(sub)
     demo.add_argument("--speed", type=float, default=1.0, help=argparse.SUPPRESS)
     demo.add_argument("--web", action="store_true", help="also serve the status page")
     return parser
@@ -173,6 +176,8 @@ def _dispatch(args: argparse.Namespace) -> int:
             return cli_topups.cmd_topups(path, args, sys.stdout)
         case "digest":
             return cli_digest.cmd_digest(path, args, sys.stdout)
+        case "state":
+            return statecmd.cmd_state(path, args, sys.stdout)
     raise Exit(EXIT_USAGE, f"unknown command {args.command}")  # pragma: no cover
 
 
@@ -196,6 +201,9 @@ def cmd_check(path: Path, out: TextIO, err: TextIO) -> int:
         loaded.settings, environ=os.environ, config_dir=loaded.config_dir, routes=False
     )
     warnings += urls.warnings + cli_web.token_warnings(loaded)
+    state_errors, state_warnings = state_problems(loaded)
+    errors += state_errors
+    warnings += state_warnings
     for line in warnings:
         print(f"warning: {line}", file=err)
     for line in errors:
@@ -255,18 +263,29 @@ def _configure_logs(runtime: Runtime) -> None:
     register_secrets(runtime.secrets)
 
 
-def _open_store(runtime: Runtime) -> Store:
-    return open_state(runtime.loaded)
+def _open_store(runtime: Runtime, target: StateTarget) -> Store:
+    return open_state(runtime.loaded, target)
 
 
-def _lock_state(runtime: Runtime) -> tuple[Path, statelock.Lock | None]:
-    """The state path and its lock (None when another process holds it); exit 3 if the
-    lock file cannot be opened."""
-    path = state_path(runtime.loaded)
+def _lock_state(
+    runtime: Runtime,
+) -> tuple[StateTarget, contextlib.AbstractContextManager[object], bool]:
+    """The state, what holds it while the command runs, and whether this process owns
+    it (may reconcile and pay, DESIGN §6.1).
+
+    SQLite: the flock on `<state>.lock` (not owned when another process holds it; exit 3
+    when the lock file cannot be opened). PostgreSQL: no flock; for now this process
+    owns it unless the lease says otherwise (watcher/cli/leading.py: `run` is elected,
+    `once` takes the lease for its cycle when nobody leads).
+    """
+    target = state_target(runtime.loaded)
+    if not isinstance(target, Path):
+        return target, contextlib.nullcontext(), True
     try:
-        return path, statelock.acquire(path)
+        lock = statelock.acquire(target)
     except OSError as exc:
-        raise Exit(EXIT_RUNTIME, f"cannot lock the state {path}: {exc.strerror or exc}") from None
+        raise Exit(EXIT_RUNTIME, f"cannot lock the state {target}: {exc.strerror or exc}") from None
+    return target, lock or contextlib.nullcontext(), lock is not None
 
 
 def _daemon(
@@ -293,9 +312,11 @@ async def cmd_once(path: Path, *, dry_run: bool) -> int:
     """
     runtime = _runtime(path)
     _configure_logs(runtime)
-    _, lock = _lock_state(runtime)
-    with lock or contextlib.nullcontext(), _open_store(runtime) as store:
-        daemon = _daemon(runtime, store, dry_run=dry_run, owns_state=lock is not None)
+    target, lock, owns = _lock_state(runtime)
+    with lock, _open_store(runtime, target) as store, contextlib.ExitStack() as stack:
+        if isinstance(target, str):  # PostgreSQL: the owner is who holds the lease
+            owns = stack.enter_context(leading.once_owner(store, target, runtime.interval))
+        daemon = _daemon(runtime, store, dry_run=dry_run, owns_state=owns)
         try:
             report = await daemon.cycle(flush_all=True)
         finally:
@@ -320,15 +341,18 @@ async def cmd_run(path: Path) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     loop.add_signal_handler(signal.SIGHUP, reload.set)
-    state, lock = _lock_state(runtime)  # the only process that may pay: held until exit
-    if lock is None:
-        raise Exit(EXIT_RUNTIME, f"another account-watcher (run) is using {state}; stop it first")
+    state, lock, owns = _lock_state(runtime)  # the only process that may pay: until exit
+    if not owns:
+        where = describe_target(state)
+        raise Exit(EXIT_RUNTIME, f"another account-watcher (run) is using {where}; stop it first")
     service = ServiceNotifier()
-    with lock, _open_store(runtime) as store, contextlib.ExitStack() as stack:
+    with lock, _open_store(runtime, state) as store, contextlib.ExitStack() as stack:
         metrics = cli_web.metrics_for(runtime)
-        daemon = _daemon(runtime, store, metrics)
+        # PostgreSQL: any number of `run` share the state; the lease elects who acts
+        leadership = None if isinstance(state, Path) else leading.elected(store, state)
+        daemon = _daemon(runtime, store, metrics, owns_state=leadership is None)
         if metrics is not None:
-            cli_web.serve(lambda: daemon.runtime, store.path, metrics, stack)
+            cli_web.serve(lambda: daemon.runtime, state, metrics, stack)
         log.info(
             "daemon.started",
             config=str(path),
@@ -348,6 +372,7 @@ async def cmd_run(path: Path) -> int:
                 loader=lambda: _load(path),
                 service=service,
                 watchdog=watchdog_period(),
+                leadership=leadership,
             ).run()
         finally:
             await daemon.aclose()

@@ -12,7 +12,15 @@ from typing import TextIO
 from watcher.cli import notify as cli_notify
 from watcher.cli import topups as cli_topups
 from watcher.cli.accounts import account_lines, account_views
-from watcher.cli.common import EXIT_OK, EXIT_USAGE, Exit, open_state, settings, state_path
+from watcher.cli.common import (
+    EXIT_OK,
+    EXIT_USAGE,
+    Exit,
+    has_state,
+    open_state,
+    settings,
+    state_target,
+)
 from watcher.cli.status_json import VERSION, status_document
 from watcher.cli.summary import alert_lines
 from watcher.config.ruleload import load_rules
@@ -25,6 +33,7 @@ from watcher.notify.outbox import Outbox
 from watcher.state.acks import alerts_now
 from watcher.state.alerts import CycleInfo, SourceHealth
 from watcher.state.silences import Silences
+from watcher.state.store import describe_target
 
 # ---------------------------------------------------------------------------- status
 
@@ -33,18 +42,19 @@ def cmd_status(path: Path, out: TextIO, *, as_json: bool = False) -> int:
     """Accounts, alerts (with acks), last poll per source and the last cycle, from the
     state database; `as_json`: one JSON document (watcher/cli/status_json.py)."""
     loaded = settings(path)
-    where = state_path(loaded)
-    if not where.exists():
+    target = state_target(loaded)
+    where = describe_target(target)
+    if not has_state(target):
         if as_json:
             print(
-                json.dumps({"version": VERSION, "state": str(where), "error": "no state yet"}),
+                json.dumps({"version": VERSION, "state": where, "error": "no state yet"}),
                 file=out,
             )
         else:
             print(f"no state yet at {where}: the daemon has not run", file=out)
         return EXIT_OK
     now = cli_notify.now_utc()
-    with open_state(loaded) as store:
+    with open_state(loaded, target) as store:
         alerts = alerts_now(store, now)
         if as_json:
             document = status_document(

@@ -24,7 +24,7 @@ VERSION = 1
 
 def status_document(
     *,
-    where: Path,
+    where: Path | str,
     now: datetime,
     cycle: CycleInfo | None,
     accounts: Sequence[AccountView],

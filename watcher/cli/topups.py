@@ -24,6 +24,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TextIO
 
+from watcher.cli.common import state_target
 from watcher.config.settings import Settings, load_settings
 from watcher.config.yamlfile import ConfigError
 from watcher.core.durations import parse_duration
@@ -35,7 +36,14 @@ from watcher.core.topup_text import caps_text
 from watcher.service import logs
 from watcher.state.journal import journal_path
 from watcher.state.ledger import Entry, EntryState, Guard, Ledger, LedgerError, Pause
-from watcher.state.store import Store, StoreError
+from watcher.state.store import (
+    StateTarget,
+    Store,
+    StoreError,
+    describe_target,
+    open_store,
+    state_exists,
+)
 
 EXIT_OK, EXIT_USAGE, EXIT_RUNTIME = 0, 2, 3
 RECENT_IN_STATUS = 5
@@ -76,14 +84,14 @@ def cmd_topups(path: Path, args: argparse.Namespace, out: TextIO, err: TextIO | 
     """
     err = sys.stderr if err is None else err
     try:
-        settings, state_path = _state(path)
+        settings, target = _state(path)
         logs.configure_logging(level="warning", fmt=settings.log.format)  # stderr, not stdout
         check_account(settings, args.account)
         check_account(settings, getattr(args, "hold_account", None))
-        if args.topups_action is None and not _any_state(state_path):
-            print(f"no state yet at {state_path}: the daemon has not run", file=out)
+        if args.topups_action is None and not _any_state(target):
+            print(f"no state yet at {describe_target(target)}: the daemon has not run", file=out)
             return EXIT_OK
-        with Store.open(state_path) as store:
+        with open_store(target) as store:
             return _run(Ledger(store), settings, args, out)
     except ConfigError as exc:
         for line in exc.errors:
@@ -98,15 +106,16 @@ def cmd_topups(path: Path, args: argparse.Namespace, out: TextIO, err: TextIO | 
         return EXIT_RUNTIME
 
 
-def _any_state(state_path: Path) -> bool:
-    """A state database, or the ledger journal of a lost one, exists."""
-    return state_path.exists() or journal_path(state_path).exists()
+def _any_state(target: StateTarget) -> bool:
+    """A state database, or the ledger journal of a lost SQLite one, exists."""
+    if not isinstance(target, Path):
+        return state_exists(target)
+    return target.exists() or journal_path(target).exists()
 
 
-def _state(path: Path) -> tuple[Settings, Path]:
+def _state(path: Path) -> tuple[Settings, StateTarget]:
     loaded = load_settings(path, environ=os.environ)
-    state_path = loaded.settings.state.resolve_state_path(os.environ, loaded.config_dir)
-    return loaded.settings, state_path
+    return loaded.settings, state_target(loaded)
 
 
 def check_account(settings: Settings, name: str | None) -> None:

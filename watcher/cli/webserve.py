@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from watcher.cli.common import EXIT_RUNTIME, EXIT_USAGE, Exit
@@ -18,6 +17,7 @@ from watcher.config.resolve import resolve_web_token
 from watcher.config.secrets import SecretError
 from watcher.config.settings import LoadedSettings
 from watcher.service.wiring import Runtime
+from watcher.state.store import StateTarget
 
 if TYPE_CHECKING:
     from watcher.service.metrics import Metrics, MetricsServer
@@ -46,7 +46,7 @@ def metrics_for(runtime: Runtime) -> Metrics | None:
 
 def serve(
     runtime_of: Callable[[], Runtime],
-    state_path: Path,
+    state_path: StateTarget,
     metrics: Metrics,
     stack: contextlib.ExitStack,
 ) -> MetricsServer:

@@ -159,12 +159,44 @@ class PollConfig(BaseModel):
         return value
 
 
+LITERAL_STATE_URL_MESSAGE = (
+    "a literal database URL is not allowed (it carries the password); store it in an "
+    "environment variable or a systemd credential and write e.g. url: env:WATCHER_DB_URL "
+    "or url: credential:watcher_db_url"
+)
+
+
 class StateConfig(BaseModel):
-    """`state`: where the SQLite state database lives."""
+    """`state`: where the state lives: a SQLite file (`path`, the default) or a
+    PostgreSQL database (`url`, a secret reference to a `postgresql://` URL)."""
 
     model_config = _strict_config()
 
     path: Path | None = None
+    url: str | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _url_is_a_reference(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return None
+        if info.data.get("path") is not None:
+            raise PydanticCustomError(
+                "state_exclusive",
+                "state.path and state.url are mutually exclusive: SQLite (path) or "
+                "PostgreSQL (url), not both",
+            )
+        try:
+            ref = parse_ref(value.strip())
+        except ValueError as exc:
+            raise PydanticCustomError("secret_ref", "{reason}", {"reason": str(exc)}) from None
+        if ref is None:
+            raise PydanticCustomError("literal_secret", LITERAL_STATE_URL_MESSAGE)
+        return value.strip()
+
+    def url_ref(self) -> SecretRef | None:
+        """`url` as a reference, or None for the SQLite state."""
+        return None if self.url is None else parse_ref(self.url)
 
     def resolve_state_path(
         self, environ: Mapping[str, str], config_dir: Path | None = None

@@ -150,7 +150,7 @@ class Outbox:
         if not targets:
             return None
         with self.store.transaction():
-            self.store.execute(
+            message_id = self.store.insert(
                 "INSERT INTO outbox_messages (created_at, title, body, severity, rule, account, "
                 "reason) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (
@@ -163,15 +163,14 @@ class Outbox:
                     message.reason.value,
                 ),
             )
-            message_id = int(self.store.query("SELECT last_insert_rowid()")[0][0])
             self.add_targets(message_id, targets, now)
         return message_id
 
     def add_targets(self, message_id: int, targets: Sequence[Target], now: datetime) -> None:
         """Add URLs to a stored message (a URL it already has is left as it is)."""
         self.store.executemany(
-            "INSERT OR IGNORE INTO outbox_targets (message_id, route, url_id, url_masked, state, "
-            "next_attempt_at) VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT INTO outbox_targets (message_id, route, url_id, url_masked, state, "
+            "next_attempt_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
             [
                 (message_id, t.route, t.url_id, t.masked, TargetState.PENDING, ts(now))
                 for t in targets
@@ -205,22 +204,24 @@ class Outbox:
         was tried by anyone since it was read (its `attempts` moved), or is claimed by
         another owner at a time after `now - ttl` (that claim still holds).
         """
-        changed = self.store.execute(
-            "UPDATE outbox_targets SET claimed_by = ?, claimed_at = ? "
-            "WHERE message_id = ? AND route = ? AND url_id = ? AND state = ? AND attempts = ? "
-            "AND (claimed_by IS NULL OR claimed_by = ? OR claimed_at <= ?)",
-            (
-                self.owner,
-                ts(now),
-                item.message_id,
-                item.route,
-                item.url_id,
-                TargetState.PENDING.value,
-                item.attempts,
-                self.owner,
-                ts(now - ttl),
-            ),
-        )
+        with self.store.transaction():
+            self.store.fenced()  # a deposed leader sends nothing more
+            changed = self.store.execute(
+                "UPDATE outbox_targets SET claimed_by = ?, claimed_at = ? "
+                "WHERE message_id = ? AND route = ? AND url_id = ? AND state = ? AND attempts = ? "
+                "AND (claimed_by IS NULL OR claimed_by = ? OR claimed_at <= ?)",
+                (
+                    self.owner,
+                    ts(now),
+                    item.message_id,
+                    item.route,
+                    item.url_id,
+                    TargetState.PENDING.value,
+                    item.attempts,
+                    self.owner,
+                    ts(now - ttl),
+                ),
+            )
         return changed == 1
 
     def release_dead_claims(self, alive: Callable[[int], bool] | None = None) -> int:
@@ -288,7 +289,8 @@ class Outbox:
     def route_exhausted(self, message_id: int, route: str, failures: int) -> bool:
         """True when no URL of `route` got the message and each failed `failures` times."""
         rows = self.store.query(
-            "SELECT count(*), sum(state = ?), min(attempts) FROM outbox_targets "
+            "SELECT count(*), sum(CASE WHEN state = ? THEN 1 ELSE 0 END), min(attempts) "
+            "FROM outbox_targets "
             "WHERE message_id = ? AND route = ?",
             (TargetState.DELIVERED.value, message_id, route),
         )

@@ -198,6 +198,19 @@ class Daemon:
     def runtime(self) -> Runtime:
         return self.wiring.runtime
 
+    def take_lead(self) -> None:
+        """Become the owner of a shared state (a new leader, DESIGN §10): as at the start
+        of an owner, dead claims are freed and every `sending` entry becomes `unknown`
+        before this instance pays or delivers anything."""
+        self.topups.owns_state = True
+        self.outbox.release_dead_claims()
+        self.topups.start()
+        self._flushed_since_start = False
+
+    def stand_down(self) -> None:
+        """No longer the owner: top-ups are only logged from now on."""
+        self.topups.owns_state = False
+
     @property
     def providers(self) -> Mapping[str, Provider]:
         return self.wiring.providers
@@ -321,6 +334,7 @@ class Daemon:
     ) -> None:
         errors = sum(len(c.failures) for c in collected)
         with self.store.transaction():
+            self.store.fenced()  # a deposed leader commits nothing it decided (DESIGN §10)
             for one in collected:
                 _write_collected(self.store, one, now)
             self.store.save_alerts(decision.states)

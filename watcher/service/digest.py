@@ -76,9 +76,10 @@ class DigestJob:
             return
         settings = wiring.runtime.loaded.settings
         try:
-            messages = build(
-                self.store, settings, kinds_of(wiring.runtime.rules), now, day=verdict.day
-            )
+            with self.store.transaction():  # a savepoint: on PostgreSQL a failed read
+                messages = build(  # would otherwise abort the cycle's transaction
+                    self.store, settings, kinds_of(wiring.runtime.rules), now, day=verdict.day
+                )
         except Exception as exc:  # a digest must never stop the cycle's commit
             log.error(
                 "digest.failed", day=verdict.day.isoformat(), error=f"{type(exc).__name__}: {exc}"

@@ -96,6 +96,7 @@ class Metrics:
         disable_created_metrics()  # type: ignore[no-untyped-call]  # no `*_created` series
         self.registry = CollectorRegistry()
         self._started = clock()
+        self.standby: str | None = None  # the standby reason (DESIGN §10); None: leading
         self._last_success: float | None = None
         self._lock = threading.Lock()
         self._alert_labels: set[tuple[str, str]] = set()
@@ -218,7 +219,9 @@ class Metrics:
     # ------------------------------------------------------------------ health
 
     def health(self) -> tuple[bool, str]:
-        """(healthy, one-line reason) for `/healthz`."""
+        """(healthy, one-line reason) for `/healthz`; a standby is healthy and says so."""
+        if self.standby is not None:
+            return True, self.standby
         limit = HEALTHY_INTERVALS * self.interval
         now = self.clock()
         with self._lock:

@@ -16,6 +16,11 @@
   rules that still exist; on failure every `file:line:col` error is logged and the
   running set is kept. `READY=1` either way.
 - SIGTERM/SIGINT (the `stop` event): `STOPPING=1` at once, the cycle in flight finishes.
+- Leadership (DESIGN §10, watcher/service/leader.py): before each cycle the lease is
+  renewed or, on standby, tried `STANDBY_CHECKS` times per interval. Only the leader
+  runs cycles; a standby keeps READY=1 and the watchdog pings, with `STATUS=standby: …`.
+  A newly elected leader takes over the state before its first cycle, at once; a cycle
+  fenced out (`FencedOut`) deposes it, and is not counted as a crash.
 
 Signal handlers only set the events; everything else happens here, in the loop.
 """
@@ -35,8 +40,10 @@ from watcher.config.secrets import SecretError
 from watcher.config.yamlfile import ConfigError
 from watcher.notify.delivery import NotifyError
 from watcher.service import logs
+from watcher.service.leader import Leadership, Role, Sole, Standing
 from watcher.service.sdnotify import ServiceNotifier
 from watcher.service.wiring import Runtime, Wiring, build_wiring, close_providers, register_secrets
+from watcher.state.db import FencedOut
 
 if TYPE_CHECKING:
     from watcher.service.cycle import CycleResult, Daemon
@@ -46,6 +53,8 @@ log = structlog.get_logger(__name__)
 MAX_JITTER_S = 1.0
 MAX_STATUS_ERROR = 200  # characters of the first reload error shown in STATUS=
 MAX_CRASHED_CYCLES = 3  # crashed cycles in a row after which WATCHDOG=1 pings stop
+STANDBY_CHECKS = 4  # lease checks per interval on standby
+LEASE_INTERVALS = 3  # the lease's TTL, in poll intervals
 
 
 class Supervisor:
@@ -65,8 +74,10 @@ class Supervisor:
         loader: Callable[[], Runtime] | None = None,
         service: ServiceNotifier | None = None,
         watchdog: float | None = None,
+        leadership: Leadership | None = None,
     ) -> None:
         self.daemon = daemon
+        self.leadership: Leadership = leadership or Sole()
         self.stop = stop
         self.reload = reload or asyncio.Event()
         self.loader = loader
@@ -89,14 +100,46 @@ class Supervisor:
         log.info("daemon.ready", watchdog_period_s=self.watchdog)
         next_start = time.monotonic()
         while not self.stop.is_set():
-            await self._supervised_cycle()
-            if self.stop.is_set():
-                break
-            next_start = _next_start(next_start, self.budget)
-            jitter = random.uniform(0, min(MAX_JITTER_S, self.budget * 0.02))  # noqa: S311
-            while await self._wait(next_start + jitter):
+            standing = self._lead()
+            if standing.leads:
+                if standing.role is Role.ELECTED:
+                    next_start = time.monotonic()
+                await self._supervised_cycle()
+                if self.stop.is_set():
+                    break
+                next_start = _next_start(next_start, self.budget)
+                jitter = random.uniform(0, min(MAX_JITTER_S, self.budget * 0.02))  # noqa: S311
+                until = next_start + jitter
+            else:
+                until = time.monotonic() + self.budget / STANDBY_CHECKS
+            while await self._wait(until):
                 await self._reload()
         self._note_stopping()
+        self.leadership.close()
+
+    # ------------------------------------------------------------------ leadership
+
+    def _lead(self) -> Standing:
+        """Renew or seek the lease; take the state over when newly elected."""
+        ttl = self.daemon.runtime.interval * LEASE_INTERVALS
+        standing = self.leadership.check(ttl)
+        if standing.role is Role.ELECTED:
+            try:
+                self.daemon.take_lead()
+            except Exception as exc:  # fenced at once, or the database went away
+                log.error("leader.takeover_failed", exc_info=exc)
+                standing = self.leadership.deposed(type(exc).__name__)
+        if standing.role is Role.DEPOSED:
+            self.daemon.stand_down()
+        if not standing.leads:
+            self.status_line = standing.detail
+            self.service.status(self._status())
+        self._set_standby(None if standing.leads else standing.detail)
+        return standing
+
+    def _set_standby(self, detail: str | None) -> None:
+        if self.daemon.metrics is not None:
+            self.daemon.metrics.standby = detail
 
     # ------------------------------------------------------------------ one cycle
 
@@ -133,6 +176,11 @@ class Supervisor:
     def _finished(self, task: asyncio.Task[CycleResult]) -> None:
         try:
             report = task.result()
+        except FencedOut as exc:  # another instance leads now: this one must not act
+            standing = self.leadership.deposed(str(exc))
+            self.daemon.stand_down()
+            self.status_line = standing.detail
+            self._set_standby(standing.detail)
         except Exception as exc:  # a bug in one cycle must not end the daemon
             self._crashed(exc)
         else:

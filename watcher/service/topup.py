@@ -487,11 +487,11 @@ class TopupActor:
         guard = self.ledger.guard()
         out = []
         if guard.lost is not None and self.ledger.notice_due(LOST_KEY):
-            out.append(render_state_lost(guard.lost.found, str(self.store.path)))
+            out.append(render_state_lost(guard.lost.found, self.store.where))
             self._noticed.append(LOST_KEY)
         paying = any(config.enabled for config in configs.values())
         if guard.fresh_since is not None and paying and self.ledger.notice_due(FRESH_KEY):
-            out.append(render_fresh_state(guard.fresh_since, str(self.store.path)))
+            out.append(render_fresh_state(guard.fresh_since, self.store.where))
             self._noticed.append(FRESH_KEY)
         return out
 

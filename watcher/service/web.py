@@ -28,7 +28,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from importlib import resources
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlencode
 
@@ -39,7 +38,7 @@ from watcher.config.settings import Settings
 from watcher.core.rulefile import Rule
 from watcher.core.rules import money
 from watcher.service.metrics import Metrics, MetricsServer, WsgiApp, healthz, metrics_app, plain
-from watcher.state.store import StoreError
+from watcher.state.store import StateTarget, StoreError, describe_target, open_readonly
 
 if TYPE_CHECKING:
     import jinja2
@@ -71,7 +70,7 @@ class PageSource:
 
     settings: Settings
     rules: Sequence[Rule]
-    state_path: Path
+    state_path: StateTarget  # the SQLite file or the PostgreSQL URL (a secret)
 
 
 def utcnow() -> datetime:
@@ -148,7 +147,7 @@ class WebApp:
             view = self.read(span)
         except (sqlite3.Error, StoreError) as exc:
             log.warning("web.state_unreadable", error=str(exc))
-            where = self.source().state_path
+            where = describe_target(self.source().state_path)
             return plain(respond, "503 Service Unavailable", f"cannot read the state {where}\n")
         if path == "/api/v1/status":
             return _answer(respond, "200 OK", to_json(view), "application/json")
@@ -158,7 +157,7 @@ class WebApp:
 
     def read(self, span: str) -> StatusView:
         """The view now, over `span`, through a read-only connection of its own."""
-        from watcher.service.webview import open_readonly, read_status
+        from watcher.service.webview import read_status
 
         source = self.source()
         store = open_readonly(source.state_path)

@@ -1,18 +1,17 @@
 """Reading the state into the status page's view model (watcher/service/webmodel.py).
 
-`open_readonly` gives the page its own read-only SQLite connection (never the daemon's:
-a page request cannot block or join a cycle's transaction); `read_status` assembles a
+`open_readonly` (watcher/state/store.py) gives the page its own read-only connection,
+SQLite or PostgreSQL (never the daemon's: a page request cannot block or join a cycle's
+transaction); `read_status` assembles a
 `StatusView` from it, the settings and the rules, at a given `now`. Rendering is
 elsewhere (watcher/service/web.py).
 """
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from decimal import Decimal
-from pathlib import Path
 
 from watcher.config.accounts import AccountConfig
 from watcher.config.settings import Settings
@@ -44,26 +43,12 @@ from watcher.service.webmodel import (
 from watcher.state.alerts import SourceHealth
 from watcher.state.db import dt, ts
 from watcher.state.ledger import Ledger
-from watcher.state.store import BUSY_TIMEOUT_MS, Store
+from watcher.state.store import Store
 
 RECENT_LEDGER = 20
 LEDGER_DAYS = 7
 DEFAULT_LOOKBACK = timedelta(hours=6)  # the runway's fit without a forecast rule
 MONTH = timedelta(days=30)
-
-
-def open_readonly(path: Path) -> Store:
-    """A read-only connection to the state database at `path` (nothing is created,
-    migrated or written). Raises sqlite3.Error when it cannot be opened."""
-    conn = sqlite3.connect(
-        f"{path.absolute().as_uri()}?mode=ro",
-        uri=True,
-        isolation_level=None,
-        timeout=BUSY_TIMEOUT_MS / 1000,
-        check_same_thread=False,
-    )
-    conn.execute("PRAGMA query_only = ON")
-    return Store(path, conn)
 
 
 def read_status(
@@ -169,12 +154,15 @@ def series(
     params: list[object] = [account, ts(since)]
     sql = f"SELECT at, {column} {where}"
     if span is not None and store.query(f"SELECT count(*) {where}", params)[0][0] > MAX_POINTS:
+        epoch = store.dialect.epoch
+        slot = f"({epoch.format('at')} - {epoch.format('?')}) * ? / ?"  # integer division
         sql = (
-            f"SELECT max(at), {column} FROM balance_samples "  # noqa: S608 - a known column
-            "WHERE account = ? AND at >= ? GROUP BY CAST((julianday(at) - julianday(?)) * ? "
-            "AS INTEGER)"
+            f"SELECT at, {column} FROM balance_samples WHERE account = ? "  # noqa: S608
+            "AND at IN (SELECT max(at) FROM balance_samples WHERE account = ? AND at >= ? "
+            f"GROUP BY {slot})"
         )
-        params += [ts(since), MAX_POINTS / (span.total_seconds() / 86400)]
+        params = [account, account, ts(since), ts(since), MAX_POINTS]
+        params.append(max(int(span.total_seconds()), 1))
     rows = store.query(sql + " ORDER BY 1", params)
     return [(dt(at), Decimal(value)) for at, value in rows]
 

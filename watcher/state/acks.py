@@ -56,7 +56,7 @@ class Acks:
         severity = state.notified_severity or state.severity
         key = state.key
         with self.store.transaction():
-            self.store.execute(
+            new_id = self.store.insert(
                 "INSERT INTO acks (rule, account, alert_group, fired_at, severity, acked_by, "
                 "reason, acked_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
@@ -65,7 +65,6 @@ class Acks:
                     *(ts(now), ts(now + expires)),
                 ),
             )
-            new_id = int(self.store.query("SELECT last_insert_rowid()")[0][0])
         return self.get(new_id)
 
     def get(self, ack_id: int) -> Ack:

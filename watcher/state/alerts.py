@@ -72,7 +72,7 @@ class AlertTables(Database):
             )
         except (KeyError, ValueError, TypeError) as exc:
             raise StoreError(
-                f"state database {self.path} holds an unreadable alert state for "
+                f"state database {self.where} holds an unreadable alert state for "
                 f"{rule}/{account}: {exc}"
             ) from exc
 
@@ -80,9 +80,9 @@ class AlertTables(Database):
         """Replace the whole set of alert states (keys absent from `states` are deleted).
         An attached `ack` is not saved: acks live in their own table (watcher/state/acks.py)."""
         rows = [_alert_row(state) for state in states.values()]
-        with self.transaction(), self._errors():
-            self._conn.execute("DELETE FROM alerts")
-            self._conn.executemany(
+        with self.transaction():
+            self._run("DELETE FROM alerts")
+            self.executemany(
                 "INSERT INTO alerts (rule, account, alert_group, phase, severity, "
                 "active_since, fired_at, last_notified_at, notified_severity, value, "
                 "threshold, clear_since, notified_routes, escalated_at) "
@@ -114,12 +114,11 @@ class AlertTables(Database):
                 "INSERT INTO source_health (account, source, last_attempt, last_ok, "
                 "failing_since, last_error, auth) VALUES (?, ?, ?, NULL, ?, ?, ?) "
                 "ON CONFLICT (account, source) DO UPDATE SET last_attempt = excluded.last_attempt, "
-                "failing_since = COALESCE(failing_since, excluded.failing_since), "
+                "failing_since = COALESCE(source_health.failing_since, excluded.failing_since), "
                 "last_error = excluded.last_error, auth = excluded.auth"
             )
             params = (account, str(source), at, at, error, int(auth))
-        with self.transaction(), self._errors():
-            self._conn.execute(sql, params)
+        self.execute(sql, params)
 
     def source_health(self) -> list[SourceHealth]:
         """Health of every source ever attempted, ordered by account and source."""
@@ -144,12 +143,12 @@ class AlertTables(Database):
 
     def record_cycle(self, now: datetime, *, duration_s: float, errors: int) -> None:
         """Remember the cycle that started at `now` (only the last one is kept)."""
-        with self.transaction(), self._errors():
-            self._conn.execute(
-                "INSERT OR REPLACE INTO last_cycle (id, at, duration_s, errors) "
-                "VALUES (1, ?, ?, ?)",
-                (ts(now), float(duration_s), int(errors)),
-            )
+        self.execute(
+            "INSERT INTO last_cycle (id, at, duration_s, errors) VALUES (1, ?, ?, ?) "
+            "ON CONFLICT (id) DO UPDATE SET at = excluded.at, "
+            "duration_s = excluded.duration_s, errors = excluded.errors",
+            (ts(now), float(duration_s), int(errors)),
+        )
 
     def last_cycle(self) -> CycleInfo | None:
         """The last recorded cycle, or None before the first one."""

@@ -5,12 +5,13 @@ Mixed into `Store` (watcher/state/store.py); every write runs in `transaction()`
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from datetime import datetime
 
 from watcher.core.model import AuditEvent
 from watcher.state.db import Database, dt, ts
+
+ID_BATCH = 500  # ids per `IN (...)` list: well below either engine's parameter limit
 
 
 class CursorTables(Database):
@@ -21,12 +22,12 @@ class CursorTables(Database):
 
         Out: the recorded first start (the same value on every later call and reopen).
         """
-        with self.transaction(), self._errors():
-            self._conn.execute(
-                "INSERT OR IGNORE INTO meta (key, value) VALUES ('first_start', ?)", (ts(now),)
+        with self.transaction():
+            self._run(
+                "INSERT INTO meta (key, value) VALUES ('first_start', ?) ON CONFLICT DO NOTHING",
+                (ts(now),),
             )
-            row = self._conn.execute("SELECT value FROM meta WHERE key = 'first_start'")
-            value: str = row.fetchone()[0]
+            value: str = self._query("SELECT value FROM meta WHERE key = 'first_start'")[0][0]
         return dt(value)
 
     def get_cursor(self, account: str, source: str) -> datetime | None:
@@ -38,12 +39,11 @@ class CursorTables(Database):
 
     def set_cursor(self, account: str, source: str, value: datetime) -> None:
         """Store the cursor of `source` for `account` (replacing the previous one)."""
-        with self.transaction(), self._errors():
-            self._conn.execute(
-                "INSERT INTO cursors (account, source, value) VALUES (?, ?, ?) "
-                "ON CONFLICT (account, source) DO UPDATE SET value = excluded.value",
-                (account, str(source), ts(value)),
-            )
+        self.execute(
+            "INSERT INTO cursors (account, source, value) VALUES (?, ?, ?) "
+            "ON CONFLICT (account, source) DO UPDATE SET value = excluded.value",
+            (account, str(source), ts(value)),
+        )
 
     def get_resume(self, account: str, source: str) -> str | None:
         """Where an unfinished read of `source` goes on (text the source wrote), or None.
@@ -59,17 +59,14 @@ class CursorTables(Database):
     def set_resume(self, account: str, source: str, value: str | None) -> None:
         """Store where the unfinished read of `source` goes on; None: the read is done."""
         key = _resume_key(source)
-        with self.transaction(), self._errors():
-            if value is None:
-                self._conn.execute(
-                    "DELETE FROM cursors WHERE account = ? AND source = ?", (account, key)
-                )
-                return
-            self._conn.execute(
-                "INSERT INTO cursors (account, source, value) VALUES (?, ?, ?) "
-                "ON CONFLICT (account, source) DO UPDATE SET value = excluded.value",
-                (account, key, value),
-            )
+        if value is None:
+            self.execute("DELETE FROM cursors WHERE account = ? AND source = ?", (account, key))
+            return
+        self.execute(
+            "INSERT INTO cursors (account, source, value) VALUES (?, ?, ?) "
+            "ON CONFLICT (account, source) DO UPDATE SET value = excluded.value",
+            (account, key, value),
+        )
 
     # -- audit ids -----------------------------------------------------------------
 
@@ -80,13 +77,16 @@ class CursorTables(Database):
         """
         if not events:
             return []
-        ids = json.dumps([event.id for event in events])
-        rows = self._query(
-            "SELECT id FROM audit_seen WHERE account = ? "
-            "AND id IN (SELECT value FROM json_each(?))",
-            (account, ids),
-        )
-        skip = {row[0] for row in rows}
+        ids = list(dict.fromkeys(event.id for event in events))
+        skip: set[str] = set()
+        for start in range(0, len(ids), ID_BATCH):
+            batch = ids[start : start + ID_BATCH]
+            marks = ", ".join("?" * len(batch))
+            rows = self._query(
+                f"SELECT id FROM audit_seen WHERE account = ? AND id IN ({marks})",  # noqa: S608
+                (account, *batch),
+            )
+            skip.update(row[0] for row in rows)
         unseen: list[AuditEvent] = []
         for event in events:
             if event.id not in skip:
@@ -97,12 +97,11 @@ class CursorTables(Database):
     def mark_audit_seen(self, account: str, events: Sequence[AuditEvent], now: datetime) -> None:
         """Record the events' ids as seen at `now`; ids already recorded keep their time."""
         rows = [(account, event.id, ts(event.created_at), ts(now)) for event in events]
-        with self.transaction(), self._errors():
-            self._conn.executemany(
-                "INSERT OR IGNORE INTO audit_seen (account, id, created_at, seen_at) "
-                "VALUES (?, ?, ?, ?)",
-                rows,
-            )
+        self.executemany(
+            "INSERT INTO audit_seen (account, id, created_at, seen_at) "
+            "VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            rows,
+        )
 
 
 def _resume_key(source: str) -> str:

@@ -1,22 +1,28 @@
 """The state database's connection: transactions, the extension seam and timestamps.
 
-`Database` is what every table module of `watcher/state/` builds on: one sqlite3
-connection in autocommit mode, `transaction()` (BEGIN IMMEDIATE outermost, SAVEPOINTs
-nested inside it), every sqlite3 error turned into `StoreError`, and the public seam
-(`query`, `execute`, `executemany`) the feature modules (outbox, ledger, silences) use.
-Opening and migrating a file is `Store.open` (watcher/state/store.py).
+`Database` is what every table module of `watcher/state/` builds on: one connection in
+autocommit mode — a sqlite3 one, or a PostgreSQL one (watcher/state/pg.py) that takes
+the same SQL — `transaction()` (outermost: `BEGIN IMMEDIATE` on SQLite, `BEGIN` plus a
+transaction-level advisory lock on PostgreSQL, so writers are serialised on both;
+SAVEPOINTs nested inside it), every driver error turned into `StoreError`, and the public
+seam (`query`, `execute`, `executemany`, `insert`) the table and feature modules use.
+The SQL is written once, in the dialect both engines accept (SQLite 3.35+ and
+PostgreSQL 15): `?` placeholders, `ON CONFLICT … DO …`, `RETURNING id`, no SQLite-only
+functions. Opening and migrating is `open_store` (watcher/state/store.py).
 """
 
 from __future__ import annotations
 
 import re
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Protocol, Self
+from urllib.parse import unquote, urlsplit
 
 import structlog
 
@@ -27,6 +33,59 @@ _PRAGMA_NAME = re.compile(r"[a-z_]+")
 
 class StoreError(Exception):
     """The state database cannot be opened or used; the message is one sentence."""
+
+
+class FencedOut(StoreError):
+    """A write with side effects was refused: this process no longer holds the state."""
+
+
+class Connection(Protocol):
+    """What `Database` needs of its connection: sqlite3's, or watcher/state/pg.py's."""
+
+    @property
+    def in_transaction(self) -> bool: ...
+    def execute(self, sql: str, parameters: Sequence[Any] = ..., /) -> Any: ...
+    def executemany(self, sql: str, parameters: Any, /) -> Any: ...
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Dialect:
+    """What differs between the engines beyond the SQL (which is the same on both)."""
+
+    name: str  # "sqlite" or "postgresql"
+    errors: tuple[type[Exception], ...]  # the driver's errors, turned into StoreError
+    begin: tuple[str, ...]  # what opens the outermost transaction
+    epoch: str
+    """An integer expression: the whole seconds since 1970 of the timestamp text `{}`
+    (integers, so that both engines cut a time series at the very same instants)."""
+
+
+SQLITE = Dialect(
+    "sqlite",
+    (sqlite3.Error,),
+    ("BEGIN IMMEDIATE",),
+    "CAST(strftime('%s', {}) AS INTEGER)",
+)
+
+
+StateTarget = Path | str
+"""Where the state is: a SQLite file, or a resolved `postgresql://` URL (a secret)."""
+
+
+def describe_target(target: StateTarget) -> str:
+    """The state as messages name it: the file, or `postgresql://user@host:port/db`
+    (never the password nor the URL's other parts)."""
+    if isinstance(target, Path):
+        return str(target)
+    try:
+        parts = urlsplit(target)
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return "postgresql://(unreadable URL)"
+    user = f"{unquote(parts.username)}@" if parts.username else ""
+    database = unquote(parts.path.strip("/"))
+    return f"postgresql://{user}{parts.hostname or ''}{port}/{database}"
 
 
 def ts(value: datetime) -> str:
@@ -54,14 +113,42 @@ def dt_or_none(text: str | None) -> datetime | None:
 class Database:
     """One open state database connection; `Store` adds the tables and `open`."""
 
-    def __init__(self, path: Path, conn: sqlite3.Connection) -> None:
-        self.path = path
+    def __init__(
+        self,
+        path: Path | None,
+        conn: Connection,
+        *,
+        where: str | None = None,
+        dialect: Dialect = SQLITE,
+    ) -> None:
+        self.path = path  # the SQLite file; None on PostgreSQL
+        self.where = where if where is not None else str(path)  # for messages: no secret
+        self.dialect = dialect
         self._conn = conn
         self._depth = 0
         self.created = False  # this open created the schema in an empty database
+        # Set by a leader on a shared state (watcher/service/leader.py): see `fenced`.
+        self.fence: Callable[[Database], None] | None = None
 
     def __repr__(self) -> str:
-        return f"Store(path={str(self.path)!r})"
+        return f"Store({self.where!r})"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.dialect is SQLITE
+
+    def fenced(self) -> None:
+        """Inside an open transaction, a write with side effects (a new ledger entry, an
+        outbox claim, the cycle's commit of alert states, notified marks and messages)
+        calls this first: with a `fence` set (a leader on a shared state, DESIGN §10) it
+        checks, in this same transaction, that the lease is still ours, and raises
+        FencedOut (a StoreError) when it is not. Records of what already happened (a
+        POST's outcome, a send's result) are not fenced: they are true whoever writes them.
+        """
+        if self.fence is not None:
+            if self._depth == 0:
+                raise RuntimeError("fenced() outside a transaction")
+            self.fence(self)
 
     # -- life cycle ----------------------------------------------------------------
 
@@ -88,13 +175,13 @@ class Database:
         inside an open transaction. Raises StoreError when a reader keeps the
         checkpoint from completing within the busy timeout.
         """
-        if self._depth > 0:
-            return
+        if self._depth > 0 or not self.is_sqlite:
+            return  # PostgreSQL: a commit is durable on the server already
         with self._errors():
             busy, _, _ = self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
         if busy:
             raise StoreError(
-                f"state database {self.path} failed: the write-ahead log could not be "
+                f"state database {self.where} failed: the write-ahead log could not be "
                 "checkpointed (another process kept reading)"
             )
 
@@ -120,15 +207,16 @@ class Database:
     def transaction(self) -> Iterator[None]:
         """One atomic unit of work: commits on normal exit, rolls back on any exception.
 
-        The outermost call runs `BEGIN IMMEDIATE`; calls nested inside it (including
-        every write method) become savepoints of the same transaction.
-        Raises: StoreError when SQLite fails to begin or commit; the caller's own
+        The outermost call runs the dialect's `begin` (SQLite: `BEGIN IMMEDIATE`;
+        PostgreSQL: `BEGIN` and the advisory lock every writer takes), so a read and
+        the write that depends on it are atomic across processes; calls nested inside it
+        (including every write method) become savepoints of the same transaction.
+        Raises: StoreError when the database fails to begin or commit; the caller's own
         exception is re-raised unchanged after the rollback.
         """
         nested = self._depth > 0
         savepoint = f"sp{self._depth}"
-        with self._errors():
-            self._conn.execute(f"SAVEPOINT {savepoint}" if nested else "BEGIN IMMEDIATE")
+        self._begin(savepoint if nested else None)
         self._depth += 1
         try:
             yield
@@ -144,28 +232,46 @@ class Database:
             self._undo(savepoint if nested else None)
             raise
 
+    def _begin(self, savepoint: str | None) -> None:
+        if savepoint is not None:
+            with self._errors():
+                self._conn.execute(f"SAVEPOINT {savepoint}")
+            return
+        try:
+            with self._errors():
+                for statement in self.dialect.begin:
+                    self._conn.execute(statement)
+        except StoreError:
+            self._undo(None)
+            raise
+
     def _undo(self, savepoint: str | None) -> None:
         if not self._conn.in_transaction:
-            return  # SQLite already rolled back (e.g. after a disk-full error)
+            return  # the engine already rolled back (e.g. after a disk-full error)
         try:
             if savepoint is None:
                 self._conn.execute("ROLLBACK")
             else:
                 self._conn.execute(f"ROLLBACK TO {savepoint}")
                 self._conn.execute(f"RELEASE {savepoint}")
-        except sqlite3.Error as exc:
-            log.error("store.rollback_failed", path=str(self.path), error=str(exc))
+        except self.dialect.errors as exc:
+            log.error("store.rollback_failed", path=self.where, error=str(exc))
 
     @contextmanager
     def _errors(self) -> Iterator[None]:
         try:
             yield
-        except sqlite3.Error as exc:
-            raise StoreError(f"state database {self.path} failed: {exc}") from exc
+        except self.dialect.errors as exc:
+            raise StoreError(f"state database {self.where} failed: {one_line(exc)}") from exc
 
     def _query(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         with self._errors():
-            return self._conn.execute(sql, params).fetchall()
+            return list(self._conn.execute(sql, params).fetchall())
+
+    def _run(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        """One statement inside the caller's open transaction; out: the cursor."""
+        with self._errors():
+            return self._conn.execute(sql, params)
 
     # -- extension seam: feature modules (outbox, ledger, silences) keep their SQL in
     # -- their own module, with their tables as a migration appended to MIGRATIONS.
@@ -180,19 +286,48 @@ class Database:
         Raises StoreError.
         """
         with self.transaction(), self._errors():
-            return self._conn.execute(sql, params).rowcount
+            return int(self._conn.execute(sql, params).rowcount)
 
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> int:
         """Run one write statement for each row, in one transaction. Raises StoreError."""
+        if not rows:
+            return 0
         with self.transaction(), self._errors():
-            return self._conn.executemany(sql, rows).rowcount
+            return int(self._conn.executemany(sql, rows).rowcount)
+
+    def insert(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """Run one `INSERT` into a table with an `id` key; out: the new row's id.
+
+        Raises StoreError.
+        """
+        with self.transaction(), self._errors():
+            return int(self._conn.execute(sql + " RETURNING id", params).fetchone()[0])
+
+    def sync_ids(self, table: str) -> None:
+        """After rows were inserted into `table` with their `id` given, make the ids
+        generated later follow the largest one (SQLite's AUTOINCREMENT does so itself).
+        """
+        if not self.is_sqlite:
+            self.execute(
+                f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "  # noqa: S608
+                f"(SELECT COALESCE(max(id), 0) + 1 FROM {table}), false)"
+            )
 
     def pragma(self, name: str) -> Any:
         """The current value of `PRAGMA name` on this connection (for diagnostics).
 
+        Out: None on PostgreSQL, which has no pragmas.
         Raises: ValueError for a name that is not a plain pragma identifier.
         """
         if not _PRAGMA_NAME.fullmatch(name):
             raise ValueError(f"not a pragma name: {name!r}")
+        if not self.is_sqlite:
+            return None
         rows = self._query(f"PRAGMA {name}")
         return rows[0][0] if rows else None
+
+
+def one_line(exc: Exception) -> str:
+    """A driver's error as one line (PostgreSQL's carry DETAIL/HINT lines)."""
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__

@@ -48,8 +48,8 @@ class DigestLog:
     ) -> None:
         """Mark `day` done (a second record of a day is ignored: the first one stands)."""
         self.store.execute(
-            "INSERT OR IGNORE INTO digests (day, route, state, recorded_at, messages) "
-            "VALUES (?, ?, ?, ?, ?)",
+            "INSERT INTO digests (day, route, state, recorded_at, messages) "
+            "VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
             (day.isoformat(), route, state.value, ts(now), messages),
         )
 

@@ -92,7 +92,9 @@ class Holds:
         return [hold_of(row) for row in self.store.query(sql + " ORDER BY held_at, id", params)]
 
     def unreleased(self, account: str) -> list[Hold]:
-        rows = self.store.query(_SELECT + "WHERE account = ? AND released_at IS NULL", (account,))
+        rows = self.store.query(
+            _SELECT + "WHERE account = ? AND released_at IS NULL ORDER BY held_at, id", (account,)
+        )
         return [hold_of(row) for row in rows]
 
     def fired(self, firing: Firing) -> Hold | None:
@@ -147,9 +149,20 @@ class Holds:
         return [self._must_get(h.id) for h in live]
 
     def restore(self, hold: Hold) -> None:
-        """Write a hold from the journal back (recovery), keeping its id."""
+        """Write a hold from the journal back (recovery), keeping its id (replacing a
+        row with that id or with its account, rule and episode)."""
+        with self.store.transaction():
+            self.store.execute(
+                "DELETE FROM topup_holds WHERE id = ? OR (account = ? AND rule = ? "
+                "AND episode = ?)",
+                (hold.id, hold.account, hold.rule, hold.episode),
+            )
+            self._write_back(hold)
+            self.store.sync_ids("topup_holds")
+
+    def _write_back(self, hold: Hold) -> None:
         self.store.execute(
-            "INSERT OR REPLACE INTO topup_holds (id, account, kind, rule, episode, cause, "
+            "INSERT INTO topup_holds (id, account, kind, rule, episode, cause, "
             "held_at, last_at, held_by, released_at, released_by, release_reason) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
@@ -169,7 +182,7 @@ class Holds:
         )
 
     def _insert(self, kind: HoldKind, firing: Firing, by: str | None) -> int:
-        self.store.execute(
+        return self.store.insert(
             "INSERT INTO topup_holds (account, kind, rule, episode, cause, held_at, last_at, "
             "held_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (
@@ -183,8 +196,6 @@ class Holds:
                 by,
             ),
         )
-        hold_id: int = self.store.query("SELECT last_insert_rowid()")[0][0]
-        return hold_id
 
     def _must_get(self, hold_id: int) -> Hold:
         return hold_of(self.store.query(_SELECT + "WHERE id = ?", (hold_id,))[0])

@@ -111,7 +111,10 @@ class Ledger:
 
     def __init__(self, store: Store) -> None:
         self.store = store
-        self.journal = journal.journal_path(store.path)
+        # The journal guards a SQLite file that may be lost or restored from a copy; a
+        # PostgreSQL state is kept (and replicated) by its server and shared by
+        # instances on several hosts, so it has no journal file.
+        self.journal = None if store.path is None else journal.journal_path(store.path)
         self.holds = Holds(store, self.append_journal)
 
     # -- reading ---------------------------------------------------------------------
@@ -248,6 +251,7 @@ class Ledger:
         Out: the entries changed.
         """
         with self.store.transaction():
+            self.store.fenced()  # a new leader's, before it pays (DESIGN §10)
             rows = self.store.query("SELECT id FROM topups WHERE state = 'sending'")
             ids = [row[0] for row in rows]
             for entry_id in ids:
@@ -278,7 +282,7 @@ class Ledger:
         missing = state is VerifyState.MISSING
         self.store.execute(
             "UPDATE topups SET verify_state = ?, error = COALESCE(?, error), "
-            "announce = CASE WHEN ? THEN 1 ELSE announce END WHERE id = ?",
+            "announce = CASE WHEN ? = 1 THEN 1 ELSE announce END WHERE id = ?",
             (state.value, note, int(missing), entry_id),
         )
 
@@ -327,8 +331,9 @@ class Ledger:
         if not reason.strip():
             raise LedgerError("give a reason with --reason")
         self.store.execute(
-            "INSERT OR REPLACE INTO topup_pause (id, paused_at, paused_by, reason) "
-            "VALUES (1, ?, ?, ?)",
+            "INSERT INTO topup_pause (id, paused_at, paused_by, reason) VALUES (1, ?, ?, ?) "
+            "ON CONFLICT (id) DO UPDATE SET paused_at = excluded.paused_at, "
+            "paused_by = excluded.paused_by, reason = excluded.reason",
             (ts(now), by, reason.strip()),
         )
         log.warning("topup.paused", by=by)
@@ -397,12 +402,16 @@ class Ledger:
         return set(json.loads(self.store.meta(ACCEPTED_KEY) or "[]"))
 
     def read_journal(self) -> Journal:
+        if self.journal is None:
+            return Journal()
         try:
             return journal.read(self.journal)
         except JournalError as exc:
             raise StoreError(str(exc)) from exc
 
     def append_journal(self, record: dict[str, Any]) -> None:
+        if self.journal is None:
+            return
         try:
             journal.append(self.journal, record)
         except JournalError as exc:
@@ -426,7 +435,8 @@ class Ledger:
         posted: datetime | None = None,
     ) -> int:
         with self.store.transaction():
-            self.store.execute(
+            self.store.fenced()  # a decision to pay or refuse: the leader's alone
+            return self.store.insert(
                 "INSERT INTO topups (account, amount, currency, state, created_at, posted_at, "
                 "rule, reason, episode, balance_before, announce) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -444,9 +454,6 @@ class Ledger:
                     int(announce),
                 ),
             )
-            rows = self.store.query("SELECT last_insert_rowid()")
-        entry_id: int = rows[0][0]
-        return entry_id
 
     def _must_get(self, entry_id: int) -> Entry:
         entry = self.get(entry_id)

@@ -34,7 +34,7 @@ class Ledger(Protocol):
     """What the recovery needs of `watcher.state.ledger.Ledger` (no import: no cycle)."""
 
     store: Store
-    journal: Path
+    journal: Path | None
     holds: Holds
 
     def entries(self) -> list[Entry]: ...
@@ -68,6 +68,8 @@ def recover(ledger: Ledger, now: datetime, *, seed: bool = True) -> Guard:
         found = "; ".join(parts)
         for item in missing:
             _restore(ledger, item, now)
+        if missing:
+            ledger.store.sync_ids("topups")
         for hold in holds:
             ledger.holds.restore(hold)
             log.warning("topup.hold_restored_from_journal", hold=hold.id, account=hold.account)
@@ -77,10 +79,10 @@ def recover(ledger: Ledger, now: datetime, *, seed: bool = True) -> Guard:
             lost = {"at": ts(now), "found": found, "parts": parts}
             ledger.store.set_meta(LOST_KEY, json.dumps(lost))
             ledger.store.set_meta(NOTICE_KEYS[LOST_KEY], None)
-            log.critical("state.lost", path=str(ledger.store.path), found=found)
+            log.critical("state.lost", path=ledger.store.where, found=found)
         elif created and not read.entries:
             ledger.store.set_meta(FRESH_KEY, ts(now))
-            log.warning("state.created_fresh", path=str(ledger.store.path))
+            log.warning("state.created_fresh", path=ledger.store.where)
     if seed:
         _seed(ledger, read, rows)
     return ledger.guard()

@@ -9,11 +9,12 @@ version is refused with one sentence (`StoreError`), and nothing is written to i
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 
 import structlog
 
-from watcher.state.db import StoreError
+from watcher.state.db import Database, StoreError
 
 log = structlog.get_logger("watcher.state.store")  # log lines unchanged by the split
 
@@ -230,6 +231,16 @@ MIGRATIONS: list[tuple[str, ...]] = [
             announced INTEGER NOT NULL DEFAULT 0
         ) STRICT""",
     ),
+    (  # step 10 (lease): the leader lease of instances sharing PostgreSQL (DESIGN §10,
+        # watcher/state/lease.py); its times are the database's (TIMESTAMPTZ). SQLite has
+        # no use for it (its flock decides), so there it stays empty and is not STRICT.
+        """CREATE TABLE leader_lease (
+            name TEXT PRIMARY KEY,
+            holder TEXT NOT NULL,
+            epoch BIGINT NOT NULL,
+            expires_at TIMESTAMPTZ NOT NULL
+        )""",
+    ),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -301,24 +312,32 @@ def check_integrity(conn: sqlite3.Connection, path: Path) -> None:
         raise StoreError(f"state database {path} is unusable: it is corrupt ({first})")
 
 
-def migrate(conn: sqlite3.Connection, path: Path, *, created: bool) -> None:
-    """Bring the schema to `SCHEMA_VERSION`; run inside the caller's transaction.
+def migrate(
+    db: Database,
+    version: int,
+    set_version: Callable[[int], object],
+    *,
+    created: bool,
+    translate: Callable[[str], str] = str,
+) -> None:
+    """Bring the schema from `version` to `SCHEMA_VERSION`; run inside the caller's
+    transaction, on either engine.
 
-    In: `created` when this open made the database (recorded as `meta.created_new`).
-    Raises: StoreError for a schema newer than this version knows; sqlite3.Error.
+    In: the version found; how to record a new one (SQLite: `PRAGMA user_version`,
+    PostgreSQL: the `schema_version` row); `created` when this open made the database
+    (recorded as `meta.created_new`); `translate` turns a step's DDL into the engine's.
+    Raises: StoreError for a schema newer than this version knows, or a failed step.
     """
-    version = int(conn.execute("PRAGMA user_version").fetchone()[0])
     if version > SCHEMA_VERSION:
         raise StoreError(
-            f"state database {path} is unusable: it has schema version "
+            f"state database {db.where} is unusable: it has schema version "
             f"{version}, written by a newer account-watcher (this one knows "
             f"{SCHEMA_VERSION})"
         )
     for target, statements in enumerate(MIGRATIONS[version:], start=version + 1):
         for statement in statements:
-            conn.execute(statement)
-        conn.execute(f"PRAGMA user_version = {target}")
-        log.info("store.migrated", path=str(path), schema=target)
-    conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+            db.execute(translate(statement))
+        set_version(target)
+        log.info("store.migrated", path=db.where, schema=target)
     if created:
-        conn.execute("INSERT INTO meta (key, value) VALUES ('created_new', '1')")
+        db.execute("INSERT INTO meta (key, value) VALUES ('created_new', '1')")

@@ -24,21 +24,23 @@ class SampleTables(Database):
 
     def add_balance_sample(self, account: str, at: datetime, balance: Balance) -> None:
         """Store one balance sample; a second sample at the same instant replaces it."""
-        with self.transaction(), self._errors():
-            self._conn.execute(
-                "INSERT OR REPLACE INTO balance_samples (account, at, balance, "
-                "available_credit, credit_limit, pending, currency) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (
-                    account,
-                    ts(at),
-                    str(balance.balance),
-                    str(balance.available_credit),
-                    str(balance.credit_limit),
-                    str(balance.pending),
-                    balance.currency,
-                ),
-            )
+        self.execute(
+            "INSERT INTO balance_samples (account, at, balance, available_credit, "
+            "credit_limit, pending, currency) VALUES (?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (account, at) DO UPDATE SET balance = excluded.balance, "
+            "available_credit = excluded.available_credit, "
+            "credit_limit = excluded.credit_limit, pending = excluded.pending, "
+            "currency = excluded.currency",
+            (
+                account,
+                ts(at),
+                str(balance.balance),
+                str(balance.available_credit),
+                str(balance.credit_limit),
+                str(balance.pending),
+                balance.currency,
+            ),
+        )
 
     def balance_samples(self, account: str, since: datetime) -> list[tuple[datetime, Balance]]:
         """Samples of `account` taken at or after `since`, oldest first."""
@@ -63,9 +65,11 @@ class SampleTables(Database):
 
     def latest_balances(self) -> dict[str, tuple[datetime, Balance]]:
         """The newest sample of every account that has one, by account name."""
-        rows = self._query(
-            "SELECT account, MAX(at), balance, available_credit, credit_limit, pending, "
-            "currency FROM balance_samples GROUP BY account ORDER BY account"
+        rows = self._query(  # one grouped scan, then a key lookup per account
+            "SELECT s.account, s.at, s.balance, s.available_credit, s.credit_limit, "
+            "s.pending, s.currency FROM balance_samples s JOIN (SELECT account, "
+            "max(at) AS at FROM balance_samples GROUP BY account) m "
+            "ON s.account = m.account AND s.at = m.at ORDER BY s.account"
         )
         return {
             account: (
@@ -83,19 +87,19 @@ class SampleTables(Database):
         Out: how many ids were not stored before.
         """
         new = 0
-        with self.transaction(), self._errors():
+        with self.transaction():
             for delivery in deliveries:
                 row = _delivery_row(account, delivery)
-                inserted = self._conn.execute(
-                    "INSERT OR IGNORE INTO webhook_failures (account, id, started_at, "
+                inserted = self._run(
+                    "INSERT INTO webhook_failures (account, id, started_at, "
                     "status, event_type, url, http_status, error) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
                     row,
                 ).rowcount
                 if inserted:
                     new += 1
                     continue
-                self._conn.execute(
+                self._run(
                     "UPDATE webhook_failures SET started_at = ?, status = ?, event_type = ?, "
                     "url = ?, http_status = ?, error = ? WHERE account = ? AND id = ?",
                     (*row[2:], account, delivery.id),
@@ -115,7 +119,7 @@ class SampleTables(Database):
             return shared.setdefault(text, text)
 
         with self._errors():
-            rows = self._conn.execute(
+            rows = self._run(
                 "SELECT id, started_at, status, event_type, url, http_status, error "
                 "FROM webhook_failures WHERE account = ? AND started_at >= ? "
                 "ORDER BY started_at, id",
@@ -166,11 +170,11 @@ class SampleTables(Database):
             ),
         }
         deleted: dict[str, int] = {}
-        with self.transaction(), self._errors():
+        with self.transaction():
             for table, (sql, params) in statements.items():
-                deleted[table] = self._conn.execute(sql, params).rowcount
+                deleted[table] = self._run(sql, params).rowcount
         if any(deleted.values()):
-            log.debug("store.pruned", path=str(self.path), **deleted)
+            log.debug("store.pruned", path=self.where, **deleted)
         return deleted
 
 

@@ -45,12 +45,11 @@ class Silences:
         if duration <= timedelta(0):
             raise ValueError("a silence needs a duration longer than 0s")
         with self.store.transaction():
-            self.store.execute(
+            new_id = self.store.insert(
                 "INSERT INTO silences (rule_glob, account, reason, created_by, created_at, "
                 "expires_at) VALUES (?, ?, ?, ?, ?, ?)",
                 (rule_glob, account, reason.strip(), created_by, ts(now), ts(now + duration)),
             )
-            new_id = int(self.store.query("SELECT last_insert_rowid()")[0][0])
         return self.get(new_id)
 
     def get(self, silence_id: int) -> Silence:
@@ -79,7 +78,8 @@ class Silences:
     def ended_unhandled(self, now: datetime) -> list[Silence]:
         """Silences that ended and whose end the daemon has not acted on yet."""
         rows = self.store.query(
-            f"SELECT {_COLUMNS} FROM silences WHERE ended_handled = 0 AND expires_at <= ?",  # noqa: S608
+            f"SELECT {_COLUMNS} FROM silences WHERE ended_handled = 0 AND expires_at <= ? "  # noqa: S608
+            "ORDER BY id",
             (ts(now),),
         )
         return [_silence(row) for row in rows]

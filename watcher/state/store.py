@@ -30,7 +30,7 @@ import structlog
 
 from watcher.state.alerts import AlertTables, CycleInfo, SourceHealth
 from watcher.state.cursors import CursorTables
-from watcher.state.db import StoreError, dt, ts
+from watcher.state.db import StateTarget, StoreError, describe_target, dt, ts
 from watcher.state.migrations import (
     APPLICATION_ID,
     MIGRATIONS,
@@ -50,9 +50,14 @@ __all__ = [
     "SCHEMA_VERSION",
     "CycleInfo",
     "SourceHealth",
+    "StateTarget",
     "Store",
     "StoreError",
+    "describe_target",
     "dt",
+    "open_readonly",
+    "open_store",
+    "state_exists",
     "ts",
 ]
 
@@ -84,7 +89,7 @@ class Store(CursorTables, SampleTables, AlertTables):
             raise _unusable(path, exc) from exc
         store = cls(path, conn)
         try:
-            store._prepare()
+            store._prepare(conn, path)
         except sqlite3.Error as exc:
             conn.close()
             raise _unusable(path, exc) from exc
@@ -96,24 +101,94 @@ class Store(CursorTables, SampleTables, AlertTables):
         log.debug("store.opened", path=str(path), schema=SCHEMA_VERSION)
         return store
 
-    def _prepare(self) -> None:
+    def _prepare(self, conn: sqlite3.Connection, path: Path) -> None:
         """Identify, configure, check and migrate the freshly opened connection."""
-        self.created = identify(self._conn, self.path)
-        self._configure()
-        check_integrity(self._conn, self.path)
+        self.created = identify(conn, path)
+        self._configure(conn)
+        check_integrity(conn, path)
         with self.transaction():
-            migrate(self._conn, self.path, created=self.created)
+            version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+            migrate(
+                self,
+                version,
+                lambda target: self._run(f"PRAGMA user_version = {int(target)}"),
+                created=self.created,
+            )
+            conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
 
-    def _configure(self) -> None:
-        self._conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        mode = self._conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+    def _configure(self, conn: sqlite3.Connection) -> None:
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
         if str(mode).lower() != "wal":
             raise StoreError(
                 f"state database {self.path} is unusable: cannot switch it to WAL mode "
                 f"(journal mode stays {mode})"
             )
-        self._conn.execute("PRAGMA synchronous = FULL")
-        self._conn.execute("PRAGMA foreign_keys = ON")
+        conn.execute("PRAGMA synchronous = FULL")
+        conn.execute("PRAGMA foreign_keys = ON")
+
+
+def state_exists(target: StateTarget) -> bool:
+    """Whether there is a state to read (a command that only reads creates none): the
+    SQLite file exists, or the PostgreSQL schema holds our tables. Raises StoreError."""
+    if isinstance(target, Path):
+        return target.exists()
+    _need_psycopg()
+    from watcher.state import pg
+
+    return pg.schema_exists(target)
+
+
+def open_store(target: StateTarget) -> Store:
+    """Open (creating and migrating as needed) the state `target` names: a `Path` is a
+    SQLite file (`Store.open`), a `str` a PostgreSQL URL (watcher/state/pg.py, which
+    imports psycopg only then). Raises StoreError (one sentence, never the password).
+    """
+    if isinstance(target, Path):
+        return Store.open(target)
+    _need_psycopg()
+    from watcher.state import pg
+
+    return pg.open_postgresql(Store, target)
+
+
+def open_readonly(target: StateTarget) -> Store:
+    """A read-only connection to an existing state: nothing is created, migrated or
+    written (the status page's own connection). Raises StoreError."""
+    if isinstance(target, Path):
+        return _sqlite_readonly(target)
+    _need_psycopg()
+    from watcher.state import pg
+
+    return pg.open_postgresql(Store, target, readonly=True)
+
+
+def _sqlite_readonly(path: Path) -> Store:
+    try:
+        conn = sqlite3.connect(
+            f"{path.absolute().as_uri()}?mode=ro",
+            uri=True,
+            isolation_level=None,
+            timeout=BUSY_TIMEOUT_MS / 1000,
+            check_same_thread=False,
+        )
+        conn.execute("PRAGMA query_only = ON")
+    except sqlite3.Error as exc:
+        raise _unusable(path, exc) from exc
+    return Store(path, conn)
+
+
+def _need_psycopg() -> None:
+    """psycopg is imported only for a PostgreSQL state; without it, one sentence."""
+    try:
+        import psycopg  # noqa: F401
+    except ModuleNotFoundError as exc:
+        if not (exc.name or "psycopg").startswith("psycopg"):
+            raise
+        raise StoreError(
+            "state.url names a PostgreSQL database but psycopg is not installed; install "
+            "it with pip install 'account-watcher[postgresql]'"
+        ) from None
 
 
 def _unusable(path: Path, exc: sqlite3.Error) -> StoreError:
