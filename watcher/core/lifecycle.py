@@ -80,10 +80,9 @@ def step(
     """
     new_states: dict[AlertKey, AlertState] = {}
     transitions = _retired(states, results, now)
+    by_rule = _by_rule_account(states)
     for result in results:
-        mine = {
-            k: s for k, s in states.items() if (k.rule, k.account) == (result.rule, result.account)
-        }
+        mine = by_rule.get((result.rule, result.account), {})
         if not result.judged:
             new_states.update(mine)
         elif result.one_shot:
@@ -93,6 +92,17 @@ def step(
             new_states.update(kept)
             transitions.extend(moved)
     return StepResult(new_states, transitions)
+
+
+def _by_rule_account(
+    states: Mapping[AlertKey, AlertState],
+) -> dict[tuple[str, str], dict[AlertKey, AlertState]]:
+    """The states grouped by (rule, account), each group in the states' order: one pass,
+    so a step stays linear in results + states."""
+    groups: dict[tuple[str, str], dict[AlertKey, AlertState]] = {}
+    for key, state in states.items():
+        groups.setdefault((key.rule, key.account), {})[key] = state
+    return groups
 
 
 def _retired(

@@ -2,25 +2,27 @@
 and the bound on the requests in flight to that host (DESIGN §10).
 
 A client keeps its own `httpx.AsyncClient` (its API key in its default headers, its
-base URL) but sends through its host's `HostPool`: `limit` lanes, each an
-`httpx.AsyncHTTPTransport` of one kept-alive connection (with the process's one TLS
-context), and a semaphore of `limit` requests. A request takes a free lane for as long
-as its response is open. One lane per connection, not one httpcore pool of `limit`
-connections: that pool scans every connection and every queued request (polling each
-idle socket) at each request and each answer, which at 20 connections cost more CPU than
-the rest of a cycle. A request waits for the semaphore before its time limit starts, so
-a queue of accounts never turns into timeouts.
+base URL) but sends through its host's `HostPool`: `limit` lanes, each a
+`watcher.providers.transport.Lane` of one kept-alive connection (with the process's one
+TLS context), and a semaphore of `limit` requests. A request takes a free lane until its
+answer is read (a lane reads the whole body). One lane per connection, not one httpcore
+pool of `limit` connections: that pool scans every connection and every queued request
+(polling each idle socket) at each request and each answer, which at 20 connections
+cost more CPU than the rest of a cycle; and a lane is not httpx's async stack, which
+cost 1.2–2.5 ms of CPU per request (`bench/httpx_floor.py`). A request waits for the
+semaphore before its time limit starts, so a queue of accounts never turns into
+timeouts.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 import httpx
 
 from watcher.providers.http import KEEPALIVE_DEFAULT, shared_ssl_context
+from watcher.providers.transport import Lane
 
 DEFAULT_CONCURRENCY = 20
 """Requests in flight to one provider host at most (`poll.concurrency`)."""
@@ -41,8 +43,8 @@ class HostPool:
         self.limit = limit
         self.bound = asyncio.Semaphore(limit)
         self._keepalive = keepalive
-        self._free: list[httpx.AsyncHTTPTransport] = []
-        self._lanes: list[httpx.AsyncHTTPTransport] = []
+        self._free: list[Lane] = []
+        self._lanes: list[Lane] = []
         self._slots = asyncio.Semaphore(limit)
         self._users = 0
 
@@ -55,33 +57,24 @@ class HostPool:
         return _Borrowed(self)
 
     async def send(self, request: httpx.Request) -> httpx.Response:
-        """`request` on a free lane, held until its response is closed."""
+        """`request` on a free lane, its whole answer read."""
         await self._slots.acquire()  # at most `limit` lanes, each busy with one request
         lane = self._free.pop() if self._free else self._new_lane()
         try:
-            response = await lane.handle_async_request(request)
-        except BaseException:
-            self._give_back(lane)
-            raise
-        stream = _Returning(response.stream, lambda: self._give_back(lane))
-        return httpx.Response(
-            response.status_code,
-            headers=response.headers,
-            stream=stream,
-            extensions=response.extensions,
-        )
+            return await lane.handle_async_request(request)
+        finally:
+            self._free.append(lane)
+            self._slots.release()
 
-    def _new_lane(self) -> httpx.AsyncHTTPTransport:
-        limits = httpx.Limits(
-            max_connections=1, max_keepalive_connections=1, keepalive_expiry=self._keepalive
-        )
-        lane = httpx.AsyncHTTPTransport(verify=shared_ssl_context(), limits=limits)
+    @property
+    def connections(self) -> int:
+        """Connections the lanes have opened so far."""
+        return sum(lane.connections for lane in self._lanes)
+
+    def _new_lane(self) -> Lane:
+        lane = Lane(ssl_context=shared_ssl_context(), keepalive=self._keepalive)
         self._lanes.append(lane)
         return lane
-
-    def _give_back(self, lane: httpx.AsyncHTTPTransport) -> None:
-        self._free.append(lane)
-        self._slots.release()
 
     async def _release(self) -> None:
         self._users -= 1
@@ -90,30 +83,6 @@ class HostPool:
         lanes, self._lanes, self._free = self._lanes, [], []
         for lane in lanes:
             await lane.aclose()
-
-
-class _Returning(httpx.AsyncByteStream):
-    """A response body that gives its lane back when it is closed (once)."""
-
-    def __init__(
-        self, inner: httpx.AsyncByteStream | httpx.SyncByteStream, done: Callable[[], None]
-    ):
-        self._inner = inner
-        self._done: Callable[[], None] | None = done
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        assert isinstance(self._inner, httpx.AsyncByteStream)
-        async for chunk in self._inner:
-            yield chunk
-
-    async def aclose(self) -> None:
-        try:
-            if isinstance(self._inner, httpx.AsyncByteStream):
-                await self._inner.aclose()
-        finally:
-            done, self._done = self._done, None
-            if done is not None:
-                done()
 
 
 class _Borrowed(httpx.AsyncBaseTransport):

@@ -4,11 +4,13 @@ question. Adding a provider is a new folder; nothing here names one.
 A provider's folder has `provider.py` with `build` (a `Factory`: account entry, resolved
 secrets, client options → `Provider`) and `capabilities.py` with `CAPABILITIES`; a shared
 package such as `simkit` has neither. Provider modules are imported when first asked for,
-so a command that builds no provider loads none.
+so a command that builds no provider loads none. The folders are listed once per process
+(a cycle asks for the capabilities every time: listing them cost ~1 ms of CPU a cycle).
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
 import os
 import pkgutil
@@ -22,13 +24,21 @@ from watcher.providers.base import ClientOptions, Factory, Provider
 def provider_names(module: str) -> list[str]:
     """Names of the provider subpackages that have `module` (e.g. `capabilities`), sorted.
 
-    Found by listing the folders, importing none: a shared package (`simkit`, with the
-    simulators' HTTP server) would otherwise load at every start-up for nothing.
+    Found by listing the folders (once per process), importing none: a shared package
+    (`simkit`, with the simulators' HTTP server) would otherwise load at every start-up
+    for nothing.
     """
-    return sorted(
-        info.name
-        for info in pkgutil.iter_modules(watcher.providers.__path__)
-        if info.ispkg and _has_module(info.name, module)
+    return list(_listed(module))
+
+
+@functools.cache
+def _listed(module: str) -> tuple[str, ...]:
+    return tuple(
+        sorted(
+            info.name
+            for info in pkgutil.iter_modules(watcher.providers.__path__)
+            if info.ispkg and _has_module(info.name, module)
+        )
     )
 
 
@@ -39,6 +49,11 @@ def _has_module(package: str, module: str) -> bool:
 
 def capabilities() -> dict[str, Capabilities]:
     """Each provider's `CAPABILITIES` (its `capabilities` module), by provider name."""
+    return dict(_capabilities())
+
+
+@functools.cache
+def _capabilities() -> dict[str, Capabilities]:
     base = watcher.providers.__name__
     found: dict[str, Capabilities] = {}
     for name in provider_names("capabilities"):

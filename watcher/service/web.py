@@ -12,8 +12,10 @@ configured, every route but `/healthz` and `/static/` needs it, on every address
 401. Each request reads the state through its own read-only SQLite connection
 (watcher/service/webview.py), never the daemon's.
 
-The daemon imports this module only when `web.listen` is set, and Jinja2 only at the
-first page request (`page_template`): a `/metrics`-only listener never loads it.
+The daemon imports this module only when `web.listen` is set; the page's modules
+(webmodel, webview, webchart: ~2 MiB and ~50 ms) at the first request that needs them,
+and Jinja2 only at the first page request (`page_template`): a `/metrics`-only listener
+never loads them, and READY=1 never waits for them.
 """
 
 from __future__ import annotations
@@ -36,13 +38,12 @@ from watcher.config.settings import Settings
 from watcher.core.rulefile import Rule
 from watcher.core.rules import money
 from watcher.service.metrics import Metrics, MetricsServer, WsgiApp, healthz, metrics_app, plain
-from watcher.service.webchart import geometry
-from watcher.service.webmodel import DEFAULT_SPAN, SPANS, StatusView, status_schema_text, to_json
-from watcher.service.webview import read_status
 from watcher.state.store import StateTarget, StoreError, describe_target, open_readonly
 
 if TYPE_CHECKING:
     import jinja2
+
+    from watcher.service.webmodel import StatusView
 
 log = structlog.get_logger(__name__)
 
@@ -127,6 +128,8 @@ class WebApp:
         if path in self._static:
             return _answer(respond, "200 OK", *self._static[path])
         if path == "/api/v1/schema":
+            from watcher.service.webmodel import status_schema_text
+
             body = status_schema_text().encode()
             return _answer(respond, "200 OK", body, "application/schema+json")
         if path in {"/", "/api/v1/status"}:
@@ -134,6 +137,8 @@ class WebApp:
         return plain(respond, "404 Not Found", "not found: try /, /api/v1/status or /metrics\n")
 
     def _status(self, path: str, environ: dict[str, Any], respond: StartResponse) -> list[bytes]:
+        from watcher.service.webmodel import DEFAULT_SPAN, SPANS, to_json
+
         query = parse_qs(environ.get("QUERY_STRING", ""))
         span = query.get("span", [DEFAULT_SPAN])[0]
         if span not in SPANS:
@@ -152,6 +157,8 @@ class WebApp:
 
     def read(self, span: str) -> StatusView:
         """The view now, over `span`, through a read-only connection of its own."""
+        from watcher.service.webview import read_status
+
         source = self.source()
         store = open_readonly(source.state_path)
         try:
@@ -175,6 +182,8 @@ class WebApp:
 
 def render_page(template: jinja2.Template, view: StatusView, token: str | None) -> str:
     """The HTML page of `view`; links keep `?token=` when the request came with one."""
+    from watcher.service.webchart import geometry
+    from watcher.service.webmodel import SPANS
 
     def link(path: str, **params: str) -> str:
         if token is not None:
