@@ -80,35 +80,6 @@ async def lane_direct(url: str, n: int) -> float:
     return took
 
 
-class _Bare(asyncio.Protocol):
-    def __init__(self) -> None:
-        self.waiter: asyncio.Future[bytes] | None = None
-        self.buffer = b""
-
-    def data_received(self, data: bytes) -> None:
-        self.buffer += data
-        head, _, body = self.buffer.partition(b"\r\n\r\n")
-        length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
-        if len(body) >= length and self.waiter is not None:
-            self.waiter.set_result(self.buffer)
-            self.buffer = b""
-
-
-async def bare_asyncio(port: int, n: int) -> float:
-    """The floor of any asyncio client: one write, the answer's bytes, no parsing."""
-    loop = asyncio.get_running_loop()
-    transport, protocol = await loop.create_connection(_Bare, "127.0.0.1", port)
-    request = b"GET /balance HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
-    started = cpu()
-    for _ in range(n):
-        protocol.waiter = loop.create_future()
-        transport.write(request)
-        await protocol.waiter
-    took = (cpu() - started) / n * 1000
-    transport.close()
-    return took
-
-
 def sync_httpx(url: str, n: int) -> float:
     with httpx.Client() as client:
         for _ in range(20):
@@ -138,7 +109,6 @@ def main(n: int) -> None:
             ("httpx.AsyncClient", asyncio.run(async_httpx(url, n))),
             ("httpx.AsyncClient + Lane", asyncio.run(async_lane(url, n))),
             ("Lane, client bypassed", asyncio.run(lane_direct(url, n))),
-            ("asyncio.Protocol, bare", asyncio.run(bare_asyncio(port, n))),
             ("httpx.Client (sync)", sync_httpx(url, n)),
             ("http.client (stdlib)", stdlib(port, n)),
         ]

@@ -1,6 +1,5 @@
 """A light HTTP/1.1 client connection for the reads: one kept-alive connection on an
-`asyncio.Protocol`, the messages read by `watcher.providers.http11` (DESIGN §2, issue 9's
-CPU budget).
+`asyncio.Protocol`, the messages parsed by h11 (DESIGN §2, issue 9's CPU budget).
 
 httpx's own async stack (httpcore's pool, anyio streams, h11) costs 1.2–2.5 ms of CPU per
 request here; this costs a fraction of that (`bench/httpx_floor.py`). A `Lane` is one
@@ -27,17 +26,16 @@ method never is: a lane never sends a POST twice.
 from __future__ import annotations
 
 import asyncio
+import collections
 import ssl
 import time
 from collections.abc import Callable
 
+import h11
 import httpx
-
-from watcher.providers import http11
 
 _IDEMPOTENT = frozenset({"GET", "HEAD"})
 _DISCONNECTED = "Server disconnected without sending a response."
-_CUT = "peer closed connection without sending complete message body"
 _READ_SIZE_LIMIT = 64 * 1024 * 1024
 """An answer longer than this is a broken one (no list page comes near it)."""
 
@@ -47,11 +45,11 @@ class _Stale(Exception):
 
 
 class _Wire(asyncio.Protocol):
-    """The bytes of one connection as they arrive, in `buffer`; `more` waits for more."""
+    """The bytes of one connection, as they arrive; `read` waits for the next chunk."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
-        self.buffer = bytearray()
+        self._chunks: collections.deque[bytes] = collections.deque()
         self._waiter: asyncio.Future[None] | None = None
         self.transport: asyncio.Transport | None = None
         self.eof = False
@@ -65,7 +63,7 @@ class _Wire(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.received += len(data)
-        self.buffer += data
+        self._chunks.append(data)
         self._wake()
 
     def eof_received(self) -> None:
@@ -80,26 +78,25 @@ class _Wire(asyncio.Protocol):
     @property
     def idle(self) -> bool:
         """Open, and nothing arrived since the last answer: fit for another request."""
-        return not self.eof and not self.buffer and self.transport is not None
+        return not self.eof and not self._chunks and self.transport is not None
 
-    async def more(self, timeout: float | None) -> bool:  # noqa: ASYNC109 - per read
-        """Wait for more bytes in `buffer`; False once the peer closed. Raises
-        TimeoutError, or the connection's error (e.g. ConnectionResetError)."""
-        if self.eof:
-            if self.lost is not None:
-                raise self.lost
-            return False
-        waiter = self._waiter = self._loop.create_future()
-        timer = None if timeout is None else self._loop.call_later(timeout, _expire, waiter)
-        try:
-            await waiter
-        finally:
-            self._waiter = None
-            if timer is not None:
-                timer.cancel()
-        if self.lost is not None:
-            raise self.lost
-        return not self.eof or bool(self.buffer)
+    async def read(self, timeout: float | None) -> bytes:  # noqa: ASYNC109 - per read
+        """The next chunk; b"" once the peer closed. Raises TimeoutError, or the
+        connection's error (e.g. ConnectionResetError) when it was lost by one."""
+        while not self._chunks:
+            if self.eof:
+                if self.lost is not None:
+                    raise self.lost
+                return b""
+            waiter = self._waiter = self._loop.create_future()
+            timer = None if timeout is None else self._loop.call_later(timeout, _expire, waiter)
+            try:
+                await waiter
+            finally:
+                self._waiter = None
+                if timer is not None:
+                    timer.cancel()
+        return self._chunks.popleft()
 
     def _wake(self) -> None:
         waiter = self._waiter
@@ -131,6 +128,7 @@ class Lane(httpx.AsyncBaseTransport):
         self._keepalive = keepalive
         self._clock = clock
         self._wire: _Wire | None = None
+        self._h11 = h11.Connection(h11.CLIENT)
         self._origin: tuple[bytes, str, int] | None = None
         self._idle_until = 0.0
         self.connections = 0
@@ -177,6 +175,7 @@ class Lane(httpx.AsyncBaseTransport):
         except OSError as exc:  # refused, unreachable, not resolved, TLS (ssl.SSLError)
             raise httpx.ConnectError(str(exc) or type(exc).__name__, request=request) from exc
         self._wire, self._origin = wire, origin
+        self._h11 = h11.Connection(h11.CLIENT)
         self.connections += 1
 
     async def _exchange(
@@ -189,26 +188,30 @@ class Lane(httpx.AsyncBaseTransport):
         wire = self._wire
         assert wire is not None and wire.transport is not None
         try:
-            wire.transport.write(_request_bytes(request))
-            head = await self._head(wire, request, timeout, reused=reused)
-            length = http11.framing(head, request.method)
-            body = await self._body(wire, request, timeout, length)
-        except http11.ProtocolError as exc:
-            self._drop()
-            raise httpx.RemoteProtocolError(str(exc), request=request) from None
+            wire.transport.write(self._request_bytes(request))
+            response = await self._head(wire, request, timeout, reused=reused)
+            body = await self._body(wire, request, timeout)
         except BaseException:
             self._drop()  # cancelled or failed mid-exchange: the connection is unusable
             raise
-        if http11.keeps_alive(head, length):
-            self._idle_until = self._clock() + self._keepalive
-        else:  # either side said Connection: close, or the body ran until the close
-            self._drop()
+        self._finish()
         return httpx.Response(
-            head.status,
-            headers=head.fields,
+            response.status_code,
+            headers=response.headers.raw_items(),
             stream=httpx.ByteStream(body),
-            extensions={"http_version": b"HTTP/1.%d" % head.minor, "reason_phrase": head.reason},
+            extensions={"http_version": b"HTTP/1.1", "reason_phrase": response.reason},
         )
+
+    def _request_bytes(self, request: httpx.Request) -> bytes:
+        h = self._h11
+        content = request.read()
+        event = h11.Request(
+            method=request.method, target=request.url.raw_path, headers=request.headers.raw
+        )
+        data = h.send(event) or b""
+        if content:
+            data += h.send(h11.Data(data=content)) or b""
+        return data + (h.send(h11.EndOfMessage()) or b"")
 
     async def _head(
         self,
@@ -217,115 +220,73 @@ class Lane(httpx.AsyncBaseTransport):
         timeout: float | None,  # noqa: ASYNC109
         *,
         reused: bool,
-    ) -> http11.Head:
-        """The answer's head (1xx interim answers skipped)."""
+    ) -> h11.Response:
         before = wire.received
-        while True:
-            raw = http11.take_head(wire.buffer)
-            if raw is not None:
-                head = http11.parse_head(raw)
-                if 100 <= head.status < 200:
-                    continue
-                return head
-            try:
-                more = await self._more(wire, request, timeout)
-            except httpx.ReadError:
-                if reused and wire.received == before and request.method in _IDEMPOTENT:
-                    raise _Stale from None
+        try:
+            while True:
+                event = await self._next(wire, request, timeout)
+                if isinstance(event, h11.Response):
+                    return event
+                if not isinstance(event, h11.InformationalResponse):
+                    break  # h11.ConnectionClosed
+        except h11.RemoteProtocolError as exc:
+            if not wire.eof:  # a malformed answer
+                raise httpx.RemoteProtocolError(str(exc), request=request) from None
+        except httpx.ReadError:
+            if not (reused and wire.received == before and request.method in _IDEMPOTENT):
                 raise
-            if not more:
-                break
-        # The peer closed before a whole answer head.
+            raise _Stale from None
+        # The peer closed before any answer.
         if reused and wire.received == before and request.method in _IDEMPOTENT:
             raise _Stale
-        if wire.buffer:
-            raise http11.ProtocolError("malformed answer: closed within its head")
         raise httpx.RemoteProtocolError(_DISCONNECTED, request=request)
 
-    async def _body(
-        self,
-        wire: _Wire,
-        request: httpx.Request,
-        timeout: float | None,  # noqa: ASYNC109
-        length: int,
-    ) -> bytes:
-        if length == http11.CHUNKED:
-            return await self._chunked(wire, request, timeout)
-        if length == http11.UNTIL_CLOSE:
-            while await self._more(wire, request, timeout):
-                _check_size(len(wire.buffer))
-            body = bytes(wire.buffer)
-            wire.buffer.clear()
-            return body
-        return await self._exactly(wire, request, timeout, length)
-
-    async def _chunked(self, wire: _Wire, request: httpx.Request, timeout: float | None) -> bytes:  # noqa: ASYNC109
+    async def _body(self, wire: _Wire, request: httpx.Request, timeout: float | None) -> bytes:  # noqa: ASYNC109
         parts: list[bytes] = []
         size = 0
         while True:
-            chunk = http11.chunk_size(await self._line(wire, request, timeout))
-            if chunk == 0:
-                while await self._line(wire, request, timeout):
-                    pass  # trailer fields, ignored
+            try:
+                event = await self._next(wire, request, timeout)
+            except h11.RemoteProtocolError as exc:  # malformed, or closed mid-body
+                raise httpx.RemoteProtocolError(str(exc), request=request) from None
+            if isinstance(event, h11.Data):
+                parts.append(bytes(event.data))
+                size += len(event.data)
+                if size > _READ_SIZE_LIMIT:
+                    raise httpx.RemoteProtocolError("answer too long", request=request)
+            elif isinstance(event, h11.EndOfMessage):
                 return b"".join(parts)
-            size += chunk
-            _check_size(size)
-            data = await self._exactly(wire, request, timeout, chunk + 2)
-            if data[-2:] != b"\r\n":
-                raise http11.ProtocolError("malformed chunk")
-            parts.append(data[:-2])
+            else:
+                raise httpx.RemoteProtocolError(_DISCONNECTED, request=request)
 
-    async def _line(self, wire: _Wire, request: httpx.Request, timeout: float | None) -> bytes:  # noqa: ASYNC109
+    async def _next(self, wire: _Wire, request: httpx.Request, timeout: float | None) -> object:  # noqa: ASYNC109
+        """The next h11 event (raises h11.RemoteProtocolError, ReadTimeout, ReadError)."""
+        h = self._h11
         while True:
-            line = http11.take_line(wire.buffer)
-            if line is not None:
-                return line
-            if not await self._more(wire, request, timeout):
-                raise http11.ProtocolError(_CUT)
+            event = h.next_event()
+            if event is not h11.NEED_DATA:
+                return event
+            try:
+                chunk = await wire.read(timeout)
+            except TimeoutError:
+                raise httpx.ReadTimeout("timed out while reading", request=request) from None
+            except OSError as exc:  # reset by the peer
+                raise httpx.ReadError(str(exc) or type(exc).__name__, request=request) from exc
+            h.receive_data(chunk)  # b"": the peer closed
 
-    async def _exactly(
-        self,
-        wire: _Wire,
-        request: httpx.Request,
-        timeout: float | None,  # noqa: ASYNC109
-        count: int,
-    ) -> bytes:
-        _check_size(count)
-        while len(wire.buffer) < count:
-            if not await self._more(wire, request, timeout):
-                raise http11.ProtocolError(_CUT)
-        data = bytes(wire.buffer[:count])
-        del wire.buffer[:count]
-        return data
-
-    async def _more(self, wire: _Wire, request: httpx.Request, timeout: float | None) -> bool:  # noqa: ASYNC109
-        """`wire.more`, its failures as httpx's ReadTimeout and ReadError."""
-        try:
-            return await wire.more(timeout)
-        except TimeoutError:
-            raise httpx.ReadTimeout("timed out while reading", request=request) from None
-        except OSError as exc:  # reset by the peer
-            raise httpx.ReadError(str(exc) or type(exc).__name__, request=request) from exc
+    def _finish(self) -> None:
+        h = self._h11
+        if h.our_state is h11.DONE and h.their_state is h11.DONE:
+            h.start_next_cycle()
+            self._idle_until = self._clock() + self._keepalive
+        else:  # either side said Connection: close
+            self._drop()
 
     def _drop(self) -> None:
         if self._wire is not None:
             self._wire.close()
             self._wire = None
         self._origin = None
-
-
-def _request_bytes(request: httpx.Request) -> bytes:
-    try:
-        return http11.request_bytes(
-            request.method, request.url.raw_path, request.headers.raw, request.read()
-        )
-    except ValueError as exc:
-        raise httpx.LocalProtocolError(str(exc), request=request) from None
-
-
-def _check_size(size: int) -> None:
-    if size > _READ_SIZE_LIMIT:
-        raise http11.ProtocolError("answer too long")
 
 
 def _origin(url: httpx.URL) -> tuple[bytes, str, int]:
