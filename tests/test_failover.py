@@ -394,7 +394,7 @@ def test_fifty_random_kills_and_pauses_pay_once_per_decision_and_send_once_per_u
         wait_for(lambda: holder_pid(pg_url) is not None, timeout=15)
         drainer.start()
         for _ in range(POINTS):
-            time.sleep(rng.uniform(0.2, 1.0))
+            time.sleep(rng.uniform(0.1, 0.6))
             chaos.blow()
         chaos.calm()
         wait_for(lambda: posts(sim) >= 2, timeout=30)  # a decision after the storm, too
