@@ -143,10 +143,10 @@ def json_receiver() -> Iterator[int]:
         httpd.server_close()
 
 
-def seeded_account() -> SimAccount:
+def seeded_account(api_key: str = API_KEY) -> SimAccount:
     """Audit events inside the overlap window (re-read every cycle, all seen) and webhook
     deliveries inside the rule's window, none of which makes a rule fire."""
-    account = SimAccount(api_key=API_KEY, balance="500.00")
+    account = SimAccount(api_key=api_key, balance="500.00")
     now = datetime.now(UTC)
     for i in range(30):
         account.add_audit_event(created_at=now - timedelta(seconds=10 * i))

@@ -42,7 +42,6 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
 
@@ -57,6 +56,7 @@ from cycle import (  # bench/cycle.py's helpers, next to this script
     json_receiver,
     memory_mib,
     parse_seconds,
+    seeded_account,
 )
 
 from watcher.providers.simkit.server import Traffic
@@ -67,19 +67,6 @@ TARGET_WALL_S, TARGET_CPU_MS, TARGET_RSS_MB = 10.0, 1.5, 150.0
 
 def key_of(index: int) -> str:
     return f"bench-key-{index:05d}-0123456789abcdef"
-
-
-def seeded_account(index: int) -> SimAccount:
-    """Like `bench/cycle.py`'s account: history that is re-read and never fires."""
-    account = SimAccount(api_key=key_of(index), balance="500.00")
-    now = datetime.now(UTC)
-    for i in range(30):
-        account.add_audit_event(created_at=now - timedelta(seconds=10 * i))
-    for i in range(40):
-        account.add_webhook_delivery(status="delivered", started_at=now - timedelta(seconds=i))
-    for i in range(5):
-        account.add_webhook_delivery(started_at=now - timedelta(seconds=20 * i))
-    return account
 
 
 def write_config(base: Path, api_url: str, hook_port: int, interval: str, size: int) -> Path:
@@ -155,7 +142,7 @@ class Row:
 
 
 def measure(size: int, args: argparse.Namespace, interval_s: float) -> Row:
-    accounts = [seeded_account(i) for i in range(size)]
+    accounts = [seeded_account(key_of(i)) for i in range(size)]
     with (
         SimServer(accounts[0], accounts=accounts, latency=args.latency) as server,
         json_receiver() as hook_port,

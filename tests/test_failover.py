@@ -27,7 +27,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from conftest import API_KEY, REPO, Receiver, cli_env, wait_for
+from conftest import API_KEY, REPO, Receiver, cli_env, established_state, wait_for
 from notify_socket import listening
 from topup_support import TOPUP, posts
 
@@ -90,19 +90,6 @@ log: {{format: json, level: info}}
 """
     )
     return config
-
-
-def established(url: str) -> None:
-    """The shared state exists and is not fresh, so the first leader may pay."""
-    from datetime import UTC, datetime
-
-    from watcher.state.ledger import Ledger
-    from watcher.state.store import open_store
-
-    with open_store(url) as store:
-        ledger = Ledger(store)
-        ledger.recover(datetime.now(UTC))
-        ledger.resume()
 
 
 class Daemon:
@@ -174,7 +161,7 @@ def holder_pid(url: str) -> int | None:
 def pair(
     tmp_path: Path, sim: SimServer, receiver: Receiver, pg_url: str
 ) -> Iterator[tuple[Path, str]]:
-    established(pg_url)
+    established_state(pg_url)
     yield write_config(tmp_path, sim, receiver), pg_url
 
 
@@ -262,7 +249,7 @@ def test_a_leader_paused_mid_cycle_is_fenced_out_when_it_wakes(
     main = SimAccount(api_key=API_KEY, balance="500.00")
     second = SimAccount(api_key=SECOND_KEY, balance="500.00")
     with SimServer(main, accounts=[second]) as sim:
-        established(pg_url)
+        established_state(pg_url)
         config = write_config(tmp_path, sim, receiver, second=True)
         first = Daemon(config, pg_url)
         standby: Daemon | None = None
@@ -384,7 +371,7 @@ def test_fifty_random_kills_and_pauses_pay_once_per_decision_and_send_once_per_u
 ) -> None:
     seed = int(os.environ.get("FAILOVER_SEED") or random.randrange(1 << 30))
     rng = random.Random(seed)
-    established(pg_url)
+    established_state(pg_url)
     config = write_config(tmp_path, sim, receiver, min_interval="1s", interval=FAST)
     sim.account.set_balance("20.00")
     done, resets = threading.Event(), list[int]()

@@ -16,13 +16,11 @@ from datetime import timedelta
 import structlog
 
 from watcher.cli.common import EXIT_RUNTIME, Exit
-from watcher.service.leader import Elected
+from watcher.service.leader import LEASE_INTERVALS, Elected
 from watcher.state.lease import SESSION_SETTINGS, Lease, LeaseError, new_holder
 from watcher.state.store import Store
 
 log = structlog.get_logger(__name__)
-
-LEASE_INTERVALS = 3
 
 
 def elected(store: Store, url: str) -> Elected:

@@ -29,6 +29,8 @@ from watcher.state.lease import Lease, LeaseError, LeaseView
 
 log = structlog.get_logger(__name__)
 
+LEASE_INTERVALS = 3  # the lease's TTL, in poll intervals (DESIGN §10)
+
 
 class Role(enum.Enum):
     LEADING = "leading"  # led before, still leads

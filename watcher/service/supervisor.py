@@ -40,7 +40,7 @@ from watcher.config.secrets import SecretError
 from watcher.config.yamlfile import ConfigError
 from watcher.notify.delivery import NotifyError
 from watcher.service import logs
-from watcher.service.leader import Leadership, Role, Sole, Standing
+from watcher.service.leader import LEASE_INTERVALS, Leadership, Role, Sole, Standing
 from watcher.service.sdnotify import ServiceNotifier
 from watcher.service.wiring import Runtime, Wiring, build_wiring, close_providers, register_secrets
 from watcher.state.db import FencedOut
@@ -54,7 +54,6 @@ MAX_JITTER_S = 1.0
 MAX_STATUS_ERROR = 200  # characters of the first reload error shown in STATUS=
 MAX_CRASHED_CYCLES = 3  # crashed cycles in a row after which WATCHDOG=1 pings stop
 STANDBY_CHECKS = 4  # lease checks per interval on standby
-LEASE_INTERVALS = 3  # the lease's TTL, in poll intervals
 
 
 class Supervisor:
@@ -129,13 +128,19 @@ class Supervisor:
             except Exception as exc:  # fenced at once, or the database went away
                 log.error("leader.takeover_failed", exc_info=exc)
                 standing = self.leadership.deposed(type(exc).__name__)
+        if standing.leads:
+            self._set_standby(None)
+        else:
+            self._not_leading(standing)
+            self.service.status(self._status())
+        return standing
+
+    def _not_leading(self, standing: Standing) -> None:
+        """A deposed leader stops acting; a standby's STATUS= line and /healthz say so."""
         if standing.role is Role.DEPOSED:
             self.daemon.stand_down()
-        if not standing.leads:
-            self.status_line = standing.detail
-            self.service.status(self._status())
-        self._set_standby(None if standing.leads else standing.detail)
-        return standing
+        self.status_line = standing.detail
+        self._set_standby(standing.detail)
 
     def _set_standby(self, detail: str | None) -> None:
         if self.daemon.metrics is not None:
@@ -177,10 +182,7 @@ class Supervisor:
         try:
             report = task.result()
         except FencedOut as exc:  # another instance leads now: this one must not act
-            standing = self.leadership.deposed(str(exc))
-            self.daemon.stand_down()
-            self.status_line = standing.detail
-            self._set_standby(standing.detail)
+            self._not_leading(self.leadership.deposed(str(exc)))
         except Exception as exc:  # a bug in one cycle must not end the daemon
             self._crashed(exc)
         else:
