@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -17,12 +18,26 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+import uvloop
 from aiosmtpd.controller import Controller
 
 from watcher.providers.telnyx.sim import SimAccount, SimServer, free_port
 
 API_KEY = "KEYtest0123456789abcdefSECRET"
 REPO = Path(__file__).resolve().parent.parent
+
+BOTH_LOOPS = {"test_transport", "test_lean_reads", "test_telnyx_connections", "test_eventloop"}
+"""Modules whose async tests run on asyncio's loop and on uvloop's (the daemon's loop,
+watcher/service/eventloop.py): the transports differ there."""
+
+
+def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> Any:
+    """pytest-asyncio's hook: both loops for the tests of `BOTH_LOOPS`, asyncio's for
+    the others (the hook must name at least one)."""
+    module = getattr(item, "module", None)
+    if module is not None and module.__name__ in BOTH_LOOPS:
+        return {"asyncio": asyncio.new_event_loop, "uvloop": uvloop.new_event_loop}
+    return {"asyncio": asyncio.new_event_loop}
 
 
 @pytest.fixture

@@ -55,7 +55,7 @@ from watcher.config.settings import (
 from watcher.config.yamlfile import ConfigError, load_yaml
 from watcher.notify.delivery import NotifyError
 from watcher.providers.registry import capabilities
-from watcher.service import logs
+from watcher.service import eventloop, logs
 from watcher.service.cycle import Daemon
 from watcher.service.sdnotify import ServiceNotifier, watchdog_period
 from watcher.service.supervisor import Supervisor
@@ -165,13 +165,13 @@ def _dispatch(args: argparse.Namespace) -> int:
         case "ack":
             return cli_ack.cmd_ack(path, args, sys.stdout)
         case "once":
-            return asyncio.run(cmd_once(path, dry_run=args.dry_run))
+            return eventloop.run(cmd_once(path, dry_run=args.dry_run))
         case "silence":
             return cli_status.cmd_silence(path, args)
         case "notify-test":
             return asyncio.run(cmd_notify_test(path, args.route))
         case "run":
-            return asyncio.run(cmd_run(path))
+            return eventloop.run(cmd_run(path))
         case "topups":
             return cli_topups.cmd_topups(path, args, sys.stdout)
         case "digest":
@@ -358,6 +358,7 @@ async def cmd_run(path: Path) -> int:
             config=str(path),
             rules=len(runtime.rules),
             accounts=len(daemon.providers),
+            loop=eventloop.loop_name(),
         )
         # What start-up built (modules, models, config) lives as long as the process:
         # out of the collector's sight, every later full collection is cheaper. The
