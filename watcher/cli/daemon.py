@@ -40,8 +40,10 @@ from watcher.service.sdnotify import ServiceNotifier, watchdog_period
 from watcher.service.supervisor import Supervisor
 from watcher.service.wiring import (
     Runtime,
+    Wiring,
     build_notifier,
     build_wiring,
+    close_providers,
     load_runtime,
     register_secrets,
 )
@@ -49,6 +51,7 @@ from watcher.state import lock as statelock
 from watcher.state.store import StateTarget, Store, describe_target
 
 if TYPE_CHECKING:
+    from watcher.cli.urlcheck import UrlCheck
     from watcher.service.metrics import Metrics
 
 log = structlog.get_logger(__name__)
@@ -68,9 +71,13 @@ def _usable_urls(loaded: LoadedSettings) -> None:
         raise ConfigError(errors)
 
 
-def _runtime(path: Path) -> Runtime:
+def _runtime(path: Path, *, urls: UrlCheck | None = None) -> Runtime:
+    """`_load`'s runtime, or with `urls` (`run`: checking them elsewhere) the runtime
+    of the settings it read, not checked here."""
     try:
-        return _load(path)
+        if urls is None:
+            return _load(path)
+        return load_runtime(path, os.environ, loaded=urls.loaded)
     except ConfigError as exc:
         raise invalid_config(path, exc) from None
     except SecretError as exc:
@@ -108,20 +115,12 @@ def _lock_state(
     return target, lock or contextlib.nullcontext(), lock is not None
 
 
-def _daemon(
-    runtime: Runtime,
-    store: Store,
-    metrics: Metrics | None = None,
-    *,
-    dry_run: bool = False,
-    owns_state: bool = True,
-) -> Daemon:
+def _wiring(runtime: Runtime, metrics: Metrics | None, *, urls_checked: bool = False) -> Wiring:
     on_request = None if metrics is None else metrics.count_request
     try:
-        wiring = build_wiring(runtime, on_request=on_request)
+        return build_wiring(runtime, on_request=on_request, urls_checked=urls_checked)
     except NotifyError as exc:
         raise Exit(EXIT_USAGE, str(exc)) from None
-    return Daemon(wiring, store, metrics=metrics, dry_run=dry_run, owns_state=owns_state)
 
 
 async def cmd_once(path: Path, *, dry_run: bool) -> int:
@@ -136,7 +135,7 @@ async def cmd_once(path: Path, *, dry_run: bool) -> int:
     with lock, _open_store(runtime, target) as store, contextlib.ExitStack() as stack:
         if isinstance(target, str):  # PostgreSQL: the owner is who holds the lease
             owns = stack.enter_context(leading.once_owner(store, target, runtime.interval))
-        daemon = _daemon(runtime, store, dry_run=dry_run, owns_state=owns)
+        daemon = Daemon(_wiring(runtime, None), store, dry_run=dry_run, owns_state=owns)
         try:
             report = await daemon.cycle(flush_all=True)
         finally:
@@ -148,14 +147,32 @@ async def cmd_once(path: Path, *, dry_run: bool) -> int:
     return EXIT_OK
 
 
-async def cmd_run(path: Path) -> int:
+async def cmd_run(path: Path, urls: UrlCheck) -> int:
     """The daemon loop until SIGTERM/SIGINT; the cycle in flight finishes, exit 0.
 
     Speaks systemd's notify protocol when $NOTIFY_SOCKET is set; SIGHUP reloads config
     and rules between cycles (an invalid set is logged and the running one kept).
+    `urls`: the check of the notification URLs, running in a child process since the
+    settings were read (watcher/cli/urlcheck.py); its verdict is awaited once the
+    metrics and providers are built: an unusable URL ends the start before the state
+    is opened.
     """
-    runtime = _runtime(path)
+    runtime = _runtime(path, urls=urls)
     _configure_logs(runtime)
+    metrics = cli_web.metrics_for(runtime)
+    wiring = _wiring(runtime, metrics, urls_checked=True)
+    errors = urls.errors(runtime.loaded)
+    try:
+        if errors:
+            raise invalid_config(path, ConfigError(errors))
+        return await _serve(path, wiring, metrics)
+    except BaseException:  # before the daemon took the providers (closing is idempotent)
+        await close_providers(wiring.providers)
+        raise
+
+
+async def _serve(path: Path, wiring: Wiring, metrics: Metrics | None) -> int:
+    runtime = wiring.runtime
     stop, reload = asyncio.Event(), asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -167,10 +184,9 @@ async def cmd_run(path: Path) -> int:
         raise Exit(EXIT_RUNTIME, f"another account-watcher (run) is using {where}; stop it first")
     service = ServiceNotifier()
     with lock, _open_store(runtime, state) as store, contextlib.ExitStack() as stack:
-        metrics = cli_web.metrics_for(runtime)
         # PostgreSQL: any number of `run` share the state; the lease elects who acts
         leadership = None if isinstance(state, Path) else leading.elected(store, state)
-        daemon = _daemon(runtime, store, metrics, owns_state=leadership is None)
+        daemon = Daemon(wiring, store, metrics=metrics, owns_state=leadership is None)
         if metrics is not None:
             cli_web.serve(lambda: daemon.runtime, state, metrics, stack)
         log.info(

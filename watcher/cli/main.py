@@ -125,13 +125,24 @@ def _with_config(args: Namespace, path: Path) -> int:
 
 
 def _daemon_command(args: Namespace, path: Path) -> int:
+    if args.command == "run":
+        return _run(path)
     from watcher.cli import daemon
 
     match args.command:
-        case "run":
-            return asyncio.run(daemon.cmd_run(path))
         case "once":
             return asyncio.run(daemon.cmd_once(path, dry_run=args.dry_run))
         case "notify-test":
             return asyncio.run(daemon.cmd_notify_test(path, args.route))
     raise Exit(EXIT_USAGE, f"unknown command {args.command}")  # pragma: no cover
+
+
+def _run(path: Path) -> int:
+    """`run`: the check of its notification URLs starts (in a child process) as soon as
+    the settings are read, and runs while the daemon's own modules load."""
+    from watcher.cli.urlcheck import start
+
+    with start(path) as urls:
+        from watcher.cli import daemon
+
+        return asyncio.run(daemon.cmd_run(path, urls))
