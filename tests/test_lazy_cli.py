@@ -47,6 +47,7 @@ COMMAND = """
 import atexit, sys
 def loaded():
     plugins = {m.split(".")[2] for m in sys.modules if m.startswith("apprise.plugins.")}
+    print("POLLING", *(m for m in ("httpx", "watcher.service.cycle") if m in sys.modules))
     print("LOADED", "apprise" in sys.modules, "requests" in sys.modules, *sorted(plugins))
 atexit.register(loaded)
 sys.argv = ["account-watcher", *sys.argv[1:]]
@@ -55,8 +56,9 @@ main()
 """
 
 
-def _loaded(argv: list[str]) -> list[str]:
-    """Whether the command loaded apprise and requests, then its apprise plugin modules."""
+def _loaded(argv: list[str], what: str = "LOADED") -> list[str]:
+    """Whether the command loaded apprise and requests, then its apprise plugin modules
+    (`what="POLLING"`: which of httpx and the cycle it loaded)."""
     done = subprocess.run(
         [sys.executable, "-c", COMMAND, *argv],
         env=cli_env(),
@@ -65,8 +67,7 @@ def _loaded(argv: list[str]) -> list[str]:
         text=True,
         timeout=60,
     )
-    line = done.stdout.splitlines()[-1].split()
-    assert line[0] == "LOADED", done.stdout + done.stderr
+    (line,) = [line.split() for line in done.stdout.splitlines() if line.startswith(what)]
     return line[1:]
 
 
@@ -89,3 +90,8 @@ def test_check_loads_only_the_plugins_of_the_configured_schemes(config: Path) ->
     apprise_loaded, _, *plugins = _loaded(["--config", str(config), "check"])
     assert apprise_loaded == "True"
     assert plugins == ["base", "custom_json", "email"]  # of ~190
+
+
+def test_status_loads_no_http_client_nor_cycle(config: Path) -> None:
+    """`status` reads the state: it polls nothing and runs no cycle."""
+    assert _loaded(["--config", str(config), "status"], "POLLING") == []

@@ -124,12 +124,14 @@ def test_an_unusable_url_ends_the_start_before_ready(
 
 
 CHECK = """
-import sys, threading
+import os, sys, threading
 from pathlib import Path
 from watcher.cli import urlcheck
 if sys.argv[2] == "thread":  # a fork would copy this thread's locks, not the thread
     release = threading.Event()
     threading.Thread(target=release.wait, daemon=True).start()
+if sys.argv[2] == "one-cpu":  # the child would only take the daemon's turns
+    os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
 with urlcheck.start(Path(sys.argv[1])) as urls:
     assert urls.loaded is not None
     errors = urls.errors(urls.loaded)
@@ -138,8 +140,10 @@ print(*errors, sep="\\n")
 """
 
 
-@pytest.mark.parametrize(("mode", "here"), [("alone", "False"), ("thread", "True")])
-def test_the_check_runs_in_a_child_unless_another_thread_runs(
+@pytest.mark.parametrize(
+    ("mode", "here"), [("alone", "False"), ("thread", "True"), ("one-cpu", "True")]
+)
+def test_the_check_runs_in_a_child_unless_another_thread_or_one_cpu(
     tmp_path: Path, mode: str, here: str
 ) -> None:
     urls = ["json://127.0.0.1:9/hook", "foo://host/x", "env:HOOK_URL", "mailto://x"]

@@ -12,7 +12,9 @@ apprise then loads in the daemon at its first message (watcher/notify/delivery.p
 `checked`).
 
 Where forking is not safe or buys nothing — another thread is running (a fork copies
-only the calling one, with whatever locks the others held), apprise is loaded already,
+only the calling one, with whatever locks the others held), one CPU only (the child
+would run instead of the daemon, not beside it, and a fork costs CPU of its own), apprise is loaded
+already,
 no `os.fork`, settings that do not load (`run` reports that itself) — or when the
 child does not end cleanly, the check runs in this process.
 """
@@ -25,16 +27,15 @@ import sys
 import threading
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, NoReturn
+from typing import NoReturn
 
-if TYPE_CHECKING:
-    from watcher.config.settings import LoadedSettings
+# Loaded before the fork: the daemon needs them too, the child should not load them again.
+from watcher.cli.notify import url_problems
+from watcher.config.settings import LoadedSettings, load_settings
 
 
 def start(path: Path) -> UrlCheck:
     """Read the settings at `path` and start the check of their URLs."""
-    from watcher.config.settings import load_settings
-
     try:
         loaded = load_settings(path, environ=os.environ)
     except Exception:  # `run` loads them again and says why, with its exit code
@@ -84,13 +85,16 @@ class UrlCheck:
 
 
 def _problems(loaded: LoadedSettings) -> list[str]:
-    from watcher.cli.notify import url_problems
-
     return url_problems(loaded, os.environ).errors
 
 
 def _may_fork() -> bool:
-    return hasattr(os, "fork") and threading.active_count() == 1 and "apprise" not in sys.modules
+    return (
+        hasattr(os, "fork")
+        and threading.active_count() == 1
+        and "apprise" not in sys.modules
+        and len(os.sched_getaffinity(0)) > 1
+    )
 
 
 def _fork(loaded: LoadedSettings) -> tuple[int, int]:
