@@ -8,10 +8,11 @@ exception.
 A backlog is read page by page within the cycle's budget: new pages are started only in
 the first `PAGING_SHARE` of the time left, and the read goes on in the next cycle from a
 resume point (the query's fixed bounds and the next page number, in the cursors table).
-Nothing is written here: the failed deliveries read, the audit events to mark seen, the
-resume points and cursors come back in `Collected` and the cycle writes them in its one
-commit transaction with the messages. So each audit event is alerted exactly once, and a
-crash in the middle of a backlog re-reads only what the last commit did not keep.
+Nothing is written here: the failed deliveries read (those the state does not hold as
+they are), the audit events to mark seen, the resume points and cursors come back in
+`Collected` and the cycle writes them in its one commit transaction with the messages.
+So each audit event is alerted exactly once, and a crash in the middle of a backlog
+re-reads only what the last commit did not keep.
 
 Invoices are a slow source (`invoices.py`): read only when due, at most hourly; between
 reads the snapshot carries the invoices of the last read, kept in the state. So are the
@@ -138,6 +139,7 @@ class _Reading:
     invoices: tuple[Invoice, ...] | None = None
     settings: dict[str, object] | None = None
     window: tuple[WebhookDelivery, ...] | None = None  # `_failures`, once read
+    changed: tuple[WebhookDelivery, ...] | None = None  # with `window`: what to write
     charges: dict[str, Charges] | None = None
     numbers: Numbers | None = None
 
@@ -312,7 +314,20 @@ def _failures(job: _Job, got: _Reading) -> tuple[WebhookDelivery, ...]:
         since = job.now - job.needs.window
         stored = job.view.webhook_failures(job.account, since)
         got.window = _window(stored, got.failed_deliveries, since)
+        got.changed = _changed(stored, got.failed_deliveries)
     return got.window
+
+
+def _changed(
+    stored: list[WebhookDelivery], read: list[WebhookDelivery]
+) -> tuple[WebhookDelivery, ...]:
+    """The deliveries read that the state does not hold as they are (new ids, and known
+    ones whose values changed): what the commit must write. A re-read overlap window in
+    which nothing changed writes nothing."""
+    if not read:
+        return ()
+    known = {d.id: d for d in stored}
+    return tuple(d for d in read if known.get(d.id) != d)
 
 
 async def _read_invoices(job: _Job, got: _Reading) -> None:
@@ -378,6 +393,7 @@ def _collected(job: _Job, got: _Reading) -> Collected:
     failures: tuple[WebhookDelivery, ...] = ()
     if SourceName.WEBHOOKS in needs.sources:
         failures = _failures(job, got)
+    changed = tuple(got.failed_deliveries) if got.changed is None else got.changed
     history = job.view.balance_samples(account, now - needs.history) if needs.history else []
     snapshot = AccountSnapshot(
         account=account,
@@ -396,7 +412,7 @@ def _collected(job: _Job, got: _Reading) -> Collected:
         failures=got.failures,
         balance_sample=got.balance,
         audit_seen=tuple(got.audit),
-        webhook_failures=tuple(got.failed_deliveries),
+        webhook_failures=changed,
         cursors=got.cursors,
         resumes=got.resumes,
         behind=got.behind,
