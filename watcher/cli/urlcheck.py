@@ -93,8 +93,15 @@ def _may_fork() -> bool:
         hasattr(os, "fork")
         and threading.active_count() == 1
         and "apprise" not in sys.modules
-        and len(os.sched_getaffinity(0)) > 1
+        and _usable_cpus() > 1
     )
+
+
+def _usable_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except OSError:  # a seccomp filter without it (the unit's @system-service has it)
+        return 1
 
 
 def _fork(loaded: LoadedSettings) -> tuple[int, int]:
