@@ -22,6 +22,8 @@ from typing import Generic, Protocol, TypeVar
 
 import httpx
 
+from watcher.providers.transport import Ask, Origin
+
 BACKOFF_INITIAL = 0.5
 """First backoff wait in seconds when the server gives no Retry-After; doubles per attempt."""
 
@@ -96,6 +98,10 @@ class SharedPool(Protocol):
         """`request` on one of the host's connections, its whole answer read."""
         ...
 
+    async def fetch(self, ask: Ask) -> httpx.Response:
+        """`ask` on one of the host's connections, its whole answer read."""
+        ...
+
 
 class Connections:
     """A provider client's two connection pools, each built at its first use.
@@ -131,6 +137,7 @@ class Connections:
         self._pool = pool
         self._get: httpx.AsyncClient | None = None
         self._post: httpx.AsyncClient | None = None
+        self._read_head: tuple[Origin, list[tuple[bytes, bytes]]] | None = None
 
     @property
     def get(self) -> httpx.AsyncClient:
@@ -154,6 +161,30 @@ class Connections:
             if http is self._get:
                 return await send_pooled(self._pool, request, timeout)
             return await send_once(http, request, timeout)
+
+    @property
+    def pooled(self) -> bool:
+        """Whether the reads go through a host's shared pool (then `fetch` serves them)."""
+        return self._pool is not None
+
+    async def fetch(
+        self,
+        url: str,
+        target: bytes,
+        timeout: float,  # noqa: ASYNC109 - the total limit, also each step's
+    ) -> httpx.Response | httpx.RequestError:
+        """A GET of `url` (its path and query are `target`) on the host's pool, under its
+        bound, within `timeout` in total: `send_pooled` without an `httpx.Request`. The
+        header lines are the read client's for its base URL (what `get.build_request`
+        gives: its default headers and Host), worked out once. Pooled only."""
+        assert self._pool is not None, "fetch is for pooled reads"
+        if self._read_head is None:
+            request = self.get.build_request("GET", url)
+            self._read_head = (Ask.of(request).origin, request.headers.raw)
+        origin, lines = self._read_head
+        ask = Ask("GET", origin, target, lines, url, connect=timeout, read=timeout)
+        async with self._pool.bound:
+            return await fetch_pooled(self._pool, ask, timeout)
 
     @property
     def post(self) -> httpx.AsyncClient:
@@ -416,11 +447,34 @@ async def send_pooled(
     except httpx.RequestError as exc:
         return exc
     response.request = request
+    return _decoded(response, request.method, str(request.url))
+
+
+async def fetch_pooled(
+    pool: SharedPool,
+    ask: Ask,
+    timeout: float,  # noqa: ASYNC109 - the total limit, also in the ask's own timeouts
+) -> httpx.Response | httpx.RequestError:
+    """`send_pooled` of an `Ask`: the response (its body read and decoded; it carries no
+    request) or the httpx error. Never retries."""
+    try:
+        async with asyncio.timeout(timeout):
+            response = await pool.fetch(ask)
+    except TimeoutError:
+        return httpx.ReadTimeout("total time limit reached", request=ask.request())
+    except httpx.RequestError as exc:
+        return exc
+    return _decoded(response, ask.method, ask.url)
+
+
+def _decoded(
+    response: httpx.Response, method: str, url: str
+) -> httpx.Response | httpx.RequestError:
     if _HTTPX_LOG.isEnabledFor(logging.INFO):  # the line httpx's client logs (debug runs)
         _HTTPX_LOG.info(
             'HTTP Request: %s %s "%s %d %s"',
-            request.method,
-            request.url,
+            method,
+            url,
             response.http_version,
             response.status_code,
             response.reason_phrase,

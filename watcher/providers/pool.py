@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import httpx
 
 from watcher.providers.http import KEEPALIVE_DEFAULT, shared_ssl_context
-from watcher.providers.transport import Lane
+from watcher.providers.transport import Ask, Lane
 
 DEFAULT_CONCURRENCY = 20
 """Requests in flight to one provider host at most (`poll.concurrency`)."""
@@ -58,10 +58,14 @@ class HostPool:
 
     async def send(self, request: httpx.Request) -> httpx.Response:
         """`request` on a free lane, its whole answer read."""
+        return await self.fetch(Ask.of(request))
+
+    async def fetch(self, ask: Ask) -> httpx.Response:
+        """`ask` on a free lane, its whole answer read."""
         await self._slots.acquire()  # at most `limit` lanes, each busy with one request
         lane = self._free.pop() if self._free else self._new_lane()
         try:
-            return await lane.handle_async_request(request)
+            return await lane.fetch(ask)
         finally:
             self._free.append(lane)
             self._slots.release()

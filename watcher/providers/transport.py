@@ -15,6 +15,10 @@ body has been read in full, or raises the httpx exception httpx itself would rai
   the answer ("Server disconnected without sending a response.").
 
 Timeouts come from the request's `timeout` extension (connect, read), as httpx sets it.
+A read that a client builds many times (the same origin and headers, another target) can
+skip `httpx.Request` altogether: `Lane.fetch` takes an `Ask` (method, origin, target,
+the header lines, the two timeouts), and an `httpx.Request` is built from it only for
+an exception that must carry one.
 TLS (https) uses the given context, with certificate and host name verification as that
 context says. A connection is kept for `keepalive` seconds after its last answer, unless
 either side said `Connection: close` or the server closed it meanwhile (seen as it
@@ -30,6 +34,7 @@ import collections
 import ssl
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import h11
 import httpx
@@ -38,6 +43,48 @@ _IDEMPOTENT = frozenset({"GET", "HEAD"})
 _DISCONNECTED = "Server disconnected without sending a response."
 _READ_SIZE_LIMIT = 64 * 1024 * 1024
 """An answer longer than this is a broken one (no list page comes near it)."""
+
+
+Origin = tuple[bytes, str, int]
+"""Scheme (b"http" or b"https"), host and port."""
+
+
+@dataclass(slots=True)
+class Ask:
+    """One request as a lane sends it. `headers` are the lines sent (Host among them),
+    `url` the whole URL (for an `httpx.Request` built when an exception needs one)."""
+
+    method: str
+    origin: Origin
+    target: bytes
+    headers: list[tuple[bytes, bytes]]
+    url: str
+    connect: float | None = None
+    read: float | None = None
+    content: bytes = b""
+    _request: httpx.Request | None = field(default=None, repr=False)
+
+    @classmethod
+    def of(cls, request: httpx.Request) -> Ask:
+        timeouts = request.extensions.get("timeout", {})
+        return cls(
+            method=request.method,
+            origin=_origin(request.url),
+            target=request.url.raw_path,
+            headers=request.headers.raw,
+            url=str(request.url),
+            connect=timeouts.get("connect"),
+            read=timeouts.get("read"),
+            content=request.read(),
+            _request=request,
+        )
+
+    def request(self) -> httpx.Request:
+        """The `httpx.Request` this is (built at the first ask), for an exception."""
+        if self._request is None:
+            headers = [(k, v) for k, v in self.headers if k.lower() != b"host"]
+            self._request = httpx.Request(self.method, self.url, headers=headers)
+        return self._request
 
 
 class _Stale(Exception):
@@ -129,30 +176,33 @@ class Lane(httpx.AsyncBaseTransport):
         self._clock = clock
         self._wire: _Wire | None = None
         self._h11 = h11.Connection(h11.CLIENT)
-        self._origin: tuple[bytes, str, int] | None = None
+        self._origin: Origin | None = None
         self._idle_until = 0.0
         self.connections = 0
         """Connections this lane has opened (for tests and the bench)."""
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         """Send `request`, read its whole answer; raises httpx's exceptions."""
-        timeouts = request.extensions.get("timeout", {})
-        reused = self._reusable(request.url)
+        return await self.fetch(Ask.of(request))
+
+    async def fetch(self, ask: Ask) -> httpx.Response:
+        """Send `ask`, read its whole answer; raises httpx's exceptions."""
+        reused = self._reusable(ask.origin)
         if not reused:
-            await self._connect(request, timeouts.get("connect"))
+            await self._connect(ask)
         try:
-            return await self._exchange(request, timeouts.get("read"), reused=reused)
+            return await self._exchange(ask, reused=reused)
         except _Stale:
-            await self._connect(request, timeouts.get("connect"))
-            return await self._exchange(request, timeouts.get("read"), reused=False)
+            await self._connect(ask)
+            return await self._exchange(ask, reused=False)
 
     async def aclose(self) -> None:
         """Close the connection (a later request opens a new one)."""
         self._drop()
 
-    def _reusable(self, url: httpx.URL) -> bool:
+    def _reusable(self, origin: Origin) -> bool:
         wire = self._wire
-        if wire is None or not wire.idle or self._origin != _origin(url):
+        if wire is None or not wire.idle or self._origin != origin:
             self._drop()
             return False
         if self._clock() >= self._idle_until:
@@ -160,37 +210,34 @@ class Lane(httpx.AsyncBaseTransport):
             return False
         return True
 
-    async def _connect(self, request: httpx.Request, timeout: float | None) -> None:  # noqa: ASYNC109
+    async def _connect(self, ask: Ask) -> None:
         self._drop()
-        scheme, host, port = origin = _origin(request.url)
+        scheme, host, port = origin = ask.origin
         tls = self._ssl if scheme == b"https" else None
         loop = asyncio.get_running_loop()
         try:
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout(ask.connect):
                 _, wire = await loop.create_connection(
                     lambda: _Wire(loop), host, port, ssl=tls, server_hostname=host if tls else None
                 )
         except TimeoutError:
-            raise httpx.ConnectTimeout("timed out while connecting", request=request) from None
+            raise httpx.ConnectTimeout(
+                "timed out while connecting", request=ask.request()
+            ) from None
         except OSError as exc:  # refused, unreachable, not resolved, TLS (ssl.SSLError)
-            raise httpx.ConnectError(str(exc) or type(exc).__name__, request=request) from exc
+            message = str(exc) or type(exc).__name__
+            raise httpx.ConnectError(message, request=ask.request()) from exc
         self._wire, self._origin = wire, origin
         self._h11 = h11.Connection(h11.CLIENT)
         self.connections += 1
 
-    async def _exchange(
-        self,
-        request: httpx.Request,
-        timeout: float | None,  # noqa: ASYNC109 - the read timeout, per read
-        *,
-        reused: bool,
-    ) -> httpx.Response:
+    async def _exchange(self, ask: Ask, *, reused: bool) -> httpx.Response:
         wire = self._wire
         assert wire is not None and wire.transport is not None
         try:
-            wire.transport.write(self._request_bytes(request))
-            response = await self._head(wire, request, timeout, reused=reused)
-            body = await self._body(wire, request, timeout)
+            wire.transport.write(self._request_bytes(ask))
+            response = await self._head(wire, ask, reused=reused)
+            body = await self._body(wire, ask)
         except BaseException:
             self._drop()  # cancelled or failed mid-exchange: the connection is unusable
             raise
@@ -202,64 +249,55 @@ class Lane(httpx.AsyncBaseTransport):
             extensions={"http_version": b"HTTP/1.1", "reason_phrase": response.reason},
         )
 
-    def _request_bytes(self, request: httpx.Request) -> bytes:
+    def _request_bytes(self, ask: Ask) -> bytes:
         h = self._h11
-        content = request.read()
-        event = h11.Request(
-            method=request.method, target=request.url.raw_path, headers=request.headers.raw
-        )
+        content = ask.content
+        event = h11.Request(method=ask.method, target=ask.target, headers=ask.headers)
         data = h.send(event) or b""
         if content:
             data += h.send(h11.Data(data=content)) or b""
         return data + (h.send(h11.EndOfMessage()) or b"")
 
-    async def _head(
-        self,
-        wire: _Wire,
-        request: httpx.Request,
-        timeout: float | None,  # noqa: ASYNC109
-        *,
-        reused: bool,
-    ) -> h11.Response:
+    async def _head(self, wire: _Wire, ask: Ask, *, reused: bool) -> h11.Response:
         before = wire.received
         try:
             while True:
-                event = await self._next(wire, request, timeout)
+                event = await self._next(wire, ask)
                 if isinstance(event, h11.Response):
                     return event
                 if not isinstance(event, h11.InformationalResponse):
                     break  # h11.ConnectionClosed
         except h11.RemoteProtocolError as exc:
             if not wire.eof:  # a malformed answer
-                raise httpx.RemoteProtocolError(str(exc), request=request) from None
+                raise httpx.RemoteProtocolError(str(exc), request=ask.request()) from None
         except httpx.ReadError:
-            if not (reused and wire.received == before and request.method in _IDEMPOTENT):
+            if not (reused and wire.received == before and ask.method in _IDEMPOTENT):
                 raise
             raise _Stale from None
         # The peer closed before any answer.
-        if reused and wire.received == before and request.method in _IDEMPOTENT:
+        if reused and wire.received == before and ask.method in _IDEMPOTENT:
             raise _Stale
-        raise httpx.RemoteProtocolError(_DISCONNECTED, request=request)
+        raise httpx.RemoteProtocolError(_DISCONNECTED, request=ask.request())
 
-    async def _body(self, wire: _Wire, request: httpx.Request, timeout: float | None) -> bytes:  # noqa: ASYNC109
+    async def _body(self, wire: _Wire, ask: Ask) -> bytes:
         parts: list[bytes] = []
         size = 0
         while True:
             try:
-                event = await self._next(wire, request, timeout)
+                event = await self._next(wire, ask)
             except h11.RemoteProtocolError as exc:  # malformed, or closed mid-body
-                raise httpx.RemoteProtocolError(str(exc), request=request) from None
+                raise httpx.RemoteProtocolError(str(exc), request=ask.request()) from None
             if isinstance(event, h11.Data):
                 parts.append(bytes(event.data))
                 size += len(event.data)
                 if size > _READ_SIZE_LIMIT:
-                    raise httpx.RemoteProtocolError("answer too long", request=request)
+                    raise httpx.RemoteProtocolError("answer too long", request=ask.request())
             elif isinstance(event, h11.EndOfMessage):
                 return b"".join(parts)
             else:
-                raise httpx.RemoteProtocolError(_DISCONNECTED, request=request)
+                raise httpx.RemoteProtocolError(_DISCONNECTED, request=ask.request())
 
-    async def _next(self, wire: _Wire, request: httpx.Request, timeout: float | None) -> object:  # noqa: ASYNC109
+    async def _next(self, wire: _Wire, ask: Ask) -> object:
         """The next h11 event (raises h11.RemoteProtocolError, ReadTimeout, ReadError)."""
         h = self._h11
         while True:
@@ -267,11 +305,12 @@ class Lane(httpx.AsyncBaseTransport):
             if event is not h11.NEED_DATA:
                 return event
             try:
-                chunk = await wire.read(timeout)
+                chunk = await wire.read(ask.read)
             except TimeoutError:
-                raise httpx.ReadTimeout("timed out while reading", request=request) from None
+                raise httpx.ReadTimeout("timed out while reading", request=ask.request()) from None
             except OSError as exc:  # reset by the peer
-                raise httpx.ReadError(str(exc) or type(exc).__name__, request=request) from exc
+                message = str(exc) or type(exc).__name__
+                raise httpx.ReadError(message, request=ask.request()) from exc
             h.receive_data(chunk)  # b"": the peer closed
 
     def _finish(self) -> None:
@@ -289,6 +328,6 @@ class Lane(httpx.AsyncBaseTransport):
         self._origin = None
 
 
-def _origin(url: httpx.URL) -> tuple[bytes, str, int]:
+def _origin(url: httpx.URL) -> Origin:
     scheme = url.raw_scheme
     return scheme, url.host, url.port or (443 if scheme == b"https" else 80)

@@ -160,6 +160,7 @@ class TelnyxClient:
         self._transport = transport
         self._keepalive = keepalive
         self._base = str(httpx.URL(base_url)).rstrip("/")  # absolute request URLs: _attempt
+        self._base_path = httpx.URL(self._base).raw_path.rstrip(b"/")  # of the targets
         self._default_headers = httpx.Headers(self._headers(api_key))  # checked here, as before
         self._connections = Connections(
             headers=self._default_headers,
@@ -461,9 +462,13 @@ class TelnyxClient:
         # would parse (and validate character by character) three times per request.
         query = f"?{urlencode(params)}" if params else ""
         url = f"{self._base}{endpoint}{query}"
-        request = self._http.build_request("GET", url, timeout=httpx.Timeout(timeout))
         self.requests_sent += 1
-        outcome = await self._connections.send(self._http, request, timeout)
+        if self._connections.pooled:  # the host's lanes, without an httpx.Request
+            target = self._base_path + f"{endpoint}{query}".encode("ascii")
+            outcome = await self._connections.fetch(url, target, timeout)
+        else:
+            request = self._http.build_request("GET", url, timeout=httpx.Timeout(timeout))
+            outcome = await self._connections.send(self._http, request, timeout)
         if not isinstance(outcome, httpx.Response):
             self._observed(endpoint, None)
             return self._redacted(classify(endpoint, None, outcome))

@@ -1,0 +1,116 @@
+"""A pooled read is sent without an `httpx.Request` (`Connections.fetch`, `Lane.fetch`):
+what reaches the server must be what httpx would have sent, byte for byte, and a failure
+must read as it did. A real HTTP/1.1 server on 127.0.0.1 records each request's head;
+the same calls go through a client on a host pool and through one without."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import pytest
+from pydantic import SecretStr
+
+from watcher.providers.pool import HostPool
+from watcher.providers.telnyx.client import TelnyxClient, TelnyxError
+
+KEY = "KEY0123456789leanSECRET"
+SINCE = datetime(2026, 12, 1, 11, 59, 30, 250000, tzinfo=UTC)
+BALANCE = {
+    "data": {
+        "available_credit": "400.00",
+        "balance": "300.00",
+        "credit_limit": "100.00",
+        "currency": "USD",
+        "pending": "0.00",
+    }
+}
+
+
+@dataclass
+class HeadServer:
+    """Answers every GET (balance or an empty page) and keeps each request's head."""
+
+    port: int = 0
+    heads: list[tuple[str, frozenset[str]]] = field(default_factory=list)
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1")
+                line, *headers = head.rstrip("\r\n").split("\r\n")
+                self.heads.append((line, frozenset(h.lower() for h in headers)))
+                path = line.split(" ")[1]
+                body = json.dumps(BALANCE if path.endswith("/balance") else {"data": []})
+                writer.write(
+                    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                    + f"Content-Length: {len(body)}\r\n\r\n{body}".encode()
+                )
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[HeadServer]:
+    recorder = HeadServer()
+    listening = await asyncio.start_server(recorder.handle, "127.0.0.1", 0)
+    recorder.port = listening.sockets[0].getsockname()[1]
+    async with listening:
+        yield recorder
+
+
+async def calls(client: TelnyxClient) -> None:
+    await client.get_balance()
+    await client.list_audit_events(created_after=SINCE)
+    pages = client.failed_delivery_pages(started_gte=SINCE, started_lte=SINCE, first_page=3)
+    async for _ in pages:
+        pass
+
+
+@pytest.mark.parametrize("base_path", ["", "/v2", "/v2/"])
+async def test_a_pooled_read_sends_what_httpx_sends(server: HeadServer, base_path: str) -> None:
+    base_url = f"http://127.0.0.1:{server.port}{base_path}"
+    async with TelnyxClient(base_url=base_url, api_key=SecretStr(KEY)) as plain:
+        await calls(plain)
+    by_httpx, server.heads[:] = list(server.heads), []
+    pool = HostPool(base_url, limit=2, keepalive=5.0)
+    async with TelnyxClient(base_url=base_url, api_key=SecretStr(KEY), pool=pool) as pooled:
+        await calls(pooled)
+    assert server.heads == by_httpx
+    assert [line for line, _ in by_httpx] == [
+        f"GET {base_path.rstrip('/')}/balance HTTP/1.1",
+        f"GET {base_path.rstrip('/')}/audit_events?filter%5Bcreated_after%5D="
+        "2026-12-01T11%3A59%3A30Z&sort=asc&page%5Bsize%5D=250&page%5Bnumber%5D=1 HTTP/1.1",
+        f"GET {base_path.rstrip('/')}/webhook_deliveries?filter%5Bstatus%5D%5Beq%5D=failed"
+        "&filter%5Bstarted_at%5D%5Bgte%5D=2026-12-01T11%3A59%3A30Z&page%5Bsize%5D=250"
+        "&filter%5Bstarted_at%5D%5Blte%5D=2026-12-01T11%3A59%3A31Z&page%5Bnumber%5D=3 HTTP/1.1",
+    ]
+    assert f"authorization: bearer {KEY.lower()}" in by_httpx[0][1]
+    assert f"host: 127.0.0.1:{server.port}" in by_httpx[0][1]
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def test_a_refused_pooled_read_fails_as_an_unpooled_one() -> None:
+    """The same kind of error, retryable (the texts of the causes differ: httpx's pool
+    says "All connection attempts failed", a lane what the socket said)."""
+    base_url = f"http://127.0.0.1:{closed_port()}"
+    errors = []
+    for pool in (None, HostPool(base_url, limit=1, keepalive=5.0)):
+        client = TelnyxClient(base_url=base_url, api_key=SecretStr(KEY), pool=pool, max_attempts=1)
+        async with client:
+            with pytest.raises(TelnyxError) as caught:
+                await client.get_balance()
+        errors.append((str(caught.value).split(":")[:2], caught.value.retryable))
+    assert errors[0] == errors[1] == (["GET /balance", " request failed (ConnectError"], True)
