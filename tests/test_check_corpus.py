@@ -23,7 +23,7 @@ from conftest import API_KEY
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from watcher.cli.main import cmd_check
+from watcher.cli.check import cmd_check
 from watcher.config.rulecheck import reference_errors, rule_warnings
 from watcher.config.ruleload import load_rules
 

@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 from conftest import API_KEY, REPO, Receiver, cli_env, run_cli, wait_for
 
-from watcher.cli.main import cmd_check
+from watcher.cli.check import cmd_check
 from watcher.config.settings import load_settings
 from watcher.providers.telnyx.sim import SimServer
 from watcher.state.ledger import EntryState, Ledger, NewEntry

@@ -314,7 +314,7 @@ def test_the_checker_sees_the_whole_package() -> None:
     tree = Tree.read(PACKAGE_DIR)
     found = {(i.importer, i.target) for i in imports(tree)}
     assert ("watcher.service.cycle", "watcher.core.decide") in found
-    assert ("watcher.cli.main", "watcher.service.supervisor") in found
+    assert ("watcher.cli.daemon", "watcher.service.supervisor") in found
     assert {layer(tree, m) for m in tree.modules} >= set(ALLOWED)
 
 

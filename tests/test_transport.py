@@ -443,3 +443,26 @@ async def test_an_answer_without_a_body_keeps_the_connection() -> None:
         await one.aclose()
     assert (empty.status_code, empty.read()) == (204, b"")
     assert full.read() == BODY and server.connections == 1
+
+
+async def test_a_context_factory_is_called_at_the_first_https_connection_only(
+    certificate: tuple[Path, Path],
+) -> None:
+    """A lane given a factory (the pool gives `shared_ssl_context`) builds no TLS context
+    for http:// (parsing the CA bundle costs ~30 ms and ~1.7 MiB), and one for https."""
+    made: list[ssl.SSLContext] = []
+
+    def factory() -> ssl.SSLContext:
+        made.append(ssl.create_default_context(cafile=str(certificate[0])))
+        return made[-1]
+
+    one = Lane(ssl_context=factory, keepalive=60.0)
+    plain, secure = RawServer(), RawServer()
+    async with serving(plain) as url:
+        assert (await one.handle_async_request(req(url))).status_code == 200
+    assert made == []
+    async with serving(secure, server_tls(certificate)) as url:
+        for _ in range(2):
+            assert (await one.handle_async_request(req(url))).status_code == 200
+            await one.aclose()  # the next request opens a new connection
+    assert len(made) == 1 and secure.connections == 2

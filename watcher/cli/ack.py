@@ -30,15 +30,6 @@ from watcher.core.render import when
 from watcher.state.acks import Acks
 
 
-def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Register `ack` on the CLI's subparsers."""
-    ack = sub.add_parser("ack", help="acknowledge a firing alert (stops repeats and escalation)")
-    ack.add_argument("rule", metavar="RULE", help="the rule's name")
-    ack.add_argument("--account", help="only this account (default: every account)")
-    ack.add_argument("--group", help="only this group (default: every group)")
-    ack.add_argument("--reason", required=True, help="why, e.g. 'on it, topping up by hand'")
-
-
 def cmd_ack(path: Path, args: argparse.Namespace, out: TextIO) -> int:
     """Acknowledge the matching firing alerts; see the module docstring."""
     if not args.reason.strip():

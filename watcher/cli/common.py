@@ -1,5 +1,6 @@
-"""What every command shares: exit codes, the one-sentence `Exit`, and opening the
-config and the state database with the errors DESIGN §7 promises."""
+"""What every command shares: exit codes and the one-sentence `Exit` (watcher/cli/exits.py,
+re-exported), opening the config and the state database with the errors DESIGN §7
+promises."""
 
 from __future__ import annotations
 
@@ -7,21 +8,16 @@ import os
 import sys
 from pathlib import Path
 
+from watcher.cli.exits import EXIT_INVALID as EXIT_INVALID
+from watcher.cli.exits import EXIT_OK as EXIT_OK
+from watcher.cli.exits import EXIT_RUNTIME as EXIT_RUNTIME
+from watcher.cli.exits import EXIT_USAGE as EXIT_USAGE
+from watcher.cli.exits import Exit as Exit
 from watcher.config.secrets import SecretError
 from watcher.config.settings import LoadedSettings, load_settings
 from watcher.config.statecheck import resolve_state_url, url_problem
 from watcher.config.yamlfile import ConfigError
 from watcher.state.store import StateTarget, Store, StoreError, open_store, state_exists
-
-EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_RUNTIME = 0, 1, 2, 3
-
-
-class Exit(Exception):
-    """Ends the command with a code and an optional one-sentence message."""
-
-    def __init__(self, code: int, message: str = "") -> None:
-        super().__init__(message)
-        self.code = code
 
 
 def settings(path: Path) -> LoadedSettings:

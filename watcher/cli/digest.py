@@ -38,13 +38,6 @@ from watcher.service.wiring import Runtime, build_notifier, register_secrets
 from watcher.state.store import describe_target
 
 
-def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Register `digest` on the CLI's subparsers."""
-    digest = sub.add_parser("digest", help="print (--preview) or send the daily digest now")
-    digest.add_argument("--account", help="only this account")
-    digest.add_argument("--preview", action="store_true", help="print it; send nothing")
-
-
 def cmd_digest(path: Path, args: argparse.Namespace, out: TextIO) -> int:
     """The digest at this moment, printed or sent (see the module docstring)."""
     loaded = settings(path)

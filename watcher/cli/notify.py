@@ -30,22 +30,6 @@ from watcher.state.store import Store
 MAX_LISTED = 20
 
 
-def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Register `silence` and `notify-test` on the CLI's subparsers."""
-    silence = sub.add_parser("silence", help="manage silences (add, list, expire)")
-    actions = silence.add_subparsers(dest="action", required=True, metavar="ACTION")
-    add = actions.add_parser("add", help="silence alerts of rules matching a glob")
-    add.add_argument("rule_glob", metavar="RULE_GLOB", help="rule name or glob, e.g. 'low-*'")
-    add.add_argument("--account", help="only this account (default: all)")
-    add.add_argument("--duration", required=True, help="how long, e.g. 2h, 30m, 1d")
-    add.add_argument("--reason", required=True, help="why (shown in status and logs)")
-    actions.add_parser("list", help="active and recently ended silences")
-    expire = actions.add_parser("expire", help="end a silence now")
-    expire.add_argument("id", type=int, metavar="ID")
-    test = sub.add_parser("notify-test", help="send a test message to every notification URL")
-    test.add_argument("--route", help="only this route")
-
-
 def now_utc() -> datetime:
     return datetime.now(UTC)
 

@@ -29,19 +29,6 @@ SCHEMES = ("postgresql://", "postgres://")
 KEPT = frozenset({"meta"})  # rows the target may hold before the copy (replaced by it)
 
 
-def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Register `state migrate --to URL` on the CLI's subparsers."""
-    state = sub.add_parser("state", help="move the state between backends")
-    actions = state.add_subparsers(dest="state_action", metavar="ACTION", required=True)
-    migrate = actions.add_parser("migrate", help="copy the SQLite state into PostgreSQL")
-    migrate.add_argument(
-        "--to",
-        required=True,
-        metavar="URL",
-        help="postgresql://… or a reference to it: env:NAME, file:PATH, credential:NAME",
-    )
-
-
 def cmd_state(path: Path, args: argparse.Namespace, out: TextIO) -> int:
     loaded = settings(path)
     if loaded.settings.state.url is not None:

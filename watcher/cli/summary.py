@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from watcher.core.model import AlertState
 from watcher.core.render import count_of
-from watcher.providers.base import Collected
-from watcher.service.cycle import CycleResult
+
+if TYPE_CHECKING:  # `status` prints alerts only: it loads no cycle (nor httpx)
+    from watcher.providers.base import Collected
+    from watcher.service.cycle import CycleResult
 
 
 def summarize(result: CycleResult) -> list[str]:

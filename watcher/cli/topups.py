@@ -49,27 +49,6 @@ EXIT_OK, EXIT_USAGE, EXIT_RUNTIME = 0, 2, 3
 RECENT_IN_STATUS = 5
 
 
-def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Register `topups` (with `settle`, `pause`, `resume`) on the CLI's subparsers."""
-    topups = sub.add_parser("topups", help="the top-up ledger; settle, pause, resume")
-    topups.add_argument("--account", help="only this account")
-    topups.add_argument("--since", default="7d", help="how far back to list (default 7d)")
-    actions = topups.add_subparsers(dest="topups_action", metavar="ACTION")
-    settle = actions.add_parser("settle", help="record what happened to an unknown top-up")
-    settle.add_argument("id", type=int, metavar="ID")
-    settle.add_argument("--as", dest="settle_as", choices=["succeeded", "failed"], required=True)
-    settle.add_argument("--reason", required=True, help="what you checked, e.g. the portal")
-    pause = actions.add_parser("pause", help="stop every top-up until resumed (kill switch)")
-    pause.add_argument("--reason", required=True, help="why (shown in status and alerts)")
-    actions.add_parser("resume", help="allow top-ups again")
-    hold = actions.add_parser("hold", help="hold an account's top-ups until released")
-    hold.add_argument("--account", dest="hold_account", required=True, help="the account")
-    hold.add_argument("--reason", required=True, help="why (shown in status and alerts)")
-    release = actions.add_parser("release", help="lift the fraud hold of an account")
-    release.add_argument("--account", dest="hold_account", required=True, help="the account")
-    release.add_argument("--reason", required=True, help="what you checked")
-
-
 def user() -> str:
     """Who runs the command: `$SUDO_USER`, else `$USER`, else the login name."""
     return os.environ.get("SUDO_USER") or os.environ.get("USER") or getpass.getuser()

@@ -76,7 +76,7 @@ class HostPool:
         return sum(lane.connections for lane in self._lanes)
 
     def _new_lane(self) -> Lane:
-        lane = Lane(ssl_context=shared_ssl_context(), keepalive=self._keepalive)
+        lane = Lane(ssl_context=shared_ssl_context, keepalive=self._keepalive)
         self._lanes.append(lane)
         return lane
 

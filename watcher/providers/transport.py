@@ -19,10 +19,11 @@ A read that a client builds many times (the same origin and headers, another tar
 skip `httpx.Request` altogether: `Lane.fetch` takes an `Ask` (method, origin, target,
 the header lines, the two timeouts), and an `httpx.Request` is built from it only for
 an exception that must carry one.
-TLS (https) uses the given context, with certificate and host name verification as that
-context says. A connection is kept for `keepalive` seconds after its last answer, unless
-either side said `Connection: close` or the server closed it meanwhile (seen as it
-happens, without polling). A GET or HEAD written to a kept-alive connection that the
+TLS (https) uses the given context (or the one its factory makes at the first https
+connection), with certificate and host name verification as that context says. A
+connection is kept for `keepalive` seconds after its last answer, unless either side
+said `Connection: close` or the server closed it meanwhile (seen as it happens, without
+polling). A GET or HEAD written to a kept-alive connection that the
 server had closed (nothing came back) is sent once more on a new connection; any other
 method never is: a lane never sends a POST twice.
 """
@@ -168,7 +169,7 @@ class Lane(httpx.AsyncBaseTransport):
     def __init__(
         self,
         *,
-        ssl_context: ssl.SSLContext,
+        ssl_context: ssl.SSLContext | Callable[[], ssl.SSLContext],
         keepalive: float,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -201,6 +202,13 @@ class Lane(httpx.AsyncBaseTransport):
         """Close the connection (a later request opens a new one)."""
         self._drop()
 
+    def _tls(self) -> ssl.SSLContext:
+        """The TLS context: given, or made by the given factory at the first https
+        connection (so that a lane to an http:// simulator never builds one)."""
+        if not isinstance(self._ssl, ssl.SSLContext):
+            self._ssl = self._ssl()
+        return self._ssl
+
     def _reusable(self, origin: Origin) -> bool:
         wire = self._wire
         if wire is None or not wire.idle or self._origin != origin:
@@ -214,7 +222,7 @@ class Lane(httpx.AsyncBaseTransport):
     async def _connect(self, ask: Ask) -> None:
         self._drop()
         scheme, host, port = origin = ask.origin
-        tls = self._ssl if scheme == b"https" else None
+        tls = self._tls() if scheme == b"https" else None
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(ask.connect):

@@ -44,13 +44,18 @@ class Runtime:
 
 
 def load_runtime(
-    path: Path, environ: Mapping[str, str], *, allow_fast_poll: bool = False
+    path: Path,
+    environ: Mapping[str, str],
+    *,
+    allow_fast_poll: bool = False,
+    loaded: LoadedSettings | None = None,
 ) -> Runtime:
-    """Load config, rules and secrets.
+    """Load config (unless given `loaded`, read from `path` already), rules and secrets.
 
     Raises ConfigError (all problems, `file:line:col: message`) or SecretError.
     """
-    loaded = load_settings(path, environ=environ, allow_fast_poll=allow_fast_poll)
+    if loaded is None:
+        loaded = load_settings(path, environ=environ, allow_fast_poll=allow_fast_poll)
     found: LoadedRules = load_rules(loaded.settings.rules, loaded.config_dir)
     errors, warnings = validate(loaded, found, datetime.now(UTC), registry.capabilities())
     if errors:
@@ -70,15 +75,16 @@ def register_secrets(secrets: ResolvedSecrets) -> None:
             logs.register_url_secrets(url.get_secret_value())
 
 
-def build_notifier(runtime: Runtime) -> Notifier:
-    """The notifier of the configured routes. Raises NotifyError for an unusable URL."""
+def build_notifier(runtime: Runtime, *, checked: bool = False) -> Notifier:
+    """The notifier of the configured routes. Raises NotifyError for an unusable URL;
+    `checked`: the URLs passed `url_problems`, apprise loads at the first message."""
     notify = runtime.loaded.settings.notify
     routes = {
         name: Route(tuple(runtime.secrets.route_urls[name]), Severity.parse(route.min_severity))
         for name, route in notify.routes.items()
     }
     timeout = runtime.loaded.settings.poll.timeout.total_seconds()
-    return Notifier(routes, default_route=notify.default_route, timeout=timeout)
+    return Notifier(routes, default_route=notify.default_route, timeout=timeout, checked=checked)
 
 
 def build_providers(
@@ -131,10 +137,12 @@ class Wiring:
     policy: Policy
 
 
-def build_wiring(runtime: Runtime, *, on_request: OnRequest | None = None) -> Wiring:
+def build_wiring(
+    runtime: Runtime, *, on_request: OnRequest | None = None, urls_checked: bool = False
+) -> Wiring:
     """Notifier, providers and policy for `runtime`. Raises NotifyError for an unusable
-    URL."""
-    notifier = build_notifier(runtime)
+    URL (unless `urls_checked`: see `build_notifier`)."""
+    notifier = build_notifier(runtime, checked=urls_checked)
     providers = build_providers(runtime, on_request=on_request)
     return Wiring(runtime, notifier, providers, build_policy(runtime))
 
