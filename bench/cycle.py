@@ -176,6 +176,8 @@ def write_config(
 
 def child_env(notify: str | None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("WATCHER_", "NOTIFY_"))}
+    if "WATCHER_EVENT_LOOP" in os.environ:  # e.g. =asyncio, for a side-by-side of the loops
+        env["WATCHER_EVENT_LOOP"] = os.environ["WATCHER_EVENT_LOOP"]
     env.update(BENCH_KEY=API_KEY, WATCHER_ALLOW_FAST_POLL="1")
     if notify is not None:
         env["NOTIFY_SOCKET"] = notify

@@ -89,6 +89,8 @@ def write_config(base: Path, api_url: str, hook_port: int, interval: str, size: 
 
 def child_env(size: int) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("WATCHER_", "NOTIFY_"))}
+    if "WATCHER_EVENT_LOOP" in os.environ:  # e.g. =asyncio, for a side-by-side of the loops
+        env["WATCHER_EVENT_LOOP"] = os.environ["WATCHER_EVENT_LOOP"]
     env.update({f"BENCH_KEY_{i}": key_of(i) for i in range(size)})
     env["WATCHER_ALLOW_FAST_POLL"] = "1"
     return env

@@ -73,6 +73,7 @@ class Discovery:
         self._unavailable: set[str] = set()  # parents that cannot list (until a reload)
         self._missing: dict[str, dict[str, Child]] = {}  # listed, but without a provider
         self._unlisted: dict[str, dict[str, Provider]] = {}  # to watch, but unreadable
+        self._parents: dict[str, Provider] = {}  # of `_wiring`: who lists children
 
     def children(self) -> dict[str, Provider]:
         """Every discovered child watched now, by name."""
@@ -87,8 +88,12 @@ class Discovery:
             await self.aclose()
             self._wiring, self._unavailable, self._missing = wiring, set(), {}
             self._unlisted = {}
-        parents = _parents(wiring.providers)
+            self._parents = _parents(wiring.providers)
+        parents = self._parents
         self._results = {}
+        if not parents:  # nothing discovers (the usual config): nothing to list or add
+            self.requests = 0
+            return wiring, []
         before = sum(p.requests_sent for p in parents.values())
         slow = wiring.runtime.loaded.settings.poll.slow_interval
         found = await asyncio.gather(
