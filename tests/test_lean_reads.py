@@ -114,3 +114,26 @@ async def test_a_refused_pooled_read_fails_as_an_unpooled_one() -> None:
                 await client.get_balance()
         errors.append((str(caught.value).split(":")[:2], caught.value.retryable))
     assert errors[0] == errors[1] == (["GET /balance", " request failed (ConnectError"], True)
+
+
+async def test_a_pooled_read_that_times_out_says_so_as_an_unpooled_one() -> None:
+    """The error names the time limit ("timed out after 0.3s"): the request built for
+    the exception carries the timeouts the read was sent with."""
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read()  # reads, never answers
+        writer.close()
+
+    listening = await asyncio.start_server(silent, "127.0.0.1", 0)
+    base_url = f"http://127.0.0.1:{listening.sockets[0].getsockname()[1]}"
+    texts = []
+    async with listening:
+        for pool in (None, HostPool(base_url, limit=1, keepalive=5.0)):
+            client = TelnyxClient(
+                base_url=base_url, api_key=SecretStr(KEY), pool=pool, max_attempts=1, timeout=0.3
+            )
+            async with client:
+                with pytest.raises(TelnyxError) as caught:
+                    await client.get_balance()
+            texts.append(str(caught.value))
+    assert texts == ["GET /balance timed out after 0.3s"] * 2

@@ -85,7 +85,11 @@ class Ask:
         """The `httpx.Request` this is (built at the first ask), for an exception."""
         if self._request is None:
             headers = [(k, v) for k, v in self.headers if k.lower() != b"host"]
-            self._request = httpx.Request(self.method, self.url, headers=headers)
+            timeouts = {"connect": self.connect, "read": self.read}
+            timeouts |= {"write": self.read, "pool": self.connect}  # as httpx.Timeout(t)
+            self._request = httpx.Request(
+                self.method, self.url, headers=headers, extensions={"timeout": timeouts}
+            )
         return self._request
 
 

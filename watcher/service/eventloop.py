@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -18,9 +18,11 @@ T = TypeVar("T")
 ENV = "WATCHER_EVENT_LOOP"
 
 
-def loop_factory(environ: dict[str, str] | None = None) -> Callable[[], asyncio.AbstractEventLoop]:
+def loop_factory(
+    environ: Mapping[str, str] | None = None,
+) -> Callable[[], asyncio.AbstractEventLoop]:
     """uvloop's loop unless `WATCHER_EVENT_LOOP=asyncio` or uvloop is missing."""
-    env = os.environ if environ is None else environ
+    env: Mapping[str, str] = os.environ if environ is None else environ
     if env.get(ENV, "").strip().lower() != "asyncio":
         try:
             import uvloop
