@@ -43,8 +43,8 @@ def cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-async def async_httpx(url: str, n: int) -> float:
-    async with httpx.AsyncClient() as client:
+async def async_httpx(url: str, n: int, transport: httpx.AsyncBaseTransport | None = None) -> float:
+    async with httpx.AsyncClient(transport=transport) as client:
         for _ in range(20):
             await client.get(url)
         started = cpu()
@@ -54,14 +54,7 @@ async def async_httpx(url: str, n: int) -> float:
 
 
 async def async_lane(url: str, n: int) -> float:
-    lane = Lane(ssl_context=shared_ssl_context(), keepalive=60.0)
-    async with httpx.AsyncClient(transport=lane) as client:
-        for _ in range(20):
-            await client.get(url)
-        started = cpu()
-        for _ in range(n):
-            (await client.get(url)).json()
-        return (cpu() - started) / n * 1000
+    return await async_httpx(url, n, Lane(ssl_context=shared_ssl_context(), keepalive=60.0))
 
 
 async def lane_direct(url: str, n: int) -> float:

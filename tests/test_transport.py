@@ -266,8 +266,9 @@ async def test_a_trickling_server_is_stopped_by_the_total_limit_and_the_lane_rec
         b"SMTP ready\r\n\r\n",
         b"HTTP/1.1 200 OK\r\nContent-Length: nope\r\n\r\n",
         b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{}",
     ],
-    ids=["status", "not-http", "length", "chunk-size"],
+    ids=["status", "not-http", "length", "chunk-size", "body-cut-short"],
 )
 async def test_a_malformed_answer_is_a_remote_protocol_error(answer: bytes) -> None:
     async def bad(_: int, writer: Writer) -> bool:
@@ -276,16 +277,6 @@ async def test_a_malformed_answer_is_a_remote_protocol_error(answer: bytes) -> N
         return False
 
     async with serving(RawServer(bad)) as url:
-        with pytest.raises(httpx.RemoteProtocolError):
-            await lane().handle_async_request(req(url))
-
-
-async def test_a_body_cut_short_is_a_remote_protocol_error() -> None:
-    async def short(_: int, writer: Writer) -> bool:
-        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{}")
-        return False
-
-    async with serving(RawServer(short)) as url:
         with pytest.raises(httpx.RemoteProtocolError):
             await lane().handle_async_request(req(url))
 

@@ -22,7 +22,7 @@ from typing import Generic, Protocol, TypeVar
 
 import httpx
 
-from watcher.providers.transport import Ask, Origin
+from watcher.providers.transport import Ask, Origin, origin_of
 
 BACKOFF_INITIAL = 0.5
 """First backoff wait in seconds when the server gives no Retry-After; doubles per attempt."""
@@ -180,7 +180,7 @@ class Connections:
         assert self._pool is not None, "fetch is for pooled reads"
         if self._read_head is None:
             request = self.get.build_request("GET", url)
-            self._read_head = (Ask.of(request).origin, request.headers.raw)
+            self._read_head = (origin_of(request.url), request.headers.raw)
         origin, lines = self._read_head
         ask = Ask("GET", origin, target, lines, url, connect=timeout, read=timeout)
         async with self._pool.bound:

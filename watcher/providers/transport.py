@@ -71,7 +71,7 @@ class Ask:
         timeouts = request.extensions.get("timeout", {})
         return cls(
             method=request.method,
-            origin=_origin(request.url),
+            origin=origin_of(request.url),
             target=request.url.raw_path,
             headers=request.headers.raw,
             url=str(request.url),
@@ -341,6 +341,7 @@ class Lane(httpx.AsyncBaseTransport):
         self._origin = None
 
 
-def _origin(url: httpx.URL) -> Origin:
+def origin_of(url: httpx.URL) -> Origin:
+    """The `Origin` of `url` (the scheme's default port written out)."""
     scheme = url.raw_scheme
     return scheme, url.host, url.port or (443 if scheme == b"https" else 80)

@@ -312,22 +312,13 @@ def _failures(job: _Job, got: _Reading) -> tuple[WebhookDelivery, ...]:
     upserted (read from the state once per collect)."""
     if got.window is None:
         since = job.now - job.needs.window
-        stored = job.view.webhook_failures(job.account, since)
-        got.window = _window(stored, got.failed_deliveries, since)
-        got.changed = _changed(stored, got.failed_deliveries)
+        stored = {d.id: d for d in job.view.webhook_failures(job.account, since)}
+        read = got.failed_deliveries
+        got.window = _window(stored, read, since)
+        # what the commit writes: the deliveries read that the state does not hold as
+        # they are (a re-read overlap window in which nothing changed writes nothing)
+        got.changed = tuple(d for d in read if stored.get(d.id) != d)
     return got.window
-
-
-def _changed(
-    stored: list[WebhookDelivery], read: list[WebhookDelivery]
-) -> tuple[WebhookDelivery, ...]:
-    """The deliveries read that the state does not hold as they are (new ids, and known
-    ones whose values changed): what the commit must write. A re-read overlap window in
-    which nothing changed writes nothing."""
-    if not read:
-        return ()
-    known = {d.id: d for d in stored}
-    return tuple(d for d in read if known.get(d.id) != d)
 
 
 async def _read_invoices(job: _Job, got: _Reading) -> None:
@@ -420,13 +411,13 @@ def _collected(job: _Job, got: _Reading) -> Collected:
 
 
 def _window(
-    stored: list[WebhookDelivery], read: list[WebhookDelivery], since: datetime
+    stored: dict[str, WebhookDelivery], read: list[WebhookDelivery], since: datetime
 ) -> tuple[WebhookDelivery, ...]:
-    """The stored failures of the window with this cycle's reads upserted by id (as the
-    commit will store them), oldest first."""
+    """The stored failures of the window (by id, oldest first) with this cycle's reads
+    upserted by id (as the commit will store them), oldest first."""
     if not read:
-        return tuple(stored)
-    by_id = {d.id: d for d in stored}
+        return tuple(stored.values())
+    by_id = {**stored}
     by_id.update((d.id, d) for d in read)
     return tuple(sorted((d for d in by_id.values() if d.started_at >= since), key=_delivery_order))
 
