@@ -12,11 +12,14 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+import httpx
 import pytest
 from pydantic import SecretStr
 
+from watcher.providers.http import shared_ssl_context
 from watcher.providers.pool import HostPool
 from watcher.providers.telnyx.client import TelnyxClient, TelnyxError
+from watcher.providers.transport import Lane
 
 KEY = "KEY0123456789leanSECRET"
 SINCE = datetime(2026, 12, 1, 11, 59, 30, 250000, tzinfo=UTC)
@@ -36,14 +39,20 @@ class HeadServer:
     """Answers every GET (balance or an empty page) and keeps each request's head."""
 
     port: int = 0
-    heads: list[tuple[str, frozenset[str]]] = field(default_factory=list)
+    heads: list[tuple[str, tuple[str, ...]]] = field(default_factory=list)
+    """Each request's line and header lines, in order and as sent."""
+    bodies: list[bytes] = field(default_factory=list)
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             while True:
                 head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1")
                 line, *headers = head.rstrip("\r\n").split("\r\n")
-                self.heads.append((line, frozenset(h.lower() for h in headers)))
+                self.heads.append((line, tuple(headers)))
+                sizes = [
+                    h.split(":")[1] for h in headers if h.lower().startswith("content-length:")
+                ]
+                self.bodies.append(await reader.readexactly(int(sizes[0]) if sizes else 0))
                 path = line.split(" ")[1]
                 body = json.dumps(BALANCE if path.endswith("/balance") else {"data": []})
                 writer.write(
@@ -92,8 +101,29 @@ async def test_a_pooled_read_sends_what_httpx_sends(server: HeadServer, base_pat
         "&filter%5Bstarted_at%5D%5Bgte%5D=2026-12-01T11%3A59%3A30Z&page%5Bsize%5D=250"
         "&filter%5Bstarted_at%5D%5Blte%5D=2026-12-01T11%3A59%3A31Z&page%5Bnumber%5D=3 HTTP/1.1",
     ]
-    assert f"authorization: bearer {KEY.lower()}" in by_httpx[0][1]
-    assert f"host: 127.0.0.1:{server.port}" in by_httpx[0][1]
+    assert by_httpx[0][1][0] == f"Host: 127.0.0.1:{server.port}"
+    assert f"Authorization: Bearer {KEY}" in by_httpx[0][1]
+
+
+async def test_a_post_through_a_lane_is_what_httpx_sends(server: HeadServer) -> None:
+    """Byte for byte, head and body: a lane writes the request itself (no h11)."""
+    url = f"http://127.0.0.1:{server.port}/v2/balance?a=1&b=%C3%A9"
+    sent = []
+    for transport in (None, Lane(ssl_context=shared_ssl_context(), keepalive=5.0)):
+        async with httpx.AsyncClient(transport=transport) as http:
+            headers = {"Authorization": f"Bearer {KEY}", "Idempotency-Key": "k-1"}
+            await http.post(url, json={"amount": "10.00", "currency": "USD"}, headers=headers)
+            await http.get(url)
+        sent.append((server.heads[:], server.bodies[:]))
+        server.heads[:], server.bodies[:] = [], []
+    assert sent[0] == sent[1]
+    heads, bodies = sent[0]
+    assert [line for line, _ in heads] == [
+        "POST /v2/balance?a=1&b=%C3%A9 HTTP/1.1",
+        "GET /v2/balance?a=1&b=%C3%A9 HTTP/1.1",
+    ]
+    assert bodies[0] == b'{"amount":"10.00","currency":"USD"}'
+    assert f"Content-Length: {len(bodies[0])}" in heads[0][1]
 
 
 def closed_port() -> int:
@@ -137,3 +167,23 @@ async def test_a_pooled_read_that_times_out_says_so_as_an_unpooled_one() -> None
                     await client.get_balance()
             texts.append(str(caught.value))
     assert texts == ["GET /balance timed out after 0.3s"] * 2
+
+
+async def test_a_key_http_forbids_is_sent_nowhere_and_named_nowhere(server: HeadServer) -> None:
+    """A key with a line break (a header smuggled in) is refused before anything is
+    sent, pooled or not, and the error does not quote it (h11's own refusal does)."""
+    base_url = f"http://127.0.0.1:{server.port}"
+    texts = []
+    for pool in (None, HostPool(base_url, limit=1, keepalive=5.0)):
+        key = SecretStr(KEY + "\r\nX-Smuggled: 1")
+        client = TelnyxClient(base_url=base_url, api_key=key, pool=pool, max_attempts=1)
+        async with client:
+            with pytest.raises(TelnyxError) as caught:
+                await client.get_balance()
+        texts.append((str(caught.value), caught.value.retryable))
+    assert server.heads == []
+    assert (
+        texts
+        == [("GET /balance: not sent (a header or the target is not valid HTTP; not shown)", False)]
+        * 2
+    )

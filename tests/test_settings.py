@@ -591,13 +591,13 @@ def test_resolve_each_kind(tmp_path: Path) -> None:
     creds = tmp_path / "creds"
     creds.mkdir()
     (creds / "telnyx_api_key").write_text(KEY + "\n")
-    (tmp_path / "key.txt").write_text("from-file-secret\n\n")
+    (tmp_path / "key.txt").write_text("from-file-secret\r\n")
     environ = {"MY_KEY": KEY, "CREDENTIALS_DIRECTORY": str(creds)}
     cases = {
         "env:MY_KEY": KEY,
         "credential:telnyx_api_key": KEY,
-        f"file:{tmp_path / 'key.txt'}": "from-file-secret\n",
-        "file:key.txt": "from-file-secret\n",
+        f"file:{tmp_path / 'key.txt'}": "from-file-secret",
+        "file:key.txt": "from-file-secret",
     }
     for text, expected in cases.items():
         ref = parse_ref(text)
@@ -647,6 +647,36 @@ def test_unresolvable_reference_is_one_clear_sentence(
     with pytest.raises(SecretError) as caught:
         resolve(ref, environ=environ, base_dir=tmp_path)
     assert str(caught.value) == message
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        ("KEYsecret\r\nX-Evil: 1", "holds a line break or another control character"),
+        ("KEYsecret\n\n", "holds a line break or another control character"),
+        ("KEY\tsecret", "holds a line break or another control character"),
+        ("KEYsecret\x00", "holds a line break or another control character"),
+        (" KEYsecret", "begins or ends with a space"),
+        ("KEYsecret \n", "begins or ends with a space"),
+    ],
+)
+def test_a_value_no_key_or_url_can_be_is_refused_without_quoting_it(
+    tmp_path: Path, value: str, problem: str
+) -> None:
+    """HTTP refuses such a header value when it is sent, and h11's refusal quotes it
+    (into a log line); resolving refuses it first and names only where it came from."""
+    (tmp_path / "key").write_text(value, newline="")
+    for text, where in (("env:K", "environment variable K"), ("file:key", str(tmp_path / "key"))):
+        ref = parse_ref(text)
+        assert ref is not None
+        if text == "env:K" and value.endswith("\n") and value.count("\n") == 1:
+            continue  # an env var's final newline is not a file's: the case is the file's
+        with pytest.raises(SecretError) as caught:
+            resolve(ref, environ={"K": value}, base_dir=tmp_path)
+        assert str(caught.value) == f"secret {text}: {where} {problem}" + (
+            " (a file may end with one newline, no more)" if "control" in problem else ""
+        )
+        assert "KEY" not in str(caught.value)
 
 
 def test_resolve_secrets_lists_every_problem(tmp_path: Path) -> None:

@@ -101,6 +101,15 @@ def req(url: str, method: str = "GET", read: float = 5.0) -> httpx.Request:
     return httpx.Request(method, url + "/balance", extensions={"timeout": timeout.as_dict()})
 
 
+async def answers(server: RawServer, n: int) -> list[httpx.Response]:
+    """`n` GETs on one lane to `server`, one after another."""
+    one = lane()
+    async with serving(server) as url:
+        got = [await one.handle_async_request(req(url)) for _ in range(n)]
+        await one.aclose()
+    return got
+
+
 def reset(writer: Writer) -> None:
     """Close with a TCP RST (SO_LINGER 0), as a crashed proxy does."""
     sock = writer.get_extra_info("socket")
@@ -187,6 +196,64 @@ async def test_connection_close_from_the_server_opens_a_new_connection_next_time
         await one.handle_async_request(req(url))
         await one.aclose()
     assert [c for c, _ in server.seen] == [1, 2]
+
+
+async def test_a_request_saying_connection_close_is_not_followed_on_its_connection() -> None:
+    server = RawServer()
+    one = lane()
+    async with serving(server) as url:
+        closing = req(url)
+        closing.headers["Connection"] = "close"
+        await one.handle_async_request(closing)
+        await one.handle_async_request(req(url))
+        await one.handle_async_request(req(url))
+        await one.aclose()
+    assert [c for c, _ in server.seen] == [1, 2, 2]
+
+
+async def test_bytes_after_an_answer_end_its_connection_and_not_the_answer() -> None:
+    """An answer followed by bytes nobody asked for (a second answer, or garbage) is
+    read as sent; the connection is not used again (what follows would be misread)."""
+
+    async def extra(n: int, writer: Writer) -> bool:
+        writer.write(OK + (b"HTTP/1.1 200 OK\r\n" if n == 1 else b"\x00garbage"))
+        return True
+
+    server = RawServer(extra)
+    first, second, third = await answers(server, 3)
+    assert first.read() == second.read() == third.read() == BODY
+    assert [c for c, _ in server.seen] == [1, 2, 3]
+
+
+async def test_an_answer_in_one_byte_pieces_is_read_whole() -> None:
+    answer = OK.replace(b"200 OK", b"200 All Right", 1)
+
+    async def trickle(_: int, writer: Writer) -> bool:
+        for i in range(len(answer)):
+            writer.write(answer[i : i + 1])
+            await writer.drain()
+            await asyncio.sleep(0)
+        return True
+
+    server = RawServer(trickle)
+    response, again = await answers(server, 2)
+    assert (response.status_code, response.reason_phrase) == (200, "All Right")
+    assert response.headers["content-length"] == str(len(BODY))
+    assert response.read() == again.read() == BODY
+    assert server.connections == 1
+
+
+async def test_an_answer_to_head_has_no_body_whatever_its_length_says() -> None:
+    async def head(_: int, writer: Writer) -> bool:
+        writer.write(OK.removesuffix(BODY))  # the length of a GET's body, and none
+        return True
+
+    async with serving(RawServer(head)) as url:
+        one = lane()
+        response = await asyncio.wait_for(one.handle_async_request(req(url, "HEAD")), 2.0)
+        await one.aclose()
+    assert (response.status_code, response.read()) == (200, b"")
+    assert response.headers["content-length"] == str(len(BODY))
 
 
 async def test_an_idle_connection_is_not_kept_past_keepalive() -> None:
@@ -406,18 +473,15 @@ async def test_many_clients_of_a_host_share_the_pools_lanes_against_the_simulato
 
 async def test_an_interim_answer_is_skipped_and_a_body_until_close_is_read_whole() -> None:
     async def interim_then_close(_: int, writer: Writer) -> bool:
-        writer.write(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.0 200 OK\r\n\r\n")
+        writer.write(b"HTTP/1.1 100 Continue\r\nX-Interim: 1\r\n\r\nHTTP/1.0 200 OK\r\n\r\n")
         await writer.drain()
         writer.write(BODY)
         return False  # the end of the body is the close
 
     server = RawServer(interim_then_close)
-    one = lane()
-    async with serving(server) as url:
-        first = await one.handle_async_request(req(url))
-        second = await one.handle_async_request(req(url))
-        await one.aclose()
+    first, second = await answers(server, 2)
     assert first.read() == second.read() == BODY
+    assert (first.reason_phrase, list(first.headers.keys())) == ("OK", [])
     assert server.connections == 2  # a body until the close is never followed by another
 
 
@@ -427,11 +491,7 @@ async def test_an_answer_without_a_body_keeps_the_connection() -> None:
         return True
 
     server = RawServer(no_content)
-    one = lane()
-    async with serving(server) as url:
-        empty = await one.handle_async_request(req(url))
-        full = await one.handle_async_request(req(url))
-        await one.aclose()
+    empty, full = await answers(server, 2)
     assert (empty.status_code, empty.read()) == (204, b"")
     assert full.read() == BODY and server.connections == 1
 

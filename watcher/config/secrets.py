@@ -100,7 +100,7 @@ def _from_env(ref: SecretRef, environ: Mapping[str, str]) -> SecretStr:
         raise SecretError(f"secret {ref}: environment variable {ref.name} is not set")
     if not value.strip():
         raise SecretError(f"secret {ref}: environment variable {ref.name} is empty")
-    return SecretStr(value)
+    return _checked(ref, value, f"environment variable {ref.name}")
 
 
 def _from_file(ref: SecretRef, path: Path) -> SecretStr:
@@ -114,4 +114,19 @@ def _from_file(ref: SecretRef, path: Path) -> SecretStr:
     value = value.removesuffix("\n").removesuffix("\r")
     if not value.strip():
         raise SecretError(f"secret {ref}: {path} is empty")
+    return _checked(ref, value, str(path))
+
+
+def _checked(ref: SecretRef, value: str, where: str) -> SecretStr:
+    """`value`, unless no key, token or URL can be it: a line break or another control
+    character inside, or a space at either end (a second newline at the end of a file,
+    say). Such a value would be refused by HTTP when sent, and the library refusing it
+    may quote it; the error here names where it came from, never the value."""
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+        raise SecretError(
+            f"secret {ref}: {where} holds a line break or another control character "
+            "(a file may end with one newline, no more)"
+        )
+    if value != value.strip():
+        raise SecretError(f"secret {ref}: {where} begins or ends with a space")
     return SecretStr(value)

@@ -22,7 +22,7 @@ from typing import Generic, Protocol, TypeVar
 
 import httpx
 
-from watcher.providers.transport import Ask, Origin, origin_of
+from watcher.providers.transport import Ask, Origin, header_block, origin_of
 
 BACKOFF_INITIAL = 0.5
 """First backoff wait in seconds when the server gives no Retry-After; doubles per attempt."""
@@ -137,7 +137,7 @@ class Connections:
         self._pool = pool
         self._get: httpx.AsyncClient | None = None
         self._post: httpx.AsyncClient | None = None
-        self._read_head: tuple[Origin, list[tuple[bytes, bytes]]] | None = None
+        self._read_head: tuple[Origin, list[tuple[bytes, bytes]], bytes] | None = None
 
     @property
     def get(self) -> httpx.AsyncClient:
@@ -176,13 +176,19 @@ class Connections:
         """A GET of `url` (its path and query are `target`) on the host's pool, under its
         bound, within `timeout` in total: `send_pooled` without an `httpx.Request`. The
         header lines are the read client's for its base URL (what `get.build_request`
-        gives: its default headers and Host), worked out once. Pooled only."""
+        gives: its default headers and Host), worked out and written out once. Pooled
+        only."""
         assert self._pool is not None, "fetch is for pooled reads"
         if self._read_head is None:
             request = self.get.build_request("GET", url)
-            self._read_head = (origin_of(request.url), request.headers.raw)
-        origin, lines = self._read_head
-        ask = Ask("GET", origin, target, lines, url, connect=timeout, read=timeout)
+            lines = request.headers.raw
+            try:
+                block = header_block(lines)
+            except ValueError as exc:  # a line break in a key, say; names no value
+                return httpx.LocalProtocolError(str(exc), request=request)
+            self._read_head = (origin_of(request.url), lines, block)
+        origin, lines, block = self._read_head
+        ask = Ask("GET", origin, target, lines, url, connect=timeout, read=timeout, block=block)
         async with self._pool.bound:
             return await fetch_pooled(self._pool, ask, timeout)
 
@@ -279,6 +285,8 @@ def exception_text(where: str, exc: Exception | None) -> str:
         return f"{where} timed out{after}"
     if exc is None:
         return f"{where}: no response"
+    if isinstance(exc, httpx.LocalProtocolError):  # h11's text quotes the header's value
+        return f"{where}: not sent (a header or the target is not valid HTTP; not shown)"
     return f"{where}: request failed ({type(exc).__name__}: {clip(str(exc))})"
 
 

@@ -1,8 +1,11 @@
 """A light HTTP/1.1 client connection for the reads: one kept-alive connection on an
-`asyncio.Protocol`, the messages parsed by h11 (DESIGN §2, issue 9's CPU budget).
+`asyncio.Protocol`, the answers parsed by httptools (llhttp, Node's C parser; uvicorn's)
+and the requests written here (DESIGN §2, issue 9's CPU budget).
 
 httpx's own async stack (httpcore's pool, anyio streams, h11) costs 1.2–2.5 ms of CPU per
-request here; this costs a fraction of that (`bench/httpx_floor.py`). A `Lane` is one
+request here, and h11 alone about 0.1 ms per exchange; this costs a fraction of that
+(`bench/httpx_floor.py`). A request is checked as h11 checks one (a target and header
+lines HTTP allows, a Host) and written as h11 and httpx write it, byte for byte. A `Lane` is one
 connection, used by one request at a time (the host's `HostPool` hands lanes out), and
 speaks httpx's types: it takes an `httpx.Request` and gives an `httpx.Response` whose
 body has been read in full, or raises the httpx exception httpx itself would raise:
@@ -32,13 +35,14 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import re
 import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import cast
 
-import h11
+import httptools
 import httpx
 
 _IDEMPOTENT = frozenset({"GET", "HEAD"})
@@ -54,7 +58,8 @@ Origin = tuple[bytes, str, int]
 @dataclass(slots=True)
 class Ask:
     """One request as a lane sends it. `headers` are the lines sent (Host among them),
-    `url` the whole URL (for an `httpx.Request` built when an exception needs one)."""
+    `url` the whole URL (for an `httpx.Request` built when an exception needs one);
+    `block` those lines as written (`header_block`), when the caller worked them out."""
 
     method: str
     origin: Origin
@@ -64,6 +69,7 @@ class Ask:
     connect: float | None = None
     read: float | None = None
     content: bytes = b""
+    block: bytes | None = None
     _request: httpx.Request | None = field(default=None, repr=False)
 
     @classmethod
@@ -91,6 +97,60 @@ class Ask:
                 self.method, self.url, headers=headers, extensions={"timeout": timeouts}
             )
         return self._request
+
+    def message(self) -> bytes:
+        """The request as sent: the request line, the header lines, the body. Raises
+        `httpx.LocalProtocolError` for a target or a header line that HTTP forbids."""
+        if _TARGET.fullmatch(self.target) is None:
+            raise httpx.LocalProtocolError("Illegal request target", request=self.request())
+        block = self.block
+        if block is None:
+            try:
+                block = header_block(self.headers, len(self.content))
+            except ValueError as exc:
+                raise httpx.LocalProtocolError(str(exc), request=self.request()) from None
+        method = self.method.encode("ascii")
+        return b"%s %s HTTP/1.1\r\n%s\r\n%s" % (method, self.target, block, self.content)
+
+    @property
+    def keep(self) -> bool:
+        """The request lets the connection stay open (it says no `Connection: close`)."""
+        for name, value in self.headers:
+            if name.lower() == b"connection" and b"close" in value.lower():
+                return False
+        return True
+
+
+_TARGET = re.compile(rb"[\x21-\x7e]+")
+_TOKEN = re.compile(rb"[-!#$%&'*+.^_`|~0-9a-zA-Z]+")
+_VALUE = re.compile(rb"(?:[\x21-\x7e\x80-\xff]+(?:[ \t]+[\x21-\x7e\x80-\xff]+)*)?")
+
+
+def header_block(lines: list[tuple[bytes, bytes]], length: int = 0) -> bytes:
+    """`lines` as a request writes them ("Name: value\\r\\n" each), with a Content-Length
+    for a body of `length` bytes when they name none. Raises ValueError for a name or a
+    value HTTP forbids (a line break smuggled into a value, say), no Host, or a body
+    framed by Transfer-Encoding (a lane sends the body it was given, whole)."""
+    out = []
+    host = sized = False
+    for name, value in lines:
+        if _TOKEN.fullmatch(name) is None:
+            raise ValueError(f"Illegal header name {name!r}")
+        if _VALUE.fullmatch(value) is None:
+            raise ValueError(f"Illegal header value for {name.decode()!r}")
+        lowered = name.lower()
+        if lowered == b"host":
+            host = True
+        elif lowered == b"content-length":
+            sized = True
+        elif lowered == b"transfer-encoding":
+            raise ValueError("A body framed by Transfer-Encoding is not sent by a lane")
+        out.append(b"%s: %s\r\n" % (name, value))
+    if not host:
+        raise ValueError("Missing mandatory Host: header")
+    if length and not sized:
+        out.append(b"Content-Length: %d\r\n" % length)
+    return b"".join(out)
 
 
 class _Stale(Exception):
@@ -167,6 +227,69 @@ def _expire(waiter: asyncio.Future[None]) -> None:
         waiter.set_exception(TimeoutError())
 
 
+class _Answer:
+    """httptools' callbacks for one answer: the final response's status, reason, header
+    lines and body (an interim 1xx answer is skipped), and where the parse stands."""
+
+    __slots__ = (
+        "complete", "extra", "framed", "head", "headers", "keep", "parser", "parts", "reason",
+        "size", "status",
+    )  # fmt: skip
+
+    def __init__(self) -> None:
+        self.parser = httptools.HttpResponseParser(self)
+        self.status = 0
+        self.reason = b""
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.parts: list[bytes] = []
+        self.size = 0
+        self.head = False
+        """The final response's head is in."""
+        self.complete = False
+        self.keep = False
+        """The server keeps the connection open after this answer."""
+        self.framed = False
+        """The body's end is known without the close (a length or chunks); an answer
+        that has none (204, 304) is complete at its head."""
+        self.extra = False
+        """Bytes came after the answer (a connection that is not reused)."""
+
+    def on_message_begin(self) -> None:
+        if self.complete:
+            self.extra = True
+
+    def on_status(self, reason: bytes) -> None:
+        if not self.complete:
+            self.reason += reason
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if not self.complete:
+            self.headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        if self.complete:
+            return
+        status = self.parser.get_status_code()
+        if status < 200:  # interim: the final answer follows
+            self.reason, self.headers[:] = b"", []
+            return
+        self.status, self.head = status, True
+        for name, _ in self.headers:
+            lowered = name.lower()
+            if lowered == b"content-length" or lowered == b"transfer-encoding":
+                self.framed = True
+
+    def on_body(self, body: bytes) -> None:
+        if not self.complete:
+            self.parts.append(body)
+            self.size += len(body)
+
+    def on_message_complete(self) -> None:
+        if self.head and not self.complete:
+            self.complete = True
+            self.keep = self.parser.should_keep_alive()
+
+
 class Lane(httpx.AsyncBaseTransport):
     """One HTTP/1.1 connection to one origin, one request at a time (see the module)."""
 
@@ -181,7 +304,6 @@ class Lane(httpx.AsyncBaseTransport):
         self._keepalive = keepalive
         self._clock = clock
         self._wire: _Wire | None = None
-        self._h11 = h11.Connection(h11.CLIENT)
         self._origin: Origin | None = None
         self._idle_until = 0.0
         self.connections = 0
@@ -241,98 +363,68 @@ class Lane(httpx.AsyncBaseTransport):
             message = str(exc) or type(exc).__name__
             raise httpx.ConnectError(message, request=ask.request()) from exc
         self._wire, self._origin = wire, origin
-        self._h11 = h11.Connection(h11.CLIENT)
         self.connections += 1
 
     async def _exchange(self, ask: Ask, *, reused: bool) -> httpx.Response:
         wire = self._wire
         assert wire is not None and wire.transport is not None
         try:
-            wire.transport.write(self._request_bytes(ask))
-            response = await self._head(wire, ask, reused=reused)
-            body = await self._body(wire, ask)
+            wire.transport.write(ask.message())
+            answer = await self._answer(wire, ask, reused=reused)
         except BaseException:
             self._drop()  # cancelled or failed mid-exchange: the connection is unusable
             raise
-        self._finish()
+        if answer.keep and not answer.extra and ask.keep and wire.idle:
+            self._idle_until = self._clock() + self._keepalive
+        else:  # either side said Connection: close, or the answer ended with the close
+            self._drop()
         return httpx.Response(
-            response.status_code,
-            headers=response.headers.raw_items(),
-            stream=httpx.ByteStream(body),
-            extensions={"http_version": b"HTTP/1.1", "reason_phrase": response.reason},
+            answer.status,
+            headers=answer.headers,
+            stream=httpx.ByteStream(b"".join(answer.parts)),
+            extensions={"http_version": b"HTTP/1.1", "reason_phrase": answer.reason},
         )
 
-    def _request_bytes(self, ask: Ask) -> bytes:
-        h = self._h11
-        content = ask.content
-        event = h11.Request(method=ask.method, target=ask.target, headers=ask.headers)
-        data = h.send(event) or b""
-        if content:
-            data += h.send(h11.Data(data=content)) or b""
-        return data + (h.send(h11.EndOfMessage()) or b"")
-
-    async def _head(self, wire: _Wire, ask: Ask, *, reused: bool) -> h11.Response:
+    async def _answer(self, wire: _Wire, ask: Ask, *, reused: bool) -> _Answer:
+        """The whole answer (raises RemoteProtocolError, ReadTimeout, ReadError, or
+        _Stale for a reused connection that closed before any byte of it)."""
+        answer = _Answer()
         before = wire.received
-        try:
-            while True:
-                event = await self._next(wire, ask)
-                if isinstance(event, h11.Response):
-                    return event
-                if not isinstance(event, h11.InformationalResponse):
-                    break  # h11.ConnectionClosed
-        except h11.RemoteProtocolError as exc:
-            if not wire.eof:  # a malformed answer
-                raise httpx.RemoteProtocolError(str(exc), request=ask.request()) from None
-        except httpx.ReadError:
-            if not (reused and wire.received == before and ask.method in _IDEMPOTENT):
-                raise
-            raise _Stale from None
-        # The peer closed before any answer.
-        if reused and wire.received == before and ask.method in _IDEMPOTENT:
-            raise _Stale
-        raise httpx.RemoteProtocolError(_DISCONNECTED, request=ask.request())
-
-    async def _body(self, wire: _Wire, ask: Ask) -> bytes:
-        parts: list[bytes] = []
-        size = 0
         while True:
-            try:
-                event = await self._next(wire, ask)
-            except h11.RemoteProtocolError as exc:  # malformed, or closed mid-body
-                raise httpx.RemoteProtocolError(str(exc), request=ask.request()) from None
-            if isinstance(event, h11.Data):
-                parts.append(bytes(event.data))
-                size += len(event.data)
-                if size > _READ_SIZE_LIMIT:
-                    raise httpx.RemoteProtocolError("answer too long", request=ask.request())
-            elif isinstance(event, h11.EndOfMessage):
-                return b"".join(parts)
-            else:
-                raise httpx.RemoteProtocolError(_DISCONNECTED, request=ask.request())
-
-    async def _next(self, wire: _Wire, ask: Ask) -> object:
-        """The next h11 event (raises h11.RemoteProtocolError, ReadTimeout, ReadError)."""
-        h = self._h11
-        while True:
-            event = h.next_event()
-            if event is not h11.NEED_DATA:
-                return event
             try:
                 chunk = await wire.read(ask.read)
             except TimeoutError:
                 raise httpx.ReadTimeout("timed out while reading", request=ask.request()) from None
             except OSError as exc:  # reset by the peer
+                if reused and wire.received == before and ask.method in _IDEMPOTENT:
+                    raise _Stale from None
                 message = str(exc) or type(exc).__name__
                 raise httpx.ReadError(message, request=ask.request()) from exc
-            h.receive_data(chunk)  # b"": the peer closed
-
-    def _finish(self) -> None:
-        h = self._h11
-        if h.our_state is h11.DONE and h.their_state is h11.DONE:
-            h.start_next_cycle()
-            self._idle_until = self._clock() + self._keepalive
-        else:  # either side said Connection: close
-            self._drop()
+            if not chunk:  # the peer closed
+                if answer.head and not answer.framed and ask.method != "HEAD":
+                    answer.complete = True  # the body ran until the close
+                    return answer
+                if reused and wire.received == before and ask.method in _IDEMPOTENT:
+                    raise _Stale
+                if answer.head:
+                    raise httpx.RemoteProtocolError(
+                        "peer closed connection without sending complete message body",
+                        request=ask.request(),
+                    )
+                raise httpx.RemoteProtocolError(_DISCONNECTED, request=ask.request())
+            try:
+                answer.parser.feed_data(chunk)
+            except httptools.HttpParserError as exc:
+                if not answer.complete:  # a malformed answer (bytes after one are dropped)
+                    raise httpx.RemoteProtocolError(str(exc), request=ask.request()) from None
+                answer.extra = True
+            if answer.size > _READ_SIZE_LIMIT:
+                raise httpx.RemoteProtocolError("answer too long", request=ask.request())
+            if answer.complete:
+                return answer
+            if answer.head and ask.method == "HEAD":  # no body follows, whatever it says
+                answer.complete, answer.keep = True, False
+                return answer
 
     def _drop(self) -> None:
         if self._wire is not None:
