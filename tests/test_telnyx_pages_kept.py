@@ -2,7 +2,7 @@
 
 The steady state of a cycle re-reads the audit and webhook overlap windows, in which
 nothing changed: the client keeps the digest and values of each endpoint's last one-page
-read and gives those values again for the same bytes (`TelnyxClient._page`). These tests
+read, and its last balance, and gives those values again for the same bytes. These tests
 count the pages validated (`pages_parsed`) and check the values stay right when the body
 changes, when a read has more pages (never kept: the memory stays one page per endpoint)
 and when a kept body is followed by a malformed one.
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 import httpx
@@ -105,3 +106,20 @@ async def test_a_malformed_body_after_a_kept_one_is_still_an_error() -> None:
         with pytest.raises(TelnyxError, match=r"data\.0\.id"):
             await c.list_audit_events(created_after=SINCE)
         assert [e.id for e in await c.list_audit_events(created_after=SINCE)] == ["a"]
+
+
+def balance(amount: str) -> dict[str, Any]:
+    money = {"balance": amount, "available_credit": amount, "pending": "0.00"}
+    return {"data": {**money, "currency": "USD", "credit_limit": "0.00"}}
+
+
+async def test_the_same_balance_body_is_validated_once_and_a_changed_one_again() -> None:
+    api = Api(balance("10.00"), balance("10.00"), balance("9.50"), b'{"data": {}}', balance("9.50"))
+    async with client(api) as c:
+        first, second, third = [await c.get_balance() for _ in range(3)]
+        with pytest.raises(TelnyxError, match=r"data\.balance"):
+            await c.get_balance()
+        fifth = await c.get_balance()
+        assert c.pages_parsed == 2  # 10.00 and 9.50 once each (the error changed nothing)
+    assert first is second and first.balance == Decimal("10.00")
+    assert third is fifth and third.balance == Decimal("9.50")

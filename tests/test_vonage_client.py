@@ -24,11 +24,11 @@ import structlog
 from pydantic import SecretStr
 
 from watcher.core.payment import TopupOutcome
-from watcher.providers.http import reset_seconds, retry_after
 from watcher.providers.vonage.client import VonageClient
 from watcher.providers.vonage.errors import VonageError, auto_reload_disabled
 from watcher.providers.vonage.sim import VonageSimAccount, VonageSimServer
 from watcher.providers.vonage.wire import VonageBalance, VonageSecret, VonageSubaccount
+from watcher.providers.waits import reset_seconds, retry_after
 
 KEY = "abcd1234"
 SECRET = "Sup3rSECRETdoNotLeak"

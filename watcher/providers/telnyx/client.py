@@ -28,15 +28,12 @@ import structlog
 from watcher.core.model import AuditEvent, Balance, Invoice, WebhookDelivery
 from watcher.core.payment import TopupOutcome, TopupResult
 from watcher.providers.http import (
-    BACKOFF_INITIAL,
-    BACKOFF_JITTER,
     KEEPALIVE_DEFAULT,
     KEEPALIVE_LIMIT,
     MAX_PAGES,
     Clock,
     Connections,
     Page,
-    RetryPolicy,
     Sleep,
     keepalive_expiry,
     query_string,
@@ -77,6 +74,7 @@ from watcher.providers.telnyx.wire import (
     to_invoice,
     to_prefs,
 )
+from watcher.providers.waits import BACKOFF_INITIAL, BACKOFF_JITTER, RetryPolicy
 
 __all__ = [  # the names other modules import from here (some defined elsewhere)
     "BACKOFF_INITIAL",
@@ -188,7 +186,8 @@ class TelnyxClient:
 
     @property
     def pages_parsed(self) -> int:
-        """Pages validated and converted (not those found unchanged: `KeptPages`)."""
+        """Pages (and balances) validated and converted, not those found unchanged
+        (`KeptPages`)."""
         return self._kept_pages.parsed
 
     def __repr__(self) -> str:
@@ -214,7 +213,7 @@ class TelnyxClient:
     async def get_balance(self, *, deadline: float | None = None) -> Balance:
         """`GET /balance` → Balance (Decimal money). Raises TelnyxError."""
         response = await self._get("/balance", {}, deadline)
-        return to_balance(parse(BalanceBody, response, "/balance"))
+        return self._kept_pages.body("/balance", BalanceBody, to_balance, response)
 
     async def list_audit_events(
         self,

@@ -13,14 +13,9 @@ from pydantic import BaseModel
 
 from watcher.core.payment import TopupOutcome, TopupResult
 from watcher.providers.errors import ProviderError
-from watcher.providers.http import (
-    clip,
-    exception_text,
-    is_retryable_exception,
-    never_sent,
-    retry_after,
-)
+from watcher.providers.http import clip, exception_text, is_retryable_exception, never_sent
 from watcher.providers.telnyx.wire import ErrorBody, ErrorItem, TransactionBody
+from watcher.providers.waits import retry_after
 
 TOPUP_ENDPOINT = "/payment/stored_payment_transactions"
 """The top-up path relative to the `/v2` base URL (never `/v2/v2/...` as the SDKs send it)."""

@@ -1,7 +1,8 @@
 """List pages of the Telnyx API, validated and converted, and the last one-page read of
 each endpoint kept: a re-read whose body is byte for byte the same is not validated
 again (its items are the same values). In the steady state a cycle re-reads the audit
-and webhook overlap windows, in which nothing changed, at the cost of a digest."""
+and webhook overlap windows, in which nothing changed, at the cost of a digest; and the
+balance, kept the same way (`KeptPages.body`)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import httpx
+from pydantic import BaseModel
 
 from watcher.providers.http import Page
 from watcher.providers.telnyx.errors import parse
@@ -18,6 +20,7 @@ from watcher.providers.telnyx.wire import PageBody
 
 WireT = TypeVar("WireT")
 OutT = TypeVar("OutT")
+BodyT = TypeVar("BodyT", bound=BaseModel)
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,7 +42,28 @@ class KeptPages:
 
     def __init__(self) -> None:
         self._kept: dict[str, _Kept] = {}
+        self._bodies: dict[str, tuple[bytes, Callable[[Any], Any], Any]] = {}
         self.parsed = 0
+
+    def body(
+        self,
+        endpoint: str,
+        model: type[BodyT],
+        convert: Callable[[BodyT], OutT],
+        response: httpx.Response,
+    ) -> OutT:
+        """The value of a one-object body (`GET /balance`): validated and converted, or
+        the last one's for the same bytes (a small body: kept whole, compared whole).
+        Raises TelnyxError for a body that is not valid JSON or not of `model`'s shape."""
+        content = response.content
+        kept = self._bodies.get(endpoint)
+        if kept is not None and kept[0] == content and kept[1] is convert:
+            value: OutT = kept[2]
+            return value
+        value = convert(parse(model, response, endpoint))
+        self.parsed += 1
+        self._bodies[endpoint] = (content, convert, value)
+        return value
 
     def page(
         self,

@@ -34,7 +34,6 @@ from watcher.providers.http import (
     Clock,
     Connections,
     Page,
-    RetryPolicy,
     Sleep,
     user_agent,
 )
@@ -66,6 +65,7 @@ from watcher.providers.vonage.wire import (
     to_settings,
     to_subaccounts,
 )
+from watcher.providers.waits import RetryPolicy
 
 log = structlog.get_logger(__name__)
 

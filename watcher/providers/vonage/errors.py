@@ -13,14 +13,9 @@ from pydantic import BaseModel
 
 from watcher.core.payment import TopupOutcome, TopupResult
 from watcher.providers.errors import ProviderError
-from watcher.providers.http import (
-    clip,
-    exception_text,
-    is_retryable_exception,
-    never_sent,
-    retry_after,
-)
+from watcher.providers.http import clip, exception_text, is_retryable_exception, never_sent
 from watcher.providers.vonage.wire import ErrorBody, load, load_any
+from watcher.providers.waits import retry_after
 
 TOPUP_ENDPOINT = "/account/top-up"
 """The top-up path on rest.nexmo.com."""
