@@ -1,0 +1,76 @@
+"""The cycle commit's writes of what the collects read, at 10 / 100 / 1,000 accounts.
+
+Each account's `Collected` is a steady cycle of a balance + audit + webhook watch: a
+balance sample, three cursors, two resume points done (deleted), two sources read and
+one failed, one new audit id and one new failed delivery. `write_collected`
+(watcher/service/commit.py) writes them inside a transaction on a real SQLite file, as
+the cycle's commit does. Printed: the median CPU time (`time.process_time`) of that
+commit over `--cycles` cycles after a first one, per commit and per account.
+
+    .venv/bin/python bench/commit.py [--cycles 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+from watcher.core.model import AccountSnapshot, AuditEvent, Balance, SourceName, WebhookDelivery
+from watcher.providers.base import Collected, SourceFailure
+from watcher.service import logs
+from watcher.service.commit import write_collected
+from watcher.state.store import Store
+
+T0 = datetime(2026, 12, 1, tzinfo=UTC)
+BALANCE = Balance(Decimal("80.00"), Decimal("80.00"), Decimal(0), Decimal(0), "USD")
+SOURCES = (SourceName.BALANCE, SourceName.AUDIT, SourceName.WEBHOOKS)
+
+
+def collected(account: str, now: datetime, number: int) -> Collected:
+    failed = WebhookDelivery(f"d{number}", now, "failed", "message.sent", "https://h/x", 503, "")
+    return Collected(
+        snapshot=AccountSnapshot(account=account),
+        succeeded=frozenset(SOURCES[:2]),
+        failures={SourceName.WEBHOOKS: SourceFailure("HTTP 503")},
+        balance_sample=BALANCE,
+        audit_seen=(AuditEvent(f"e{number}", now),),
+        webhook_failures=(failed,),
+        cursors=dict.fromkeys(SOURCES, now),
+        resumes={SourceName.AUDIT: None, SourceName.WEBHOOKS: None},
+    )
+
+
+def cpu_ms(accounts: int, cycles: int) -> float:
+    """The median CPU milliseconds of one commit of `accounts` accounts."""
+    times = []
+    with tempfile.TemporaryDirectory() as tmp, Store.open(Path(tmp) / "state.db") as store:
+        for number in range(cycles + 1):
+            now = T0 + timedelta(minutes=number)
+            batch = [collected(f"acct-{i:04d}", now, number) for i in range(accounts)]
+            start = time.process_time()
+            with store.transaction():
+                write_collected(store, batch, now)
+            if number:  # the first cycle creates every row: not the steady state
+                times.append(time.process_time() - start)
+    return statistics.median(times) * 1000
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cycles", type=int, default=5)
+    args = parser.parse_args()
+    logs.configure_logging(level="warning", fmt="console")
+    print("| accounts | CPU ms/commit | CPU µs/account |")
+    print("|---:|---:|---:|")
+    for accounts in (10, 100, 1000):
+        ms = cpu_ms(accounts, args.cycles)
+        print(f"| {accounts} | {ms:.1f} | {ms / accounts * 1000:.0f} |")
+
+
+if __name__ == "__main__":
+    main()
