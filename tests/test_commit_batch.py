@@ -7,17 +7,18 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
 from watcher.core.model import AccountSnapshot, AuditEvent, Balance, SourceName, WebhookDelivery
 from watcher.providers.base import Collected, SourceFailure
 from watcher.service.commit import write_collected
-from watcher.state.store import StateTarget, Store, StoreError, dt, open_store
+from watcher.state.store import StateTarget, Store, StoreError, dt, open_store, ts
 
 T0 = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
 NOW = T0 + timedelta(minutes=10)
@@ -275,3 +276,41 @@ def test_a_failing_statement_inside_the_commit_rolls_back_the_whole_commit(
     with open_store(state_target) as store:
         assert store.get_cursor("a", "audit") == NOW
         assert len(store.balance_samples("a", T0)) == 1
+
+
+# -- the stored timestamps (ts/dt are on every row: cheap, and exactly as before) ---
+
+BERLIN = ZoneInfo("Europe/Berlin")
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        (datetime(2026, 12, 1, 10, 0, tzinfo=UTC), "2026-12-01T10:00:00.000000+00:00"),
+        (datetime(2026, 12, 1, 10, 0, 0, 5, tzinfo=UTC), "2026-12-01T10:00:00.000005+00:00"),
+        (
+            datetime(2026, 12, 1, 11, 0, tzinfo=timezone(timedelta(hours=1))),
+            "2026-12-01T10:00:00.000000+00:00",
+        ),
+        # the hour that repeats when Berlin leaves summer time: fold tells the two apart
+        (datetime(2026, 10, 25, 2, 30, tzinfo=BERLIN), "2026-10-25T00:30:00.000000+00:00"),
+        (datetime(2026, 10, 25, 2, 30, fold=1, tzinfo=BERLIN), "2026-10-25T01:30:00.000000+00:00"),
+        (datetime(2026, 10, 25, 2, 30, tzinfo=BERLIN), "2026-10-25T00:30:00.000000+00:00"),
+    ],
+)
+def test_a_timestamp_is_stored_as_utc_text_with_microseconds(value: datetime, text: str) -> None:
+    assert ts(value) == text
+    assert ts(value) == text  # the same again (the UTC ones are remembered)
+    assert dt(text) == value.astimezone(UTC)
+    assert dt(text).tzinfo is UTC
+
+
+def test_a_naive_timestamp_is_refused_even_at_an_instant_stored_before() -> None:
+    ts(T0)
+    with pytest.raises(ValueError, match="naive datetime"):
+        ts(T0.replace(tzinfo=None))
+
+
+def test_a_stored_timestamp_of_another_offset_comes_back_in_utc() -> None:
+    assert dt("2026-12-01T11:00:00.000000+01:00") == T0
+    assert dt("2026-12-01T11:00:00.000000+01:00").tzinfo is UTC

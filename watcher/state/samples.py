@@ -122,10 +122,7 @@ class SampleTables(Database):
         so that a window of 50,000 failures costs a few MB, not tens.
         """
         shared: dict[str, str] = {}
-
-        def one(text: str) -> str:
-            return shared.setdefault(text, text)
-
+        one = shared.setdefault  # one(text, text): the first object of this text
         rows = self._run(
             "SELECT id, started_at, status, event_type, url, http_status, error "
             "FROM webhook_failures WHERE account = ? AND started_at >= ? "
@@ -135,13 +132,13 @@ class SampleTables(Database):
         try:
             return [
                 WebhookDelivery(
-                    id=id_,
-                    started_at=dt(started_at),
-                    status=one(status),
-                    event_type=one(event_type),
-                    url=one(url),
-                    http_status=http_status,
-                    error=one(error),
+                    id_,
+                    dt(started_at),
+                    one(status, status),
+                    one(event_type, event_type),
+                    one(url, url),
+                    http_status,
+                    one(error, error),
                 )
                 for id_, started_at, status, event_type, url, http_status, error in rows
             ]
