@@ -314,3 +314,22 @@ def test_a_naive_timestamp_is_refused_even_at_an_instant_stored_before() -> None
 def test_a_stored_timestamp_of_another_offset_comes_back_in_utc() -> None:
     assert dt("2026-12-01T11:00:00.000000+01:00") == T0
     assert dt("2026-12-01T11:00:00.000000+01:00").tzinfo is UTC
+
+
+def test_failing_since_is_the_health_of_the_failing_sources_only(state_target: StateTarget) -> None:
+    with open_store(state_target) as store:
+        assert store.failing_since() == {}
+        earlier(store)
+        with store.transaction():
+            write_collected(store, CYCLE, NOW)
+        expected = {
+            (h.account, h.source): h.failing_since
+            for h in store.source_health()
+            if h.failing_since is not None
+        }
+        assert store.failing_since() == expected
+        assert expected == {
+            ("a", "audit"): at(0),
+            ("b", "balance"): NOW,
+            ("d", "webhooks"): NOW,
+        }

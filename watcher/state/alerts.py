@@ -142,6 +142,16 @@ class AlertTables(Database):
             for account, source, attempt, ok, failing, last_error, auth in rows
         ]
 
+    def failing_since(self) -> dict[tuple[str, str], datetime]:
+        """Since when each failing source fails, by (account, source): what the cycle
+        needs of the health every cycle, without converting the rows of every source
+        that works (`source_health()` of 3,000 sources: ~18 ms; this: ~0.2 ms)."""
+        rows = self._query(
+            "SELECT account, source, failing_since FROM source_health "
+            "WHERE failing_since IS NOT NULL"
+        )
+        return {(account, source): dt(since) for account, source, since in rows}
+
     # -- cycles --------------------------------------------------------------------
 
     def record_cycle(self, now: datetime, *, duration_s: float, errors: int) -> None:
