@@ -8,15 +8,18 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import urllib.parse
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import httpx
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from pydantic import SecretStr
 
-from watcher.providers.http import shared_ssl_context
+from watcher.providers.http import query_string, shared_ssl_context
 from watcher.providers.pool import HostPool
 from watcher.providers.telnyx.client import TelnyxClient, TelnyxError
 from watcher.providers.transport import Lane
@@ -187,3 +190,10 @@ async def test_a_key_http_forbids_is_sent_nowhere_and_named_nowhere(server: Head
         == [("GET /balance: not sent (a header or the target is not valid HTTP; not shown)", False)]
         * 2
     )
+
+
+@given(st.dictionaries(st.text(), st.text()))
+def test_a_query_string_is_what_urlencode_gives(params: dict[str, str]) -> None:
+    """Percent-encoded once per name and value (memoised), the same text as urlencode."""
+    assert query_string(params) == urllib.parse.urlencode(params)
+    assert query_string(params) == urllib.parse.urlencode(params)  # from the memo

@@ -238,6 +238,26 @@ def test_observe_cycle_sets_gauges_and_drops_stale_alert_series() -> None:
     assert _sample(text, "account_watcher_alerts", rule="low", state="firing") is None
 
 
+def test_a_balance_in_another_currency_replaces_its_series_and_may_come_back() -> None:
+    """The series of the old currency go; when the currency comes back, so do they, with
+    the new values (a child kept after its series was removed would be set unseen)."""
+    metrics = Metrics(interval=10)
+    base = _report()
+    first = base.collected[0].snapshot.balance
+    assert first is not None
+    for currency, pending in (("EUR", "2.5"), ("USD", "3.5"), ("EUR", "4.5")):
+        balance = dataclasses.replace(first, currency=currency, pending=Decimal(pending))
+        snapshot = dataclasses.replace(base.collected[0].snapshot, balance=balance)
+        collected = dataclasses.replace(base.collected[0], snapshot=snapshot)
+        metrics.observe_cycle(dataclasses.replace(base, collected=[collected]))
+        text = metrics.render().decode()
+        for shown in ("EUR", "USD"):
+            value = _sample(
+                text, "account_watcher_balance", account="main", field="pending", currency=shown
+            )
+            assert value == (float(pending) if shown == currency else None), (currency, shown)
+
+
 def test_notifications_given_up_counts_the_reports_gave_up() -> None:
     metrics = Metrics(interval=10)
     name = "account_watcher_notifications_given_up_total"

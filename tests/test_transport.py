@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import gzip
 import json
 import shutil
@@ -196,6 +197,22 @@ async def test_connection_close_from_the_server_opens_a_new_connection_next_time
         await one.handle_async_request(req(url))
         await one.aclose()
     assert [c for c, _ in server.seen] == [1, 2]
+
+
+async def test_an_exchange_leaves_nothing_for_the_cyclic_collector() -> None:
+    """An answer and its parser refer to each other while it is read; that is undone at
+    the end, so reads are freed as they go (a cycle of 1,000 accounts left 3,000 such
+    pairs a cycle for the collector, which then ran more often)."""
+    gc.collect()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        await answers(RawServer(), 3)
+        gc.collect()
+        left = [o for o in gc.garbage if type(o).__module__.startswith(("watcher", "httptools"))]
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+    assert left == []
 
 
 async def test_a_request_saying_connection_close_is_not_followed_on_its_connection() -> None:

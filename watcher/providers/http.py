@@ -15,6 +15,7 @@ import math
 import os
 import random
 import ssl
+import urllib.parse
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
@@ -22,7 +23,7 @@ from typing import Generic, Protocol, TypeVar
 
 import httpx
 
-from watcher.providers.transport import Ask, Origin, header_block, origin_of
+from watcher.providers.transport import Ask, Origin, header_block, keeps_open, origin_of
 
 BACKOFF_INITIAL = 0.5
 """First backoff wait in seconds when the server gives no Retry-After; doubles per attempt."""
@@ -137,7 +138,7 @@ class Connections:
         self._pool = pool
         self._get: httpx.AsyncClient | None = None
         self._post: httpx.AsyncClient | None = None
-        self._read_head: tuple[Origin, list[tuple[bytes, bytes]], bytes] | None = None
+        self._read_head: tuple[Origin, list[tuple[bytes, bytes]], bytes, bool] | None = None
 
     @property
     def get(self) -> httpx.AsyncClient:
@@ -186,9 +187,9 @@ class Connections:
                 block = header_block(lines)
             except ValueError as exc:  # a line break in a key, say; names no value
                 return httpx.LocalProtocolError(str(exc), request=request)
-            self._read_head = (origin_of(request.url), lines, block)
-        origin, lines, block = self._read_head
-        ask = Ask("GET", origin, target, lines, url, connect=timeout, read=timeout, block=block)
+            self._read_head = (origin_of(request.url), lines, block, keeps_open(lines))
+        origin, lines, block, keep = self._read_head
+        ask = Ask("GET", origin, target, lines, url, timeout, timeout, block=block, keep=keep)
         async with self._pool.bound:
             return await fetch_pooled(self._pool, ask, timeout)
 
@@ -241,6 +242,18 @@ class Page(Generic[ItemT]):
 
 
 # --------------------------------------------------------------------------- text
+
+
+@functools.lru_cache(maxsize=4096)
+def _quoted(text: str) -> str:
+    return urllib.parse.quote_plus(text)
+
+
+def query_string(params: Mapping[str, str]) -> str:
+    """`urllib.parse.urlencode(params)`, the same text, for the reads' few parameters:
+    their names and most values (a page size, a cycle's `since`, shared by every
+    account of the cycle) repeat, so each is percent-encoded once, not on every read."""
+    return "&".join(f"{_quoted(name)}={_quoted(value)}" for name, value in params.items())
 
 
 def clip(text: str) -> str:

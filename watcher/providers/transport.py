@@ -59,7 +59,8 @@ Origin = tuple[bytes, str, int]
 class Ask:
     """One request as a lane sends it. `headers` are the lines sent (Host among them),
     `url` the whole URL (for an `httpx.Request` built when an exception needs one);
-    `block` those lines as written (`header_block`), when the caller worked them out."""
+    `block` those lines as written (`header_block`), when the caller worked them out;
+    `keep` False when they say `Connection: close` (`keeps_open`)."""
 
     method: str
     origin: Origin
@@ -70,6 +71,7 @@ class Ask:
     read: float | None = None
     content: bytes = b""
     block: bytes | None = None
+    keep: bool = True
     _request: httpx.Request | None = field(default=None, repr=False)
 
     @classmethod
@@ -84,6 +86,7 @@ class Ask:
             connect=timeouts.get("connect"),
             read=timeouts.get("read"),
             content=request.read(),
+            keep=keeps_open(request.headers.raw),
             _request=request,
         )
 
@@ -112,13 +115,13 @@ class Ask:
         method = self.method.encode("ascii")
         return b"%s %s HTTP/1.1\r\n%s\r\n%s" % (method, self.target, block, self.content)
 
-    @property
-    def keep(self) -> bool:
-        """The request lets the connection stay open (it says no `Connection: close`)."""
-        for name, value in self.headers:
-            if name.lower() == b"connection" and b"close" in value.lower():
-                return False
-        return True
+
+def keeps_open(lines: list[tuple[bytes, bytes]]) -> bool:
+    """The request lets the connection stay open: its lines say no `Connection: close`."""
+    for name, value in lines:
+        if name.lower() == b"connection" and b"close" in value.lower():
+            return False
+    return True
 
 
 _TARGET = re.compile(rb"[\x21-\x7e]+")
@@ -389,6 +392,12 @@ class Lane(httpx.AsyncBaseTransport):
         """The whole answer (raises RemoteProtocolError, ReadTimeout, ReadError, or
         _Stale for a reused connection that closed before any byte of it)."""
         answer = _Answer()
+        try:
+            return await self._parse(wire, ask, answer, reused=reused)
+        finally:  # the parser holds the answer's methods: leave no cycle to collect
+            del answer.parser
+
+    async def _parse(self, wire: _Wire, ask: Ask, answer: _Answer, *, reused: bool) -> _Answer:
         before = wire.received
         while True:
             try:

@@ -20,7 +20,6 @@ from datetime import date, datetime
 from decimal import Decimal
 from types import TracebackType
 from typing import Self, TypeVar
-from urllib.parse import urlencode
 
 import httpx
 import pydantic
@@ -40,6 +39,7 @@ from watcher.providers.http import (
     RetryPolicy,
     Sleep,
     keepalive_expiry,
+    query_string,
     shared_ssl_context,
     user_agent,
 )
@@ -434,7 +434,7 @@ class TelnyxClient:
         timeout = self._request_timeout(endpoint, deadline)
         # The whole URL as one string: httpx parses it once, where base_url + params
         # would parse (and validate character by character) three times per request.
-        query = f"?{urlencode(params)}" if params else ""
+        query = f"?{query_string(params)}" if params else ""
         url = f"{self._base}{endpoint}{query}"
         self.requests_sent += 1
         if self._connections.pooled:  # the host's lanes, without an httpx.Request

@@ -3,6 +3,7 @@ string, never a float) and their conversion to `watcher.core.model` values."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -164,10 +165,11 @@ def utc(value: datetime) -> datetime:
     return value.astimezone(UTC)
 
 
+@functools.lru_cache(maxsize=1024)
 def query_time(value: datetime, *, upper: bool = False) -> str:
     """ISO 8601 UTC with `Z`, whole seconds: a lower bound is truncated (it never moves
     later), an `upper` bound rounded up (it never moves earlier), so that no item of the
-    range [lower, upper] is left out."""
+    range [lower, upper] is left out. Kept: the accounts of a cycle share their bounds."""
     if value.tzinfo is None:
         raise ValueError("a naive datetime was given; pass an aware UTC datetime")
     value = value.astimezone(UTC)
