@@ -46,6 +46,7 @@ from watcher.notify.flush import flush
 from watcher.notify.outbox import Outbox
 from watcher.providers import registry
 from watcher.providers.base import Collected, Needs, Provider
+from watcher.service.commit import write_collected
 from watcher.service.digest import DigestJob
 from watcher.service.discovery import Discovery
 from watcher.service.topup import CycleView, TopupActor
@@ -339,8 +340,7 @@ class Daemon:
         errors = sum(len(c.failures) for c in collected)
         with self.store.transaction():
             self.store.fenced()  # a deposed leader commits nothing it decided (DESIGN §10)
-            for one in collected:
-                _write_collected(self.store, one, now)
+            write_collected(self.store, collected, now)
             self.store.save_alerts(decision.states)
             for routed in messages:
                 targets = [t for r in routed.routes for t in wiring.notifier.targets(r)]
@@ -456,25 +456,6 @@ def _with_errors(
         for source, failure in collected.failures.items()
     }
     return replace(collected, snapshot=replace(collected.snapshot, errors=errors))
-
-
-def _write_collected(store: Store, collected: Collected, now: datetime) -> None:
-    """What one account's collect read, into the store (inside the commit)."""
-    account = collected.account
-    if collected.balance_sample is not None:
-        store.add_balance_sample(account, now, collected.balance_sample)
-    if collected.webhook_failures:
-        store.upsert_webhook_failures(account, collected.webhook_failures)
-    if collected.audit_seen:
-        store.mark_audit_seen(account, collected.audit_seen, now)
-    for source, value in collected.cursors.items():
-        store.set_cursor(account, str(source), value)
-    for source, resume in collected.resumes.items():
-        store.set_resume(account, str(source), resume)
-    for source in collected.succeeded:
-        store.record_source_result(account, str(source), now, None)
-    for source, failure in collected.failures.items():
-        store.record_source_result(account, str(source), now, failure.message, auth=failure.auth)
 
 
 def _log_routing(decision: Decision, messages: Sequence[Routed]) -> None:

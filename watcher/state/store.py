@@ -11,9 +11,10 @@ Storage conventions:
 - Decimals are TEXT (`str(Decimal)`), returned as the exact same Decimal.
 - every sqlite3 error surfaces as `StoreError`, one sentence naming the file.
 
-Transactions: `BEGIN IMMEDIATE` for the outermost `transaction()`; every write method
-runs inside `transaction()`, so inside an open one it joins it (as a SAVEPOINT, which
-makes the nested call atomic without a second BEGIN).
+Transactions: `BEGIN IMMEDIATE` for the outermost `transaction()`; a write method
+outside one is a transaction of its own, inside an open one it joins it (a method of
+one statement as that statement, one of several as a SAVEPOINT, which makes it atomic
+without a second BEGIN; see `Database.transaction`).
 
 Layout: `Store` is this module's facade over one connection (watcher/state/db.py), with
 the tables by concern — cursors.py (first start, cursors, audit ids), samples.py
