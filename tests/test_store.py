@@ -327,6 +327,32 @@ def test_mark_seen_twice_and_with_duplicates_is_harmless(store: Store) -> None:
     assert store.unseen_audit_events("main", [event("a"), event("b")]) == [event("b")]
 
 
+def test_an_id_found_seen_is_remembered_until_a_read_no_longer_has_it(store: Store) -> None:
+    """A mark is never taken back, so the state is not asked again about an id it said
+    was seen (the steady state re-reads the same window every cycle): shown here by
+    taking the marks away behind its back. An id a read no longer has is forgotten."""
+
+    def unseen(*ids: str) -> list[str]:
+        return [e.id for e in store.unseen_audit_events("main", [event(i) for i in ids])]
+
+    store.mark_audit_seen("main", [event("a"), event("b")], at(0))
+    assert unseen("a", "b", "c") == ["c"]
+    store.execute("DELETE FROM audit_seen")
+    assert unseen("a", "b", "c") == ["c"]  # a and b from memory, c asked again
+    assert unseen("b", "c") == ["c"]
+    assert unseen("a", "b") == ["a"]  # a was forgotten by the read without it
+    assert store.unseen_audit_events("other", [event("b")]) == [event("b")]
+
+
+def test_an_id_seen_inside_an_open_transaction_is_not_remembered(store: Store) -> None:
+    """Inside a transaction the marks read may yet be rolled back."""
+    with pytest.raises(RuntimeError), store.transaction():
+        store.mark_audit_seen("main", [event("a")], at(0))
+        assert store.unseen_audit_events("main", [event("a")]) == []
+        raise RuntimeError("rolled back")
+    assert store.unseen_audit_events("main", [event("a")]) == [event("a")]
+
+
 def test_unseen_handles_a_large_batch(store: Store) -> None:
     events = [event(f"e{i}") for i in range(40_000)]
     store.mark_audit_seen("main", events[::2], at(0))

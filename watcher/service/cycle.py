@@ -270,11 +270,7 @@ class Daemon:
                 )
 
         collected = await asyncio.gather(*(one(p) for p in wiring.providers.values()))
-        failing_since = {
-            (h.account, h.source): h.failing_since
-            for h in self.store.source_health()
-            if h.failing_since
-        }
+        failing_since = self.store.failing_since()
         return [_with_errors(self.discovery.annotate(c), failing_since, now) for c in collected]
 
     # -- 4 decide ------------------------------------------------------------------

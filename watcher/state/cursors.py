@@ -92,10 +92,18 @@ class CursorTables(Database):
         """The events whose id was never marked seen for `account`.
 
         Out: input order kept; an id repeated within `events` appears once (first one).
+        An id found seen is remembered (until a read of the account no longer has it):
+        a mark is never taken back, and a cycle re-reads the same overlap window, so in
+        the steady state nothing is asked of the database.
         """
         if not events:
             return []
-        skip = stored_ids(self, "audit_seen", account, [event.id for event in events])
+        known = self._seen_ids.get(account, set())
+        ids = [event.id for event in events]
+        skip = {i for i in ids if i in known}
+        skip |= stored_ids(self, "audit_seen", account, [i for i in ids if i not in skip])
+        if not self._depth:  # only what is committed: a transaction may yet roll back
+            self._seen_ids[account] = set(skip)
         unseen: list[AuditEvent] = []
         for event in events:
             if event.id not in skip:

@@ -140,6 +140,9 @@ class Database:
         self._conn = conn
         self._depth = 0
         self.created = False  # this open created the schema in an empty database
+        # Per account, the audit ids of its last read that the state holds as seen
+        # (watcher/state/cursors.py: a seen id stays seen, so it is not asked again).
+        self._seen_ids: dict[str, set[str]] = {}
         # Set by a leader on a shared state (watcher/service/leader.py): see `fenced`.
         self.fence: Callable[[Database], None] | None = None
 
