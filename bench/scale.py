@@ -18,10 +18,17 @@ those N accounts with balance + audit + webhook rules at `--interval`. For each 
 - the most requests the simulator had in flight at once (the concurrency bound).
 
     .venv/bin/python bench/scale.py [--sizes 10,100,1000] [--cycles 3] [--interval 60s]
-                                    [--latency 0.05] [--warmup 1] [--exe PATH]
+                                    [--latency 0.05] [--warmup 1] [--exe PATH] [--pin]
 
 `--exe` measures another copy (e.g. a script running `git archive`d code), for a
 before/after; the simulator stays this checkout's.
+
+`--pin` keeps the simulator (this process, its 20 server threads) on the first CPU and
+the daemon on the others, as a remote API would be: off the daemon's CPU. Unpinned, on a
+machine of 2 CPUs, the daemon and the simulator's threads take turns on the same CPU at
+every request (each answer wakes the daemon, each request a simulator thread), and the
+daemon's CPU time grows by a quarter or more from cold caches alone, with a spread of
+±10% from run to run; the table says which way it ran.
 
 Targets (issue 13 item 1), at 50 ms latency and a 60 s interval: 1,000 accounts finish a
 steady-state cycle in < 10 s wall, ≤ 1.5 ms CPU per account-cycle, ≤ 150 MB RSS, and the
@@ -34,6 +41,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import statistics
 import subprocess
@@ -151,8 +159,9 @@ def measure(size: int, args: argparse.Namespace, interval_s: float) -> Row:
         tempfile.TemporaryDirectory() as tmp,
     ):
         config = write_config(Path(tmp), server.base_url, hook_port, args.interval, size)
+        pin = ["taskset", "-c", _cpus(args.pin[1])] if args.pin else []  # execs: same pid
         proc = subprocess.Popen(
-            command(config, "run"),
+            pin + command(config, "run"),
             env=child_env(size),
             cwd=REPO,
             stdout=subprocess.DEVNULL,
@@ -207,7 +216,12 @@ def print_table(rows: list[Row], args: argparse.Namespace) -> None:
         f"account-watcher run, N Telnyx accounts at one simulator URL (+{args.latency * 1000:g} ms"
         f" per request), balance + audit + webhook rules, interval {args.interval}, "
         f"{args.cycles} cycles after {args.warmup} warm-up; "
-        f"{os.cpu_count()} CPUs, load average {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f}"
+        f"{os.cpu_count()} CPUs, load average {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f}; "
+        + (
+            f"simulator on CPU {_cpus(args.pin[0])}, daemon on CPU {_cpus(args.pin[1])}"
+            if args.pin
+            else "simulator and daemon on any CPU"
+        )
     )
     head = (
         f"{'accounts':>8}  {'wall/cycle median (max)':>23}  {'CPU/account-cycle':>17}  "
@@ -229,6 +243,20 @@ def print_table(rows: list[Row], args: argparse.Namespace) -> None:
     )
 
 
+def _pinned() -> tuple[set[int], set[int]]:
+    """This process (the simulator) onto the first usable CPU; (its CPUs, the daemon's)."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2 or shutil.which("taskset") is None:
+        raise SystemExit("--pin needs two CPUs or more and taskset (util-linux)")
+    mine, theirs = {cpus[0]}, set(cpus[1:])
+    os.sched_setaffinity(0, mine)
+    return mine, theirs
+
+
+def _cpus(cpus: set[int]) -> str:
+    return ",".join(str(c) for c in sorted(cpus))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--sizes", default="10,100,1000", help="account counts, comma-separated")
@@ -237,9 +265,13 @@ def main() -> None:
     parser.add_argument("--interval", default="60s", help="poll.interval (with a unit)")
     parser.add_argument("--latency", type=float, default=0.05, help="seconds added per request")
     parser.add_argument("--exe", help="the account-watcher to measure (default: this venv's)")
+    parser.add_argument(
+        "--pin", action="store_true", help="the simulator on the first CPU, the daemon on the rest"
+    )
     args = parser.parse_args()
     if args.exe:
         EXE[:] = [args.exe]
+    args.pin = _pinned() if args.pin else None
     interval_s = parse_seconds(args.interval)
     compile_bytecode()
     rows = []
