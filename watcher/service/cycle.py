@@ -53,6 +53,7 @@ from watcher.service.topup import CycleView, TopupActor
 from watcher.service.wiring import Runtime, Wiring, close_providers
 from watcher.state.acks import Acks
 from watcher.state.silences import Silences
+from watcher.state.snapshot import CollectView
 from watcher.state.store import Store
 
 if TYPE_CHECKING:
@@ -66,6 +67,8 @@ ACCOUNTS_PER_REQUEST = 3
 """Accounts collected at the same time per request allowed in flight to a host
 (`poll.concurrency`): each reads up to three sources at once, and a request waits for a
 place under its host's bound, so the bound, not this, limits the requests."""
+FAST_SOURCES = (SourceName.BALANCE, SourceName.AUDIT, SourceName.WEBHOOKS)
+"""The sources whose cursors and resume points every cycle reads (`CollectView`)."""
 
 
 def utcnow() -> datetime:
@@ -263,10 +266,13 @@ class Daemon:
             ACCOUNTS_PER_REQUEST * wiring.runtime.loaded.settings.poll.concurrency
         )
 
+        webhooks = SourceName.WEBHOOKS in needs.sources
+        view = CollectView(self.store, FAST_SOURCES, now - needs.window if webhooks else None)
+
         async def one(provider: Provider) -> Collected:
             async with bound:
                 return await provider.collect(
-                    needs, self.store, now, first_start=self.first_start, deadline=deadline
+                    needs, view, now, first_start=self.first_start, deadline=deadline
                 )
 
         collected = await asyncio.gather(*(one(p) for p in wiring.providers.values()))

@@ -60,7 +60,7 @@ class CursorTables(Database):
         """
         rows = self._query(
             "SELECT value FROM cursors WHERE account = ? AND source = ?",
-            (account, _resume_key(source)),
+            (account, resume_key(source)),
         )
         return str(rows[0][0]) if rows else None
 
@@ -75,9 +75,9 @@ class CursorTables(Database):
         going: list[tuple[str, str, str]] = []
         for account, source, value in rows:
             if value is None:
-                done.append((account, _resume_key(source)))
+                done.append((account, resume_key(source)))
             else:
-                going.append((account, _resume_key(source), value))
+                going.append((account, resume_key(source), value))
         if done and going:
             with self.transaction():
                 self.executemany(_DELETE, done)
@@ -140,5 +140,6 @@ def stored_ids(db: Database, table: str, account: str, ids: Sequence[str]) -> se
     return found
 
 
-def _resume_key(source: str) -> str:
+def resume_key(source: str) -> str:
+    """The `cursors` row of `source`'s resume point."""
     return f"{source}#resume"
