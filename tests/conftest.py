@@ -147,6 +147,14 @@ def mailbox() -> Iterator[Mailbox]:
         box.controller.stop()
 
 
+def json_answer(body: bytes) -> bytes:
+    """A whole kept-alive HTTP/1.1 200 answer carrying the JSON `body` (raw test servers)."""
+    return b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (
+        len(body),
+        body,
+    )
+
+
 def write_config(
     tmp_path: Path,
     base_url: str,

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 
 import httpx
 import pytest
+from conftest import json_answer
 from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import SecretStr
@@ -58,10 +59,7 @@ class HeadServer:
                 self.bodies.append(await reader.readexactly(int(sizes[0]) if sizes else 0))
                 path = line.split(" ")[1]
                 body = json.dumps(BALANCE if path.endswith("/balance") else {"data": []})
-                writer.write(
-                    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-                    + f"Content-Length: {len(body)}\r\n\r\n{body}".encode()
-                )
+                writer.write(json_answer(body.encode()))
                 await writer.drain()
         except (asyncio.IncompleteReadError, ConnectionError):
             pass

@@ -16,6 +16,7 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+from conftest import json_answer
 from pydantic import SecretStr
 
 from watcher.providers.telnyx.client import TelnyxClient, TopupOutcome, keepalive_expiry
@@ -57,10 +58,7 @@ class KeepAliveServer:
                 await reader.readexactly(length)
                 self.seen.append((number, method, path.split("?")[0]))
                 body = json.dumps(PAID if method == "POST" else BALANCE).encode()
-                writer.write(
-                    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-                    b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
-                )
+                writer.write(json_answer(body))
                 await writer.drain()
         except (asyncio.IncompleteReadError, ConnectionError):
             pass

@@ -115,13 +115,7 @@ class AlertTables(Database):
                 ok.append((account, str(source), at, at))
             else:
                 failed.append((account, str(source), at, at, error, int(auth)))
-        if ok and failed:
-            with self.transaction():
-                self.executemany(_SOURCE_OK, ok)
-                self.executemany(_SOURCE_FAILED, failed)
-        else:
-            self.executemany(_SOURCE_OK, ok)
-            self.executemany(_SOURCE_FAILED, failed)
+        self.execute_batches((_SOURCE_OK, ok), (_SOURCE_FAILED, failed))
 
     def source_health(self) -> list[SourceHealth]:
         """Health of every source ever attempted, ordered by account and source."""

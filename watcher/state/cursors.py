@@ -78,13 +78,7 @@ class CursorTables(Database):
                 done.append((account, resume_key(source)))
             else:
                 going.append((account, resume_key(source), value))
-        if done and going:
-            with self.transaction():
-                self.executemany(_DELETE, done)
-                self.executemany(_SET, going)
-        else:
-            self.executemany(_DELETE, done)
-            self.executemany(_SET, going)
+        self.execute_batches((_DELETE, done), (_SET, going))
 
     # -- audit ids -----------------------------------------------------------------
 

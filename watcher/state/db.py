@@ -329,6 +329,18 @@ class Database:
         with self.transaction():
             return int(self._run_many(sql, rows).rowcount)
 
+    def execute_batches(self, *batches: tuple[str, Sequence[Sequence[Any]]]) -> None:
+        """Each (statement, rows) that has rows, as `executemany`; more than one of them
+        in a `transaction()` of their own (a savepoint inside an open one), atomically."""
+        full = [(sql, rows) for sql, rows in batches if rows]
+        if len(full) < 2:
+            for sql, rows in full:
+                self.executemany(sql, rows)
+            return
+        with self.transaction():
+            for sql, rows in full:
+                self.executemany(sql, rows)
+
     def insert(self, sql: str, params: Sequence[Any] = ()) -> int:
         """Run one `INSERT` into a table with an `id` key, in the open transaction or in
         one of its own; out: the new row's id.
