@@ -173,26 +173,15 @@ def test_a_configured_token_is_required_on_loopback_too(state: PageState) -> Non
 def test_run_serves_off_loopback_only_with_the_token_and_stops_on_sigterm(
     tmp_path: Path, state: PageState
 ) -> None:
-    port = free_port()
     config = tmp_path / "config.yaml"
     text = state.config.read_text().replace(str(state.state), str(tmp_path / "state.db"))
-    config.write_text(text + f"web:\n  listen: 0.0.0.0:{port}\n")
+    config.write_text(text + f"web:\n  listen: 0.0.0.0:{free_port()}\n")
     refused = run_cli("--config", str(config), "check", env=state.env)
     assert refused.returncode == 1 and "set web.token" in refused.stderr
-    config.write_text(text + f"web:\n  listen: 0.0.0.0:{port}\n  token: env:WEB_TOKEN\n")
     (tmp_path / "rules.yaml").write_text((state.config.parent / "rules.yaml").read_text())
     env = {**state.env, "WEB_TOKEN": TOKEN}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "watcher", "--config", str(config), "run"],
-        env=env,
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    url = f"http://127.0.0.1:{port}"
+    process, url = _run_on_a_free_port(config, text, env)
     try:
-        wait_for(lambda: _status(url + "/healthz") == 200)
         wait_for(lambda: "main" in httpx.get(url + "/api/v1/status", params={"token": TOKEN}).text)
         assert httpx.get(url + "/").status_code == 401
         assert httpx.get(url + "/", params={"token": TOKEN + "x"}).status_code == 401
@@ -203,6 +192,44 @@ def test_run_serves_off_loopback_only_with_the_token_and_stops_on_sigterm(
         _, err = process.communicate(timeout=15)
     assert process.returncode == 0, err
     assert TOKEN not in err
+
+
+def _run_on_a_free_port(
+    config: Path, text: str, env: dict[str, str]
+) -> tuple[subprocess.Popen[str], str]:
+    """`run` serving on 0.0.0.0 at a free port, once `/healthz` answers 200: out the
+    process and its loopback URL. A port taken between `free_port` and the daemon's bind
+    (another test's connection, under xdist) is a harness race, so it tries another; any
+    other early exit fails with the daemon's stderr."""
+    for _ in range(3):
+        port = free_port()
+        config.write_text(text + f"web:\n  listen: 0.0.0.0:{port}\n  token: env:WEB_TOKEN\n")
+        process = subprocess.Popen(
+            [sys.executable, "-m", "watcher", "--config", str(config), "run"],
+            env=env,
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        url = f"http://127.0.0.1:{port}"
+        if _healthy_or_exited(process, url + "/healthz"):
+            return process, url
+        _, err = process.communicate(timeout=15)
+        assert "cannot serve metrics" in err and process.returncode == 3, err
+    raise AssertionError("no free port in three tries")
+
+
+def _healthy_or_exited(process: subprocess.Popen[str], healthz: str) -> bool:
+    """Wait until `healthz` answers 200 (out True) or `process` exits (out False); fail
+    with its stderr when neither happens in time."""
+    try:
+        wait_for(lambda: process.poll() is not None or _status(healthz) == 200)
+    except AssertionError:
+        process.kill()
+        _, err = process.communicate(timeout=15)
+        raise AssertionError(f"{healthz} not 200 in time; stderr:\n{err}") from None
+    return process.poll() is None
 
 
 def _status(url: str) -> int:
