@@ -10,15 +10,28 @@ those N accounts with balance + audit + webhook rules at `--interval`. For each 
 
 - wall per cycle: the `duration_s` of the daemon's `cycle.finished` log events (median,
   max);
-- CPU per account-cycle: the child's utime + stime (/proc/PID/stat) from the end of the
-  last warm-up cycle to the end of the last measured one, over cycles × N (the idle time
-  between cycles at `--interval` included);
+- CPU per account-cycle, in the cycle: the `cpu_s` of each measured `cycle.finished`
+  event (the process's CPU time from the cycle's start to its end) over N, median of the
+  cycles;
+- CPU per account-cycle, all: the child's utime + stime (/proc/PID/stat) from the end of
+  the last warm-up cycle to the end of the last measured one, over cycles × N (the idle
+  time between cycles at `--interval` included);
 - RSS: VmRSS and the peak VmHWM of the child after the last measured cycle;
 - requests per cycle: what the simulator received, and the connections it accepted;
 - the most requests the simulator had in flight at once (the concurrency bound).
 
+With `--repeat K` the sizes run K times, interleaved (10, 100, 1000, 10, 100, …), and
+each figure is the median of the K runs, the CPU with its range: on a shared VM the
+machine's speed drifts over minutes, and sizes run one after the other would see
+different machines. Below the table, the marginal CPU of an account between two sizes,
+(C(b) − C(a)) / (b − a) of the in-cycle CPU per cycle C: what one more account costs,
+without the fixed part of a cycle (the commit's transaction, the outbox flush, the
+report) that a small N divides by few accounts. The cost per account does not grow when
+these stay level.
+
     .venv/bin/python bench/scale.py [--sizes 10,100,1000] [--cycles 3] [--interval 60s]
-                                    [--latency 0.05] [--warmup 1] [--exe PATH] [--pin]
+                                    [--latency 0.05] [--warmup 1] [--repeat 1]
+                                    [--exe PATH] [--pin]
 
 `--exe` measures another copy (e.g. a script running `git archive`d code), for a
 before/after; the simulator stays this checkout's.
@@ -39,6 +52,7 @@ poll allowed) gives the same per-cycle numbers sooner, as long as a cycle fits i
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import shutil
@@ -141,6 +155,7 @@ class Row:
     size: int
     wall_median_s: float
     wall_max_s: float
+    cycle_cpu_ms_per_account: float
     cpu_ms_per_account_cycle: float
     rss_mb: float
     hwm_mb: float
@@ -194,6 +209,9 @@ def measure(size: int, args: argparse.Namespace, interval_s: float) -> Row:
             size=size,
             wall_median_s=statistics.median(walls),
             wall_max_s=max(walls),
+            cycle_cpu_ms_per_account=statistics.median(float(e["cpu_s"]) for e in measured)
+            * 1000
+            / size,
             cpu_ms_per_account_cycle=(cpu_after - cpu_before) * 1000 / (cycles * size),
             rss_mb=memory["VmRSS"] * 1.048576,
             hwm_mb=memory["VmHWM"] * 1.048576,
@@ -210,13 +228,33 @@ def _requests(accounts: list[SimAccount], server: SimServer) -> tuple[int, int]:
     return sum(a.request_count() for a in accounts), traffic.connections
 
 
-def print_table(rows: list[Row], args: argparse.Namespace) -> None:
+def combined(runs: list[Row]) -> Row:
+    """The runs of one size as one row: medians, the worst wall and peak, all warnings."""
+    med = statistics.median
+    return Row(
+        size=runs[0].size,
+        wall_median_s=med(r.wall_median_s for r in runs),
+        wall_max_s=max(r.wall_max_s for r in runs),
+        cycle_cpu_ms_per_account=med(r.cycle_cpu_ms_per_account for r in runs),
+        cpu_ms_per_account_cycle=med(r.cpu_ms_per_account_cycle for r in runs),
+        rss_mb=med(r.rss_mb for r in runs),
+        hwm_mb=max(r.hwm_mb for r in runs),
+        requests_per_cycle=med(r.requests_per_cycle for r in runs),
+        connections_per_cycle=med(r.connections_per_cycle for r in runs),
+        max_in_flight=max(r.max_in_flight for r in runs),
+        warnings=sum(r.warnings for r in runs),
+        warning_lines=[line for r in runs for line in r.warning_lines],
+    )
+
+
+def print_table(runs: dict[int, list[Row]], args: argparse.Namespace) -> None:
     load = os.getloadavg()
     print(
         f"account-watcher run, N Telnyx accounts at one simulator URL (+{args.latency * 1000:g} ms"
         f" per request), balance + audit + webhook rules, interval {args.interval}, "
-        f"{args.cycles} cycles after {args.warmup} warm-up; "
-        f"{os.cpu_count()} CPUs, load average {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f}; "
+        f"{args.cycles} cycles after {args.warmup} warm-up"
+        + (f", medians of {args.repeat} interleaved runs" if args.repeat > 1 else "")
+        + f"; {os.cpu_count()} CPUs, load average {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f}; "
         + (
             f"simulator on CPU {_cpus(args.pin[0])}, daemon on CPU {_cpus(args.pin[1])}"
             if args.pin
@@ -224,19 +262,28 @@ def print_table(rows: list[Row], args: argparse.Namespace) -> None:
         )
     )
     head = (
-        f"{'accounts':>8}  {'wall/cycle median (max)':>23}  {'CPU/account-cycle':>17}  "
-        f"{'RSS (peak)':>16}  {'requests/cycle':>14}  {'conns/cycle':>11}  "
+        f"{'accounts':>8}  {'wall/cycle median (max)':>23}  {'CPU/account-cycle in cycle':>26}  "
+        f"{'all':>8}  {'RSS (peak)':>12}  {'requests/cycle':>14}  {'conns/cycle':>11}  "
         f"{'max in flight':>13}  warnings"
     )
     print(head)
+    rows = [combined(r) for r in runs.values()]
     for r in rows:
         wall = f"{r.wall_median_s:.2f} s ({r.wall_max_s:.2f})"
+        cpus = [x.cycle_cpu_ms_per_account for x in runs[r.size]]
+        spread = f" ({min(cpus):.2f}–{max(cpus):.2f})" if len(cpus) > 1 else ""
+        cpu = f"{r.cycle_cpu_ms_per_account:.2f} ms{spread}"
         rss = f"{r.rss_mb:.0f} MB ({r.hwm_mb:.0f})"
         print(
-            f"{r.size:>8}  {wall:>23}  {r.cpu_ms_per_account_cycle:>14.2f} ms  {rss:>16}  "
-            f"{r.requests_per_cycle:>14.0f}  {r.connections_per_cycle:>11.0f}  "
+            f"{r.size:>8}  {wall:>23}  {cpu:>26}  {r.cpu_ms_per_account_cycle:>5.2f} ms  "
+            f"{rss:>12}  {r.requests_per_cycle:>14.0f}  {r.connections_per_cycle:>11.0f}  "
             f"{r.max_in_flight:>13}  {r.warnings}"
         )
+    for a, b in itertools.pairwise(rows):
+        if b.size > a.size:
+            c_a, c_b = a.cycle_cpu_ms_per_account * a.size, b.cycle_cpu_ms_per_account * b.size
+            marginal = (c_b - c_a) / (b.size - a.size)
+            print(f"marginal CPU per account, {a.size} → {b.size}: {marginal:.2f} ms per cycle")
     print(
         f"targets at 1,000: wall < {TARGET_WALL_S:g} s, CPU ≤ {TARGET_CPU_MS:g} ms per "
         f"account-cycle, RSS ≤ {TARGET_RSS_MB:g} MB, per-account cost flat across sizes"
@@ -264,6 +311,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=1, help="cycles skipped first")
     parser.add_argument("--interval", default="60s", help="poll.interval (with a unit)")
     parser.add_argument("--latency", type=float, default=0.05, help="seconds added per request")
+    parser.add_argument("--repeat", type=int, default=1, help="runs of every size, interleaved")
     parser.add_argument("--exe", help="the account-watcher to measure (default: this venv's)")
     parser.add_argument(
         "--pin", action="store_true", help="the simulator on the first CPU, the daemon on the rest"
@@ -274,13 +322,16 @@ def main() -> None:
     args.pin = _pinned() if args.pin else None
     interval_s = parse_seconds(args.interval)
     compile_bytecode()
-    rows = []
-    for size in (int(s) for s in args.sizes.split(",")):
-        rows.append(measure(size, args, interval_s))
-        print(f"  measured {size} accounts", file=sys.stderr, flush=True)
-        for line in rows[-1].warning_lines[:3]:
-            print(f"    {line[:300]}", file=sys.stderr)
-    print_table(rows, args)
+    runs: dict[int, list[Row]] = {int(s): [] for s in args.sizes.split(",")}
+    for turn in range(args.repeat):
+        for size, done in runs.items():
+            done.append(measure(size, args, interval_s))
+            row = done[-1]
+            cpu = f"{row.cycle_cpu_ms_per_account:.2f} ms"
+            print(f"  run {turn + 1}: {size} accounts, {cpu} in cycle", file=sys.stderr, flush=True)
+            for line in row.warning_lines[:3]:
+                print(f"    {line[:300]}", file=sys.stderr)
+    print_table(runs, args)
 
 
 if __name__ == "__main__":

@@ -79,4 +79,5 @@ def test_the_daemon_runs_its_cycles_on_the_loop_it_names(
     events = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
     started = [e for e in events if e.get("event") == "daemon.started"]
     assert [e["loop"] for e in started] == [loop]
-    assert any(e.get("event") == "cycle.finished" for e in events)
+    finished = [e for e in events if e.get("event") == "cycle.finished"]
+    assert finished and all(0 < e["cpu_s"] < 5 for e in finished)  # the cycle's CPU time

@@ -84,10 +84,13 @@ class CycleResult:
     - `messages`: every message of the cycle (top-up outcomes first), routed or not.
     - `deliveries`: the outbox flush's results; `backlog` targets waiting for a retry;
       `gave_up` targets dropped after `notify.give_up_after`.
+    - `duration_s` its wall time, `cpu_s` the CPU time the process used meanwhile (all
+      threads: the web server's requests too).
     """
 
     at: datetime
     duration_s: float = 0.0
+    cpu_s: float = 0.0
     requests: int = 0
     collected: Sequence[Collected] = ()
     transitions: Sequence[Transition] = ()
@@ -237,7 +240,7 @@ class Daemon:
         8. report: one `cycle.finished` log event and the metrics
         """
         wiring, now = self.wiring, self.clock()  # 1
-        started = time.monotonic()
+        started, started_cpu = time.monotonic(), time.process_time()
         deadline = started + wiring.runtime.interval.total_seconds()
         wiring, gone = await self.discovery.extend(wiring, now, deadline)  # 1: + discovered
         requests_before = _requests(wiring) - self.discovery.requests
@@ -254,7 +257,8 @@ class Daemon:
         self._commit(wiring, collected, decision, messages, now, time.monotonic() - started)  # 6
         delivered = await self._deliver(wiring, now, flush_all=flush_all)  # 7
         requests = _requests(wiring) - requests_before
-        result = _result(now, started, requests, collected, decision, messages, delivered)
+        started_at = (started, started_cpu)
+        result = _result(now, started_at, requests, collected, decision, messages, delivered)
         self._report(result)  # 8
         return result
 
@@ -389,6 +393,7 @@ class Daemon:
         log.info(
             "cycle.finished",
             duration_s=round(result.duration_s, 3),
+            cpu_s=round(result.cpu_s, 4),
             requests=result.requests,
             source_errors=len(result.source_errors),
             transitions=len(result.transitions),
@@ -415,17 +420,19 @@ def _evaluate(
 
 def _result(
     now: datetime,
-    started: float,
+    started: tuple[float, float],
     requests: int,
     collected: Sequence[Collected],
     decision: Decision,
     messages: Sequence[Routed],
     delivered: _Delivered,
 ) -> CycleResult:
-    """The cycle's immutable result (failed deliveries already written are dropped)."""
+    """The cycle's immutable result (failed deliveries already written are dropped);
+    `started`: the monotonic and process clocks at its start."""
     return CycleResult(
         at=now,
-        duration_s=time.monotonic() - started,
+        duration_s=time.monotonic() - started[0],
+        cpu_s=time.process_time() - started[1],
         requests=requests,
         collected=tuple(replace(c, webhook_failures=()) for c in collected),
         transitions=decision.transitions,
