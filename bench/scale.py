@@ -31,7 +31,11 @@ these stay level.
 
     .venv/bin/python bench/scale.py [--sizes 10,100,1000] [--cycles 3] [--interval 60s]
                                     [--latency 0.05] [--warmup 1] [--repeat 1]
-                                    [--exe PATH] [--pin]
+                                    [--ballast KB] [--exe PATH] [--pin]
+
+`--ballast KB` runs the daemon through `bench/ballast.py`, with KB of inert objects kept
+beside each account: the same work on a larger heap, the control that separates a cost
+growing with the accounts from one growing with the memory.
 
 `--exe` measures another copy (e.g. a script running `git archive`d code), for a
 before/after; the simulator stays this checkout's.
@@ -254,6 +258,7 @@ def print_table(runs: dict[int, list[Row]], args: argparse.Namespace) -> None:
         f" per request), balance + audit + webhook rules, interval {args.interval}, "
         f"{args.cycles} cycles after {args.warmup} warm-up"
         + (f", medians of {args.repeat} interleaved runs" if args.repeat > 1 else "")
+        + (f", {args.ballast} KB of ballast per account" if args.ballast else "")
         + f"; {os.cpu_count()} CPUs, load average {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f}; "
         + (
             f"simulator on CPU {_cpus(args.pin[0])}, daemon on CPU {_cpus(args.pin[1])}"
@@ -312,6 +317,7 @@ def main() -> None:
     parser.add_argument("--interval", default="60s", help="poll.interval (with a unit)")
     parser.add_argument("--latency", type=float, default=0.05, help="seconds added per request")
     parser.add_argument("--repeat", type=int, default=1, help="runs of every size, interleaved")
+    parser.add_argument("--ballast", type=int, help="KB of inert memory kept per account")
     parser.add_argument("--exe", help="the account-watcher to measure (default: this venv's)")
     parser.add_argument(
         "--pin", action="store_true", help="the simulator on the first CPU, the daemon on the rest"
@@ -319,6 +325,9 @@ def main() -> None:
     args = parser.parse_args()
     if args.exe:
         EXE[:] = [args.exe]
+    if args.ballast:
+        EXE[:] = [sys.executable, str(Path(__file__).resolve().parent / "ballast.py")]
+        os.environ["BENCH_BALLAST_KB"] = str(args.ballast)
     args.pin = _pinned() if args.pin else None
     interval_s = parse_seconds(args.interval)
     compile_bytecode()
