@@ -3,10 +3,10 @@
 Starts one Telnyx simulator serving N accounts at one base URL (each its own API key,
 each seeded as `bench/cycle.py` seeds its one: audit events in the overlap window,
 webhook deliveries in the rule's window, nothing that fires), with `--latency` added to
-every request, and runs the real `account-watcher run` (a child process) on a config of
-those N accounts with balance + audit + webhook rules at `--interval`. For each N of
-`--sizes`, after `--warmup` cycles (the first reads every account's history), over
-`--cycles` steady-state cycles:
+every request (give or take a uniform `--jitter`), and runs the real `account-watcher
+run` (a child process) on a config of those N accounts with balance + audit + webhook
+rules at `--interval`. For each N of `--sizes`, after `--warmup` cycles (the first reads
+every account's history), over `--cycles` steady-state cycles:
 
 - wall per cycle: the `duration_s` of the daemon's `cycle.finished` log events (median,
   max);
@@ -30,8 +30,15 @@ report) that a small N divides by few accounts. The cost per account does not gr
 these stay level.
 
     .venv/bin/python bench/scale.py [--sizes 10,100,1000] [--cycles 3] [--interval 60s]
-                                    [--latency 0.05] [--warmup 1] [--repeat 1]
+                                    [--latency 0.05] [--jitter 0] [--warmup 1] [--repeat 1]
                                     [--ballast KB] [--exe PATH] [--pin]
+
+`--jitter S` spreads the added latency over ±S, as a real network does. With a fixed
+latency the answers of requests sent together come back together, in waves the daemon
+reads in one wake-up each; a short cycle (10 or 100 accounts, under a second) keeps its
+waves, a long one (1,000 accounts, 8 s) loses them as they drift apart, so a fixed
+latency flatters the small sizes (by 15–25% of CPU per account on the 2-CPU VM of issue
+13's note). `--latency 0.05 --jitter 0.025` (25–75 ms) measures every size without waves.
 
 `--ballast KB` runs the daemon through `bench/ballast.py`, with KB of inert objects kept
 beside each account: the same work on a larger heap, the control that separates a cost
@@ -173,7 +180,9 @@ class Row:
 def measure(size: int, args: argparse.Namespace, interval_s: float) -> Row:
     accounts = [seeded_account(key_of(i)) for i in range(size)]
     with (
-        SimServer(accounts[0], accounts=accounts, latency=args.latency) as server,
+        SimServer(
+            accounts[0], accounts=accounts, latency=args.latency, jitter=args.jitter
+        ) as server,
         json_receiver() as hook_port,
         tempfile.TemporaryDirectory() as tmp,
     ):
@@ -253,8 +262,9 @@ def combined(runs: list[Row]) -> Row:
 
 def print_table(runs: dict[int, list[Row]], args: argparse.Namespace) -> None:
     load = os.getloadavg()
+    added = f"{args.latency * 1000:g}" + (f" ± {args.jitter * 1000:g}" if args.jitter else "")
     print(
-        f"account-watcher run, N Telnyx accounts at one simulator URL (+{args.latency * 1000:g} ms"
+        f"account-watcher run, N Telnyx accounts at one simulator URL (+{added} ms"
         f" per request), balance + audit + webhook rules, interval {args.interval}, "
         f"{args.cycles} cycles after {args.warmup} warm-up"
         + (f", medians of {args.repeat} interleaved runs" if args.repeat > 1 else "")
@@ -316,6 +326,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=1, help="cycles skipped first")
     parser.add_argument("--interval", default="60s", help="poll.interval (with a unit)")
     parser.add_argument("--latency", type=float, default=0.05, help="seconds added per request")
+    parser.add_argument("--jitter", type=float, default=0.0, help="± seconds around --latency")
     parser.add_argument("--repeat", type=int, default=1, help="runs of every size, interleaved")
     parser.add_argument("--ballast", type=int, help="KB of inert memory kept per account")
     parser.add_argument("--exe", help="the account-watcher to measure (default: this venv's)")

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
+import pytest
 from conftest import wait_for
 
+from watcher.providers.simkit.server import added_latency
 from watcher.providers.telnyx.sim import HOST, Fault, SimAccount, SimServer
 
 
@@ -81,6 +84,43 @@ def test_latency_is_a_knob_of_the_server() -> None:
     with SimServer(account, latency=0.001) as sim:
         status = httpx.get(f"{sim.base_url}/balance", headers=_auth("key-a")).status_code
     assert (sim.latency, status) == (0.001, 200)
+
+
+@pytest.mark.parametrize(
+    ("latency", "jitter", "drawn", "expected"),
+    [
+        (0.05, 0.0, None, 0.05),  # no jitter: the latency, nothing drawn
+        (0.05, 0.02, "low", 0.03),
+        (0.05, 0.02, "high", 0.07),
+        (0.01, 0.05, "low", 0.0),  # never below 0
+        (0.0, 0.0, None, 0.0),
+    ],
+)
+def test_added_latency_is_the_latency_give_or_take_the_jitter(
+    latency: float, jitter: float, drawn: str | None, expected: float
+) -> None:
+    asked: list[tuple[float, float]] = []
+
+    def draw(low: float, high: float) -> float:
+        asked.append((low, high))
+        return low if drawn == "low" else high
+
+    assert added_latency(latency, jitter, draw) == pytest.approx(expected)
+    assert asked == ([] if drawn is None else [(-jitter, jitter)])
+
+
+def test_jitter_spreads_the_answers_of_the_server() -> None:
+    account = SimAccount(api_key="key-a")
+    with pytest.raises(ValueError, match="at least 0"):
+        SimServer(account, latency=0.01, jitter=-0.01)
+    took = []
+    with SimServer(account, latency=0.03, jitter=0.02) as sim, httpx.Client() as client:
+        for _ in range(20):
+            started = time.monotonic()
+            assert client.get(f"{sim.base_url}/balance", headers=_auth("key-a")).status_code == 200
+            took.append(time.monotonic() - started)
+    assert min(took) >= 0.01  # never less than latency - jitter
+    assert max(took) - min(took) >= 0.005  # fixed at 0.03 s without the jitter
 
 
 def test_many_connections_opened_at_once_fit_the_listen_backlog() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import socket
 import socketserver
 import sys
@@ -57,12 +58,14 @@ class SimHTTPServer(ThreadingHTTPServer):
         prefix: str = "",
         errors: list[BaseException] | None = None,
         latency: float = 0.0,
+        jitter: float = 0.0,
         select: Select | None = None,
     ) -> None:
         self.account = account
         self.routes = routes
         self.prefix = prefix
         self.latency = latency
+        self.jitter = jitter
         self.select: Select = select or (lambda request: account)
         self.traffic = Traffic()
         self.traffic_lock = threading.Lock()
@@ -120,13 +123,26 @@ def _fault_response(server: SimHTTPServer, request: RecordedRequest, fault: Faul
     return Response(fault.code, body, base.headers + limit + fault.headers, content_type)
 
 
+def added_latency(
+    latency: float, jitter: float, draw: Callable[[float, float], float] = random.uniform
+) -> float:
+    """The wait before one answer: `latency` plus a uniform draw from ±`jitter`, never
+    below 0. Jitter keeps answers of requests sent together from coming back together,
+    as they do not on a real network (a fixed latency returns them in waves, each wave
+    read in one wake-up: cheaper per request than any real API would allow)."""
+    if jitter <= 0:
+        return latency
+    return max(0.0, latency + draw(-jitter, jitter))
+
+
 def _answer(
     server: SimHTTPServer, account: SimAccountBase, request: RecordedRequest, in_api: bool
 ) -> Response | None:
     """Wait the added latency, apply a pending fault, else route; None = drop the
     connection."""
-    if server.latency > 0:
-        server.stopping.wait(server.latency)
+    delay = added_latency(server.latency, server.jitter)
+    if delay > 0:
+        server.stopping.wait(delay)
     fault = account._take_fault(request.path) if in_api else None
     if fault is not None and fault.kind == "disconnect":
         return None
@@ -229,8 +245,9 @@ class SimServerBase:
 
     Use as a context manager, or call `start()` / `stop()`. `port=0` picks a free port;
     requests outside `prefix` (when given) get the routes' 404 and no fault. `latency`:
-    seconds every request waits before it is answered. `select`: the account a request
-    is recorded for and faulted by (default: `account`; the routes pick theirs).
+    seconds every request waits before it is answered, give or take a uniform `jitter`
+    (`added_latency`). `select`: the account a request is recorded for and faulted by
+    (default: `account`; the routes pick theirs).
     """
 
     def __init__(
@@ -242,13 +259,17 @@ class SimServerBase:
         prefix: str = "",
         name: str = "sim",
         latency: float = 0.0,
+        jitter: float = 0.0,
         select: Select | None = None,
     ) -> None:
+        if latency < 0 or jitter < 0:
+            raise ValueError("latency and jitter are seconds, at least 0")
         self.account = account
         self.routes = routes
         self.prefix = prefix
         self.name = name
         self.latency = latency
+        self.jitter = jitter
         self._select = select
         self._requested_port = port
         self._httpd: SimHTTPServer | None = None
@@ -271,6 +292,7 @@ class SimServerBase:
             prefix=self.prefix,
             errors=self._errors,
             latency=self.latency,
+            jitter=self.jitter,
             select=self._select,
         )
         thread = threading.Thread(

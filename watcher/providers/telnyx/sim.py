@@ -61,7 +61,8 @@ class SimServer(SimServerBase):
 
     `accounts`: more accounts served at the same URL, each answering (and recording) the
     requests that carry its API key (distinct keys); a request with another key is
-    `account`'s. `latency`: seconds each request waits before it is answered.
+    `account`'s. `latency`: seconds each request waits before it is answered, give or
+    take a uniform `jitter`.
     `traffic` counts the connections accepted and the most requests in flight at once.
     """
 
@@ -74,6 +75,7 @@ class SimServer(SimServerBase):
         port: int = 0,
         accounts: Sequence[SimAccount] = (),
         latency: float = 0.0,
+        jitter: float = 0.0,
     ) -> None:
         routes = TelnyxRoutes(account, accounts)
         super().__init__(
@@ -83,6 +85,7 @@ class SimServer(SimServerBase):
             prefix=API_PREFIX,
             name="telnyx-sim",
             latency=latency,
+            jitter=jitter,
             select=routes.account_for if accounts else None,
         )
 
