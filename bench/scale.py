@@ -11,8 +11,8 @@ every account's history), over `--cycles` steady-state cycles:
 - wall per cycle: the `duration_s` of the daemon's `cycle.finished` log events (median,
   max);
 - CPU per account-cycle, in the cycle: the `cpu_s` of each measured `cycle.finished`
-  event (the process's CPU time from the cycle's start to its end) over N, median of the
-  cycles;
+  event (the process's CPU time from the cycle's start to its result, just before its
+  report) over N, median of the cycles;
 - CPU per account-cycle, all: the child's utime + stime (/proc/PID/stat) from the end of
   the last warm-up cycle to the end of the last measured one, over cycles × N (the idle
   time between cycles at `--interval` included);
@@ -22,12 +22,13 @@ every account's history), over `--cycles` steady-state cycles:
 
 With `--repeat K` the sizes run K times, interleaved (10, 100, 1000, 10, 100, …), and
 each figure is the median of the K runs, the CPU with its range: on a shared VM the
-machine's speed drifts over minutes, and sizes run one after the other would see
-different machines. Below the table, the marginal CPU of an account between two sizes,
-(C(b) − C(a)) / (b − a) of the in-cycle CPU per cycle C: what one more account costs,
-without the fixed part of a cycle (the commit's transaction, the outbox flush, the
-report) that a small N divides by few accounts. The cost per account does not grow when
-these stay level.
+machine's speed drifts (by ±15% from one second to the next on the VM of issue 13's
+note), a short cycle samples that drift and a long one averages it, and sizes run one
+after the other would see different machines. Below the table, the marginal CPU of an
+account between two sizes, (C(b) − C(a)) / (b − a) of the in-cycle CPU per cycle C: what
+one more account costs, without the fixed part of a cycle (the commit's transaction, the
+outbox flush, the report) that a small N divides by few accounts. The cost per account
+does not grow when these stay level.
 
     .venv/bin/python bench/scale.py [--sizes 10,100,1000] [--cycles 3] [--interval 60s]
                                     [--latency 0.05] [--jitter 0] [--warmup 1] [--repeat 1]
