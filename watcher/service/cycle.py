@@ -257,8 +257,8 @@ class Daemon:
         self._commit(wiring, collected, decision, messages, now, time.monotonic() - started)  # 6
         delivered = await self._deliver(wiring, now, flush_all=flush_all)  # 7
         requests = _requests(wiring) - requests_before
-        started_at = (started, started_cpu)
-        result = _result(now, started_at, requests, collected, decision, messages, delivered)
+        clocks = (started, started_cpu)
+        result = _result(now, clocks, requests, collected, decision, messages, delivered)
         self._report(result)  # 8
         return result
 

@@ -43,6 +43,17 @@ class CursorTables(Database):
         )
         return dt(rows[0][0]) if rows else None
 
+    def cursor_rows(self, names: Iterable[str]) -> dict[tuple[str, str], str]:
+        """Every account's stored value of each row name in `names` (a source's cursor, or
+        `resume_key(source)`), by (account, name): one query for a whole cycle."""
+        wanted = sorted(set(names))
+        marks = ", ".join("?" * len(wanted))
+        rows = self._query(
+            f"SELECT account, source, value FROM cursors WHERE source IN ({marks})",  # noqa: S608
+            wanted,
+        )
+        return {(account, name): value for account, name, value in rows}
+
     def set_cursor(self, account: str, source: str, value: datetime) -> None:
         """Store the cursor of `source` for `account` (replacing the previous one)."""
         self.set_cursor_many([(account, source, value)])

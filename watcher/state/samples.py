@@ -19,6 +19,12 @@ from watcher.state.db import Database, dt, ts
 
 log = structlog.get_logger("watcher.state.store")  # log lines unchanged by the split
 
+_FAILURES = (
+    "SELECT account, id, started_at, status, event_type, url, http_status, error "
+    "FROM webhook_failures"
+)
+"""The stored failed deliveries, as `SampleTables._deliveries` reads them."""
+
 
 class SampleTables(Database):
     """The `balance_samples` and `webhook_failures` tables, and `prune`."""
@@ -122,9 +128,7 @@ class SampleTables(Database):
         so that a window of 50,000 failures costs a few MB, not tens.
         """
         rows = self._run(
-            "SELECT account, id, started_at, status, event_type, url, http_status, error "
-            "FROM webhook_failures WHERE account = ? AND started_at >= ? "
-            "ORDER BY started_at, id",
+            f"{_FAILURES} WHERE account = ? AND started_at >= ? ORDER BY started_at, id",
             (account, ts(since)),
         )
         return [delivery for _, delivery in self._deliveries(rows)]
@@ -133,13 +137,13 @@ class SampleTables(Database):
         """Every account's stored failed deliveries started at or after `since`, as
         (account, delivery), each account's oldest first (one query for a cycle)."""
         rows = self._run(
-            "SELECT account, id, started_at, status, event_type, url, http_status, error "
-            "FROM webhook_failures WHERE started_at >= ? ORDER BY account, started_at, id",
+            f"{_FAILURES} WHERE started_at >= ? ORDER BY account, started_at, id",
             (ts(since),),
         )
         return self._deliveries(rows)
 
     def _deliveries(self, rows: Iterable[Sequence[Any]]) -> list[tuple[str, WebhookDelivery]]:
+        """(account, delivery) of each row of `_FAILURES`."""
         shared: dict[str, str] = {}
         one = shared.setdefault  # one(text, text): the first object of this text
         try:

@@ -27,14 +27,8 @@ class CollectView:
 
     def __init__(self, store: Store, sources: Iterable[str], since: datetime | None) -> None:
         self._store = store
-        names = sorted({str(s) for s in sources} | {resume_key(str(s)) for s in sources})
-        marks = ", ".join("?" * len(names))
-        rows = store.query(
-            f"SELECT account, source, value FROM cursors WHERE source IN ({marks})",  # noqa: S608
-            names,
-        )
-        self._names = frozenset(names)
-        self._cursors: dict[tuple[str, str], str] = {(a, s): v for a, s, v in rows}
+        self._names = frozenset({str(s) for s in sources} | {resume_key(str(s)) for s in sources})
+        self._cursors = store.cursor_rows(self._names)
         self._since = since
         self._failures: dict[str, list[WebhookDelivery]] = {}
         if since is not None:
